@@ -1,0 +1,30 @@
+//! The debrief schema, as an ordered list of migrations.
+//!
+//! Migrations use sea-query's schema builders rather than the application's
+//! entities: they are history, and must keep producing the same schema when
+//! the entities change. Postgres also gets Row Level Security, enabled and
+//! forced on every table that holds a user's data (see [`rls`]).
+
+pub use sea_orm_migration::MigrationStatus;
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_identity;
+mod m20261127_000002_meetings;
+mod m20261127_000003_practice;
+mod m20261127_000004_usage_events_audit;
+pub mod rls;
+mod util;
+
+/// Every migration, oldest first.
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261127_000001_identity::Migration),
+            Box::new(m20261127_000002_meetings::Migration),
+            Box::new(m20261127_000003_practice::Migration),
+            Box::new(m20261127_000004_usage_events_audit::Migration),
+        ]
+    }
+}

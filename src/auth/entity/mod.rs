@@ -1,0 +1,3 @@
+//! Tables of the identity domain.
+
+pub mod user;

@@ -1,0 +1,350 @@
+//! Configuration from environment variables.
+//!
+//! Every setting has a default, so `debrief serve` runs with none. A value
+//! that does not parse stops start-up with an error naming the variable.
+//! Secrets come only from the environment, either directly (`DATABASE_URL`)
+//! or from a file named by `<NAME>_FILE` (`DATABASE_URL_FILE`), and are
+//! never logged or shown in errors.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::HeaderValue;
+
+/// Settings for one debrief process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DEBRIEF_ADDR`: where gRPC, gRPC-Web and HTTP are served.
+    pub addr: SocketAddr,
+    /// `DEBRIEF_DATA_DIR`: the SQLite database and local objects.
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL`: a `postgres://` or `sqlite:` URL; unset for SQLite in
+    /// the data directory.
+    pub database_url: Option<Secret>,
+    /// `DEBRIEF_DB_MAX_CONNECTIONS`: pool size (Postgres; SQLite uses one
+    /// connection unless this is set).
+    pub db_max_connections: Option<u32>,
+    /// `DEBRIEF_LOG_FORMAT`: `pretty` or `json`.
+    pub log_format: LogFormat,
+    /// `DEBRIEF_LOG`: a tracing filter such as `info` or `debrief=debug,info`.
+    pub log_filter: String,
+    /// `DEBRIEF_CORS_ORIGINS`: comma-separated browser origins allowed to
+    /// call the API, e.g. `https://app.example.com`. Empty: none.
+    pub cors_origins: Vec<HeaderValue>,
+    /// `DEBRIEF_MAX_MESSAGE_SIZE`: largest gRPC message accepted or sent.
+    pub max_message_bytes: usize,
+    /// `DEBRIEF_SHUTDOWN_GRACE`: how long shutdown waits for calls in flight.
+    pub shutdown_grace: Duration,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A value that must not be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// A setting that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {var}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads settings from `(name, value)` pairs.
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let vars = Vars(vars.into_iter().collect());
+        Ok(Self {
+            addr: vars.parse(
+                "DEBRIEF_ADDR",
+                "127.0.0.1:8080",
+                "an address such as 127.0.0.1:8080",
+            )?,
+            data_dir: PathBuf::from(vars.get("DEBRIEF_DATA_DIR").unwrap_or("./debrief-data")),
+            database_url: vars.secret("DATABASE_URL", "DATABASE_URL_FILE")?,
+            db_max_connections: vars
+                .parse_opt("DEBRIEF_DB_MAX_CONNECTIONS", "a whole number")?
+                .map(|n| positive(n, "DEBRIEF_DB_MAX_CONNECTIONS"))
+                .transpose()?,
+            log_format: match vars.get("DEBRIEF_LOG_FORMAT").unwrap_or("pretty") {
+                "pretty" => LogFormat::Pretty,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(invalid(
+                        "DEBRIEF_LOG_FORMAT",
+                        other,
+                        "expected `pretty` or `json`",
+                    ));
+                }
+            },
+            log_filter: {
+                let filter = vars.get("DEBRIEF_LOG").unwrap_or("info");
+                tracing_subscriber::EnvFilter::try_new(filter)
+                    .map_err(|e| invalid("DEBRIEF_LOG", filter, &e.to_string()))?;
+                filter.to_owned()
+            },
+            cors_origins: cors_origins(vars.get("DEBRIEF_CORS_ORIGINS").unwrap_or(""))?,
+            max_message_bytes: {
+                let value = vars.get("DEBRIEF_MAX_MESSAGE_SIZE").unwrap_or("16MiB");
+                let bytes = parse_size(value).ok_or_else(|| {
+                    invalid("DEBRIEF_MAX_MESSAGE_SIZE", value, "expected a size such as 16MiB")
+                })?;
+                positive(bytes, "DEBRIEF_MAX_MESSAGE_SIZE")?
+            },
+            shutdown_grace: {
+                let value = vars.get("DEBRIEF_SHUTDOWN_GRACE").unwrap_or("10s");
+                parse_duration(value).ok_or_else(|| {
+                    invalid("DEBRIEF_SHUTDOWN_GRACE", value, "expected a duration such as 10s")
+                })?
+            },
+        })
+    }
+
+    /// The database URL: `DATABASE_URL`, or the SQLite file in the data
+    /// directory.
+    pub fn database_url(&self) -> Secret {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => Secret::new(format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("debrief.db").display()
+            )),
+        }
+    }
+}
+
+struct Vars(HashMap<String, String>);
+
+impl Vars {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    fn parse<T: FromStr>(&self, var: &'static str, default: &str, expected: &str) -> Result<T, ConfigError> {
+        parse_value(var, self.get(var).unwrap_or(default), expected)
+    }
+
+    fn parse_opt<T: FromStr>(&self, var: &'static str, expected: &str) -> Result<Option<T>, ConfigError> {
+        self.get(var)
+            .map(|value| parse_value(var, value, expected))
+            .transpose()
+    }
+
+    /// `var`, or the contents of the file named by `file_var`.
+    fn secret(&self, var: &'static str, file_var: &'static str) -> Result<Option<Secret>, ConfigError> {
+        match (self.get(var), self.get(file_var)) {
+            (Some(_), Some(_)) => Err(ConfigError {
+                var,
+                reason: format!("set either {var} or {file_var}, not both"),
+            }),
+            (Some(value), None) if value.trim().is_empty() => Ok(None),
+            (Some(value), None) => Ok(Some(Secret::new(value.trim()))),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|value| Some(Secret::new(value.trim())))
+                .map_err(|e| ConfigError {
+                    var: file_var,
+                    reason: format!("cannot read {path:?}: {e}"),
+                }),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+fn parse_value<T: FromStr>(var: &'static str, value: &str, expected: &str) -> Result<T, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(var, value, &format!("expected {expected}")))
+}
+
+fn invalid(var: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError {
+        var,
+        reason: format!("{value:?} is not valid: {reason}"),
+    }
+}
+
+fn positive<T: PartialOrd + Default>(value: T, var: &'static str) -> Result<T, ConfigError> {
+    if value > T::default() {
+        Ok(value)
+    } else {
+        Err(ConfigError {
+            var,
+            reason: "must be greater than zero".into(),
+        })
+    }
+}
+
+fn cors_origins(value: &str) -> Result<Vec<HeaderValue>, ConfigError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .map(|origin| {
+            let uri: http::Uri = origin.parse().map_err(|_| {
+                invalid(
+                    "DEBRIEF_CORS_ORIGINS",
+                    origin,
+                    "expected an origin such as https://app.example.com",
+                )
+            })?;
+            let is_origin = matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.host().is_some()
+                && uri
+                    .path_and_query()
+                    .is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty())
+                && !origin.ends_with('/');
+            if !is_origin {
+                return Err(invalid(
+                    "DEBRIEF_CORS_ORIGINS",
+                    origin,
+                    "expected scheme://host[:port] with no path, e.g. https://app.example.com",
+                ));
+            }
+            HeaderValue::from_str(origin)
+                .map_err(|_| invalid("DEBRIEF_CORS_ORIGINS", origin, "not a valid header value"))
+        })
+        .collect()
+}
+
+/// Parses `500ms`, `10s`, `5m`, `2h` or `1d`.
+pub fn parse_duration(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let split = value.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let seconds = match unit {
+        "ms" => return Some(Duration::from_millis(number)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    number.checked_mul(seconds).map(Duration::from_secs)
+}
+
+/// Parses a byte size: `1048576`, `512KiB`, `16MiB`, `1GiB` (or KB/MB/GB,
+/// also powers of 1024).
+pub fn parse_size(value: &str) -> Option<usize> {
+    let value = value.trim();
+    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: usize = number.parse().ok()?;
+    let multiplier: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "KB" => 1 << 10,
+        "MiB" | "MB" => 1 << 20,
+        "GiB" | "GB" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(multiplier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_need_no_variables() {
+        let config = config(&[]).expect("defaults are valid");
+        assert_eq!(config.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.max_message_bytes, 16 << 20);
+        assert_eq!(config.shutdown_grace, Duration::from_secs(10));
+        assert!(config.cors_origins.is_empty());
+        assert!(config.database_url().expose().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn a_malformed_value_names_its_variable() {
+        for (var, value) in [
+            ("DEBRIEF_ADDR", "not-an-address"),
+            ("DEBRIEF_LOG_FORMAT", "xml"),
+            ("DEBRIEF_MAX_MESSAGE_SIZE", "lots"),
+            ("DEBRIEF_MAX_MESSAGE_SIZE", "0"),
+            ("DEBRIEF_SHUTDOWN_GRACE", "10 parsecs"),
+            ("DEBRIEF_CORS_ORIGINS", "https://ok.example, ftp://nope"),
+            ("DEBRIEF_CORS_ORIGINS", "https://app.example.com/path"),
+            ("DEBRIEF_DB_MAX_CONNECTIONS", "-3"),
+            ("DEBRIEF_LOG", "debrief=loud"),
+        ] {
+            let err = config(&[(var, value)]).expect_err(value);
+            assert_eq!(err.var, var, "{err}");
+            assert!(err.to_string().contains(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_never_shown() {
+        let config = config(&[("DATABASE_URL", "postgres://app:hunter2@db/debrief")]).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert_eq!(
+            config.database_url().expose(),
+            "postgres://app:hunter2@db/debrief"
+        );
+    }
+
+    #[test]
+    fn a_secret_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("url");
+        std::fs::write(&path, "postgres://from-file/db\n").unwrap();
+        let config = config(&[("DATABASE_URL_FILE", path.to_str().unwrap())]).unwrap();
+        assert_eq!(config.database_url().expose(), "postgres://from-file/db");
+        let err =
+            super::Config::from_vars([("DATABASE_URL_FILE".to_string(), "/nonexistent/url".to_string())])
+                .expect_err("missing file");
+        assert_eq!(err.var, "DATABASE_URL_FILE");
+    }
+
+    #[test]
+    fn durations_and_sizes_parse() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_size("4MiB"), Some(4 << 20));
+        assert_eq!(parse_size("123"), Some(123));
+        assert_eq!(parse_size("1TB"), None);
+    }
+}

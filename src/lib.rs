@@ -1,0 +1,28 @@
+//! debrief: the backend of a Meeting Intelligence product.
+//!
+//! A gRPC service (with gRPC-Web for browsers) that stores meeting
+//! recordings, processes their audio, and turns what it learns into
+//! speaking-skill practice, progress tracking and usage limits. Each domain
+//! is a module holding its service, queries and rules; cross-cutting parts
+//! (configuration, database, errors, server assembly) sit beside them.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod meetings;
+pub mod pagination;
+pub mod pb;
+pub mod practice;
+pub mod processing;
+pub mod profiles;
+pub mod progress;
+pub mod server;
+pub mod telemetry;
+pub mod uploads;
+pub mod usage;
+
+pub use config::Config;
+pub use server::{AppState, Application};

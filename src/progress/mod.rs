@@ -1,0 +1,5 @@
+//! Progress: per-skill scores over time, streaks, and the export of a user's data.
+
+pub mod service;
+
+pub use service::ProgressApi;

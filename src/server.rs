@@ -1,0 +1,296 @@
+//! Assembly of the server: every transport on one port.
+//!
+//! [`Application::build`] connects the database, runs migrations and binds
+//! the listener, so a caller (the CLI, a test, the benchmark) knows the port
+//! before serving starts. [`Application::run_until_stopped`] serves gRPC
+//! (HTTP/2), gRPC-Web (HTTP/1.1 and HTTP/2), reflection and health until the
+//! shutdown token is cancelled, then drains calls in flight for the
+//! configured grace period.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method, Request};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::config::Config;
+use crate::db::{ConnectError, Db};
+use crate::pb::v1::{
+    admin_service_server::AdminServiceServer, auth_service_server::AuthServiceServer,
+    event_service_server::EventServiceServer, meeting_service_server::MeetingServiceServer,
+    practice_service_server::PracticeServiceServer, processing_service_server::ProcessingServiceServer,
+    profile_service_server::ProfileServiceServer, progress_service_server::ProgressServiceServer,
+    upload_service_server::UploadServiceServer, usage_service_server::UsageServiceServer,
+};
+use crate::pb::{FILE_DESCRIPTOR_SET, SERVICE_NAMES};
+
+/// What every request handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The configuration the process started with.
+    pub config: Arc<Config>,
+    /// The database.
+    pub db: Db,
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The database could not be opened.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// Migrations failed.
+    #[error("cannot migrate the database: {0}")]
+    Migrate(sea_orm::DbErr),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr} (DEBRIEF_ADDR): {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// Reflection could not read the descriptor set.
+    #[error("cannot build server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// Serving failed.
+    #[error("server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A server that is bound and ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    health: HealthReporter,
+    routes: Routes,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Opens and migrates the database, binds `config.addr` and builds every
+    /// service. Nothing is served until [`Self::run_until_stopped`].
+    pub async fn build(config: Config) -> Result<Self, ServerError> {
+        let db = Db::connect(&config).await?;
+        db.migrate().await.map_err(ServerError::Migrate)?;
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+
+        let state = AppState {
+            config: Arc::new(config),
+            db,
+        };
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_health(&health, ServingStatus::Serving).await;
+        let routes = grpc_routes(&state, health_service)?;
+        Ok(Self {
+            listener,
+            addr,
+            state,
+            health,
+            routes,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The state shared by the handlers.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancelling this token starts a graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then stops accepting
+    /// connections, reports NOT_SERVING, and waits up to the configured grace
+    /// period for calls in flight before closing what is left.
+    pub async fn run_until_stopped(self) -> Result<(), ServerError> {
+        let Self {
+            listener,
+            addr,
+            state,
+            health,
+            routes,
+            shutdown,
+        } = self;
+        let grace = state.config.shutdown_grace;
+        let layers = ServiceBuilder::new()
+            .map_request(drop_unusable_request_id)
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_grpc()
+                    .make_span_with(request_span)
+                    .on_response(DefaultOnResponse::new().level(Level::INFO))
+                    .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+            )
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(SetResponseHeaderLayer::if_not_present(
+                http::header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .layer(cors(&state.config))
+            .layer(tonic_web::GrpcWebLayer::new())
+            .into_inner();
+
+        let signal = {
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                set_health(&health, ServingStatus::NotServing).await;
+                tracing::info!("shutting down: no new connections, draining calls in flight");
+            }
+        };
+        let server = Server::builder()
+            .accept_http1(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .layer(layers)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal);
+        tracing::info!(%addr, backend = ?state.db.backend(), "debrief is serving gRPC, gRPC-Web and HTTP");
+
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => result?,
+            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(?grace, "calls still in flight after the grace period; closing them");
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn grpc_routes(
+    state: &AppState,
+    health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+) -> Result<Routes, ServerError> {
+    let max = state.config.max_message_bytes;
+    // Every debrief service gets the configured message size limit.
+    macro_rules! limited {
+        ($server:ident, $api:expr) => {
+            $server::new($api)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max)
+        };
+    }
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let mut routes = Routes::builder();
+    routes
+        .add_service(limited!(AuthServiceServer, crate::auth::AuthApi))
+        .add_service(limited!(ProfileServiceServer, crate::profiles::ProfileApi))
+        .add_service(limited!(MeetingServiceServer, crate::meetings::MeetingApi))
+        .add_service(limited!(UploadServiceServer, crate::uploads::UploadApi))
+        .add_service(limited!(
+            ProcessingServiceServer,
+            crate::processing::ProcessingApi
+        ))
+        .add_service(limited!(PracticeServiceServer, crate::practice::PracticeApi))
+        .add_service(limited!(ProgressServiceServer, crate::progress::ProgressApi))
+        .add_service(limited!(
+            UsageServiceServer,
+            crate::usage::UsageApi::new(state.clone())
+        ))
+        .add_service(limited!(EventServiceServer, crate::events::EventApi))
+        .add_service(limited!(AdminServiceServer, crate::admin::AdminApi))
+        .add_service(health)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?);
+    Ok(routes.routes())
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for name in SERVICE_NAMES {
+        health.set_service_status(name, status).await;
+    }
+}
+
+/// Browsers may call from the configured origins only, and may read the
+/// gRPC status headers and the request id.
+fn cors(config: &Config) -> CorsLayer {
+    const ALLOW: [&str; 7] = [
+        "authorization",
+        "content-type",
+        "x-grpc-web",
+        "x-user-agent",
+        "grpc-timeout",
+        "x-request-id",
+        "last-event-id",
+    ];
+    const EXPOSE: [&str; 4] = [
+        "grpc-status",
+        "grpc-message",
+        "grpc-status-details-bin",
+        "x-request-id",
+    ];
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(config.cors_origins.iter().cloned()))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::HEAD,
+        ])
+        .allow_headers(ALLOW.map(HeaderName::from_static))
+        .expose_headers(EXPOSE.map(HeaderName::from_static))
+        .max_age(Duration::from_secs(3600))
+}
+
+/// A client-supplied `x-request-id` is kept only if it is short and plain,
+/// so it cannot flood or forge log lines; otherwise one is generated.
+fn drop_unusable_request_id<B>(mut request: Request<B>) -> Request<B> {
+    let usable = request.headers().get("x-request-id").is_none_or(|id| {
+        (1..=128).contains(&id.len())
+            && id
+                .as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    });
+    if !usable {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
+}
+
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|id| id.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!("request", request_id, method = %request.method(), path = %request.uri().path())
+}

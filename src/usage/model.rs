@@ -1,0 +1,72 @@
+//! Usage categories and how each is measured.
+
+use sea_orm::entity::prelude::*;
+
+use crate::pb::v1::{LimitPeriod, UsageCategory};
+
+/// Something a plan limits or usage counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum Category {
+    /// Minutes of meeting audio analysed per period.
+    #[sea_orm(string_value = "analysis_minutes")]
+    AnalysisMinutes,
+    /// Practice sessions started per period.
+    #[sea_orm(string_value = "practice_sessions")]
+    PracticeSessions,
+    /// AI feedback requests per period.
+    #[sea_orm(string_value = "ai_feedback_requests")]
+    AiFeedbackRequests,
+    /// Bytes of recordings stored, over all time.
+    #[sea_orm(string_value = "storage_bytes")]
+    StorageBytes,
+    /// Largest single upload.
+    #[sea_orm(string_value = "max_upload_bytes")]
+    MaxUploadBytes,
+    /// Processing jobs at once.
+    #[sea_orm(string_value = "concurrent_jobs")]
+    ConcurrentJobs,
+    /// AI spend per period, in millionths of a US dollar.
+    #[sea_orm(string_value = "ai_cost_micros")]
+    AiCostMicros,
+}
+
+impl Category {
+    /// How the limit is measured over time.
+    pub fn period(self) -> LimitPeriod {
+        match self {
+            Self::AnalysisMinutes
+            | Self::PracticeSessions
+            | Self::AiFeedbackRequests
+            | Self::AiCostMicros => LimitPeriod::Monthly,
+            Self::StorageBytes => LimitPeriod::Total,
+            Self::MaxUploadBytes | Self::ConcurrentJobs => LimitPeriod::Instant,
+        }
+    }
+
+    /// The unit amounts are counted in.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Self::AnalysisMinutes => "minutes",
+            Self::PracticeSessions => "sessions",
+            Self::AiFeedbackRequests => "requests",
+            Self::StorageBytes | Self::MaxUploadBytes => "bytes",
+            Self::ConcurrentJobs => "jobs",
+            Self::AiCostMicros => "micro_usd",
+        }
+    }
+}
+
+impl From<Category> for UsageCategory {
+    fn from(category: Category) -> Self {
+        match category {
+            Category::AnalysisMinutes => Self::AnalysisMinutes,
+            Category::PracticeSessions => Self::PracticeSessions,
+            Category::AiFeedbackRequests => Self::AiFeedbackRequests,
+            Category::StorageBytes => Self::StorageBytes,
+            Category::MaxUploadBytes => Self::MaxUploadBytes,
+            Category::ConcurrentJobs => Self::ConcurrentJobs,
+            Category::AiCostMicros => Self::AiCostMicros,
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The `debrief` binary: start-up, configuration errors, signals, draining
+//! and the migrate commands.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use debrief::pb::v1::ListPlansRequest;
+use debrief::pb::v1::usage_service_client::UsageServiceClient;
+use futures::StreamExt;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+use crate::helpers::{Backend, debrief_command, spawn_app, test_env};
+use crate::on_both_backends;
+
+on_both_backends!(
+    a_bad_configuration_value_stops_start_up_naming_it,
+    serve_starts_answers_and_stops_cleanly_on_sigterm,
+    shutdown_drains_calls_in_flight,
+    migrate_commands_apply_revert_and_report,
+);
+
+async fn run(vars: &HashMap<String, String>, args: &[&str]) -> std::process::Output {
+    let mut command = Command::from(debrief_command(vars));
+    let run = command.args(args).kill_on_drop(true).output();
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("debrief finishes")
+        .expect("debrief runs")
+}
+
+async fn a_bad_configuration_value_stops_start_up_naming_it(backend: Backend) {
+    let (base, _data_dir) = test_env(backend).await;
+    for (var, value) in [
+        ("DEBRIEF_ADDR", "not-an-address"),
+        ("DEBRIEF_MAX_MESSAGE_SIZE", "lots"),
+        ("DEBRIEF_LOG_FORMAT", "xml"),
+        ("DATABASE_URL", "mysql://root:hunter2@db/debrief"),
+    ] {
+        let mut vars = base.clone();
+        vars.insert(var.into(), value.into());
+        let output = run(&vars, &["serve"]).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{var}={value} started anyway");
+        assert!(stderr.contains(var), "{var} not named in: {stderr}");
+        assert!(!stderr.contains("hunter2"), "secret shown: {stderr}");
+    }
+}
+
+/// Starts `debrief serve` on a free port and returns it with its address,
+/// read from its first JSON log line that announces serving.
+async fn serve(
+    vars: &HashMap<String, String>,
+) -> (
+    tokio::process::Child,
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let mut child = Command::from(debrief_command(vars))
+        .arg("serve")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn debrief serve");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("read log") {
+            let json: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+            if let Some(addr) = json["fields"]["addr"].as_str() {
+                return addr.to_owned();
+            }
+        }
+        panic!("debrief exited before serving");
+    })
+    .await
+    .expect("debrief starts serving");
+    // Keep reading the log so the process never blocks on a full pipe.
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    (child, addr, rx)
+}
+
+async fn serve_starts_answers_and_stops_cleanly_on_sigterm(backend: Backend) {
+    let (mut vars, _data_dir) = test_env(backend).await;
+    vars.insert("DEBRIEF_LOG_FORMAT".into(), "json".into());
+    let (mut child, addr, mut log) = serve(&vars).await;
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+
+    let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("health");
+    assert_eq!(health.into_inner().status(), ServingStatus::Serving);
+    let mut request = tonic::Request::new(ListPlansRequest::default());
+    request
+        .metadata_mut()
+        .insert("x-request-id", "cli-test-request".parse().unwrap());
+    let plans = UsageServiceClient::new(channel)
+        .list_plans(request)
+        .await
+        .expect("plans");
+    assert_eq!(plans.into_inner().plans.len(), 3);
+
+    let pid = child.id().expect("running").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops within the grace period")
+        .expect("exit status");
+    assert!(status.success(), "exit status {status:?}");
+
+    // The request's log lines carry its request id.
+    let mut lines = Vec::new();
+    while let Ok(line) = log.try_recv() {
+        lines.push(line);
+    }
+    let request_lines: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("/debrief.v1.UsageService/ListPlans"))
+        .collect();
+    assert!(
+        !request_lines.is_empty(),
+        "no log line for the request: {lines:#?}"
+    );
+    assert!(
+        request_lines.iter().all(|l| l.contains("cli-test-request")),
+        "{request_lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("shutting down")), "{lines:#?}");
+}
+
+async fn shutdown_drains_calls_in_flight(backend: Backend) {
+    let app = spawn_app(backend).await;
+
+    // A health watcher learns that the server is going away.
+    let mut watch = app
+        .health()
+        .watch(HealthCheckRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status(),
+        ServingStatus::Serving
+    );
+
+    // A gRPC-Web call whose request body is still arriving when shutdown
+    // begins: a 5-byte frame header for an empty ListPlansRequest, sent in
+    // two parts.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    let call = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!("{}/debrief.v1.UsageService/ListPlans", app.url()))
+            .header("content-type", "application/grpc-web+proto")
+            .body(reqwest::Body::wrap_stream(
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+            ))
+            .send(),
+    );
+    tx.send(Ok(vec![0, 0])).await.unwrap();
+    // Nothing on the server signals that it has read the headers; give the
+    // request a moment to arrive before shutdown starts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.begin_shutdown();
+
+    let status = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("update");
+    assert_eq!(status.unwrap().unwrap().status(), ServingStatus::NotServing);
+
+    tx.send(Ok(vec![0, 0, 0])).await.unwrap();
+    drop(tx);
+    let response = call.await.unwrap().expect("the call in flight completes");
+    let body = response.bytes().await.expect("body");
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("plans/free"), "{text}");
+    assert!(text.contains("grpc-status:0"), "{text}");
+
+    // Once drained, the server stops and refuses new connections.
+    let addr = app.addr;
+    app.stop().await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+async fn migrate_commands_apply_revert_and_report(backend: Backend) {
+    let (vars, _data_dir) = test_env(backend).await;
+    let status = |output: std::process::Output| {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let before = status(run(&vars, &["migrate", "status"]).await);
+    assert_eq!(before.lines().count(), 4, "{before}");
+    assert!(before.lines().all(|l| l.starts_with("pending")), "{before}");
+
+    status(run(&vars, &["migrate", "up"]).await);
+    let applied = status(run(&vars, &["migrate", "status"]).await);
+    assert!(applied.lines().all(|l| l.starts_with("applied")), "{applied}");
+
+    status(run(&vars, &["migrate", "down", "--steps", "4"]).await);
+    let reverted = status(run(&vars, &["migrate", "status"]).await);
+    assert!(reverted.lines().all(|l| l.starts_with("pending")), "{reverted}");
+
+    status(run(&vars, &["migrate", "up"]).await);
+}

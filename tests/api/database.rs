@@ -1,0 +1,344 @@
+//! The schema, the scoped-transaction API and, on Postgres, forced Row Level
+//! Security.
+
+use std::collections::BTreeSet;
+
+use chrono::Utc;
+use debrief::Config;
+use debrief::auth::entity::user::{self, Role};
+use debrief::db::Db;
+use debrief::meetings::entity::{self as meeting, Status};
+use migration::rls::OWNED_TABLES;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, PaginatorTrait, QueryFilter, Statement,
+};
+use uuid::Uuid;
+
+use crate::helpers::{Backend, postgres, spawn_app, test_env};
+use crate::on_both_backends;
+
+on_both_backends!(
+    migrations_go_up_down_and_up_again,
+    scoped_transactions_see_and_write_only_their_owners_rows
+);
+
+/// Every table of the core schema.
+const TABLES: &[&str] = &[
+    "api_keys",
+    "audit_log",
+    "auth_sessions",
+    "events",
+    "exercise_attempts",
+    "exercises",
+    "meeting_analyses",
+    "meeting_transcripts",
+    "meetings",
+    "modules",
+    "plan_limits",
+    "plans",
+    "practice_sessions",
+    "processing_stage_runs",
+    "profiles",
+    "refresh_tokens",
+    "transcript_segments",
+    "upload_chunks",
+    "uploads",
+    "usage_counters",
+    "usage_metrics",
+    "user_limit_overrides",
+    "user_progress",
+    "user_tokens",
+    "users",
+];
+
+async fn tables(db: &Db) -> BTreeSet<String> {
+    let sql = match db.backend() {
+        DbBackend::Postgres => "SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public'",
+        _ => "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+    };
+    db.unscoped()
+        .query_all_raw(Statement::from_string(db.backend(), sql))
+        .await
+        .expect("list tables")
+        .iter()
+        .map(|row| row.try_get::<String>("", "name").expect("name"))
+        .filter(|name| name != "seaql_migrations")
+        .collect()
+}
+
+async fn migrations_go_up_down_and_up_again(backend: Backend) {
+    let (vars, _data_dir) = test_env(backend).await;
+    let db = Db::connect(&Config::from_vars(vars).unwrap())
+        .await
+        .expect("connect");
+    let all: BTreeSet<String> = TABLES.iter().map(|t| t.to_string()).collect();
+
+    db.migrate().await.expect("up");
+    assert_eq!(tables(&db).await, all);
+    let status = db.migration_status().await.unwrap();
+    assert_eq!(status.len(), 4);
+    assert!(status.iter().all(|(_, applied)| *applied));
+
+    db.migrate_down(u32::try_from(status.len()).unwrap())
+        .await
+        .expect("down");
+    assert_eq!(tables(&db).await, BTreeSet::new(), "down removes every table");
+    assert!(
+        db.migration_status()
+            .await
+            .unwrap()
+            .iter()
+            .all(|(_, applied)| !*applied)
+    );
+
+    db.migrate().await.expect("up again");
+    assert_eq!(tables(&db).await, all);
+    let plans = db
+        .unscoped()
+        .query_one_raw(Statement::from_string(
+            db.backend(),
+            "SELECT COUNT(*) AS n FROM plans",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(plans, 3, "plans are seeded once");
+}
+
+/// Creates an account through the service scope.
+async fn create_user(db: &Db, email: &str) -> Uuid {
+    let id = Uuid::now_v7();
+    let now = Utc::now();
+    let scoped = db.as_service().await.unwrap();
+    scoped
+        .insert(user::ActiveModel {
+            id: Set(id),
+            email: Set(email.into()),
+            password_hash: Set(None),
+            role: Set(Role::User),
+            email_verified_at: Set(None),
+            plan_id: Set("free".into()),
+            plan_started_at: Set(now),
+            last_sign_in_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .await
+        .expect("insert user");
+    scoped.commit().await.unwrap();
+    id
+}
+
+fn new_meeting(owner: Uuid, title: &str) -> meeting::ActiveModel {
+    let now = Utc::now();
+    meeting::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(owner),
+        title: Set(title.into()),
+        description: Set(String::new()),
+        status: Set(Status::AwaitingUpload),
+        tags: Set(serde_json::json!([])),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+}
+
+/// Alice and Bob with two and one meetings.
+async fn alice_and_bob(db: &Db) -> (Uuid, Uuid) {
+    let alice = create_user(db, "alice@example.com").await;
+    let bob = create_user(db, "bob@example.com").await;
+    for (owner, title) in [(alice, "standup"), (alice, "retro"), (bob, "1:1")] {
+        let scoped = db.as_user(owner).await.unwrap();
+        scoped
+            .insert(new_meeting(owner, title))
+            .await
+            .expect("owner inserts");
+        scoped.commit().await.unwrap();
+    }
+    (alice, bob)
+}
+
+async fn scoped_transactions_see_and_write_only_their_owners_rows(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (alice, bob) = alice_and_bob(&app.db).await;
+
+    let bobs_meeting = {
+        let service = app.db.as_service().await.unwrap();
+        let found = service
+            .find::<meeting::Entity>()
+            .filter(meeting::Column::UserId.eq(bob))
+            .one(service.txn());
+        found.await.unwrap().expect("Bob's meeting").id
+    };
+
+    let scoped = app.db.as_user(alice).await.unwrap();
+    let seen = scoped.find::<meeting::Entity>().all(scoped.txn()).await.unwrap();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|m| m.user_id == alice));
+    let users = scoped.find::<user::Entity>().all(scoped.txn()).await.unwrap();
+    assert_eq!(users.iter().map(|u| u.id).collect::<Vec<_>>(), [alice]);
+    // Bob's meeting, asked for by id, is not there.
+    let by_id = scoped
+        .find::<meeting::Entity>()
+        .filter(meeting::Column::Id.eq(bobs_meeting))
+        .one(scoped.txn());
+    assert!(by_id.await.unwrap().is_none());
+
+    // Writing a row for Bob in Alice's scope is refused before any SQL runs.
+    let refused = scoped.insert(new_meeting(bob, "not yours")).await;
+    assert!(refused.is_err(), "inserted a row owned by someone else");
+
+    // Updates and deletes in Alice's scope cannot reach Bob's rows.
+    let updated = scoped
+        .update_many::<meeting::Entity>()
+        .col_expr(meeting::Column::Title, sea_orm::sea_query::Expr::value("renamed"))
+        .exec(scoped.txn())
+        .await
+        .unwrap();
+    assert_eq!(updated.rows_affected, 2);
+    let deleted = scoped
+        .delete_many::<meeting::Entity>()
+        .filter(meeting::Column::UserId.eq(bob))
+        .exec(scoped.txn())
+        .await
+        .unwrap();
+    assert_eq!(deleted.rows_affected, 0);
+    scoped.commit().await.unwrap();
+
+    // The service scope sees everyone; Bob's meeting kept its title.
+    let service = app.db.as_service().await.unwrap();
+    let all = service
+        .find::<meeting::Entity>()
+        .all(service.txn())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().any(|m| m.user_id == bob && m.title == "1:1"));
+    // An admin reads across users.
+    drop(service);
+    let admin = app.db.as_admin(alice).await.unwrap();
+    assert_eq!(
+        admin.find::<meeting::Entity>().count(admin.txn()).await.unwrap(),
+        3
+    );
+    drop(admin);
+
+    // The audit log is append-only, whatever the scope.
+    let service = app.db.as_service().await.unwrap();
+    let insert = format!(
+        "INSERT INTO audit_log (id, subject_user_id, action, details) VALUES ('{}', NULL, 'test.entry', '{{}}')",
+        Uuid::now_v7()
+    );
+    service.txn().execute_unprepared(&insert).await.expect("append");
+    service.commit().await.unwrap();
+    for change in ["UPDATE audit_log SET action = 'x'", "DELETE FROM audit_log"] {
+        let service = app.db.as_service().await.unwrap();
+        assert!(
+            service.txn().execute_unprepared(change).await.is_err(),
+            "{change} was allowed"
+        );
+    }
+}
+
+async fn count(conn: &impl ConnectionTrait, sql: &str) -> i64 {
+    conn.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .expect(sql)
+        .expect("a row")
+        .try_get::<i64>("", "n")
+        .expect("n")
+}
+
+fn insert_meeting_sql(owner: Uuid) -> Statement {
+    Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "INSERT INTO meetings (id, user_id, title, description, status, tags) \
+         VALUES ($1, $2, 'raw', '', 'awaiting_upload', '[]')",
+        [Uuid::now_v7().into(), owner.into()],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_level_security_binds_the_apps_own_connection_on_postgres() {
+    let app = spawn_app(Backend::Postgres).await;
+    let (alice, bob) = alice_and_bob(&app.db).await;
+
+    // The app's own pool, with no scope set: every user-owned table looks
+    // empty, although meetings and users have rows.
+    for (table, _) in OWNED_TABLES {
+        let n = count(app.db.unscoped(), &format!("SELECT COUNT(*) AS n FROM {table}")).await;
+        assert_eq!(n, 0, "{table} is visible without a scope");
+    }
+    // Tables without user data stay readable.
+    assert_eq!(
+        count(app.db.unscoped(), "SELECT COUNT(*) AS n FROM plans").await,
+        3
+    );
+
+    // Scoped as Alice, an unfiltered raw query returns only her rows.
+    let scoped = app.db.as_user(alice).await.unwrap();
+    assert_eq!(count(scoped.txn(), "SELECT COUNT(*) AS n FROM meetings").await, 2);
+    let bob_visible = format!("SELECT COUNT(*) AS n FROM meetings WHERE user_id = '{bob}'");
+    assert_eq!(count(scoped.txn(), &bob_visible).await, 0);
+    assert_eq!(count(scoped.txn(), "SELECT COUNT(*) AS n FROM users").await, 1);
+    // Raw writes cannot touch Bob's rows either.
+    let updated = scoped
+        .txn()
+        .execute_unprepared("UPDATE meetings SET title = 'mine now'")
+        .await
+        .unwrap();
+    assert_eq!(updated.rows_affected(), 2);
+    let err = scoped
+        .txn()
+        .execute_raw(insert_meeting_sql(bob))
+        .await
+        .expect_err("RLS refuses");
+    assert!(err.to_string().contains("row-level security"), "{err}");
+    drop(scoped);
+
+    // An admin reads everyone's rows but still cannot write Bob's.
+    let admin = app.db.as_admin(alice).await.unwrap();
+    assert_eq!(count(admin.txn(), "SELECT COUNT(*) AS n FROM meetings").await, 3);
+    assert!(admin.txn().execute_raw(insert_meeting_sql(bob)).await.is_err());
+    drop(admin);
+
+    // The service scope may.
+    let service = app.db.as_service().await.unwrap();
+    service
+        .txn()
+        .execute_raw(insert_meeting_sql(bob))
+        .await
+        .expect("service writes");
+    assert_eq!(
+        count(service.txn(), "SELECT COUNT(*) AS n FROM meetings").await,
+        4
+    );
+
+    // The settings are local to their transaction: after it, nothing again.
+    service.commit().await.unwrap();
+    assert_eq!(
+        count(app.db.unscoped(), "SELECT COUNT(*) AS n FROM meetings").await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_role_that_bypasses_rls_is_refused_at_start_up() {
+    // The test server's superuser, which bypasses RLS.
+    let mut url = postgres::admin_url();
+    let database = postgres::fresh_database().await;
+    url.set_path(url::Url::parse(&database).unwrap().path());
+    let (mut vars, _data_dir) = test_env(Backend::Sqlite).await;
+    vars.insert("DATABASE_URL".into(), url.to_string());
+    let err = Db::connect(&Config::from_vars(vars).unwrap())
+        .await
+        .expect_err("refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("BYPASSRLS") && message.contains("DATABASE_URL"),
+        "{message}"
+    );
+}

@@ -1,0 +1,137 @@
+//! Bad input and internal failures give clear statuses, reveal nothing
+//! internal, and never take the server down.
+
+use debrief::pb::v1::{ListPlansRequest, SignUpRequest, auth_service_client::AuthServiceClient};
+use sea_orm::ConnectionTrait;
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::on_both_backends;
+
+on_both_backends!(
+    an_internal_error_reaches_the_caller_as_internal_without_detail,
+    an_unknown_rpc_is_unimplemented,
+    malformed_protobuf_is_refused_and_the_server_carries_on,
+    a_message_over_the_configured_size_is_refused,
+    rpcs_not_built_yet_answer_unimplemented,
+);
+
+/// Asserts that the server still answers.
+async fn still_serving(app: &TestApp) {
+    let response = app
+        .health()
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("still serving");
+    assert_eq!(response.into_inner().status(), ServingStatus::Serving);
+}
+
+async fn an_internal_error_reaches_the_caller_as_internal_without_detail(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // Break the schema under the running server.
+    app.db
+        .unscoped()
+        .execute_unprepared("DROP TABLE plan_limits")
+        .await
+        .expect("drop a table");
+
+    let status = app
+        .usage()
+        .list_plans(ListPlansRequest::default())
+        .await
+        .expect_err("must fail");
+    assert_eq!(status.code(), Code::Internal);
+    assert_eq!(status.message(), "internal error");
+    assert!(status.details().is_empty(), "no details: {:?}", status.details());
+    let everything = format!("{status:?}");
+    for secret in ["plan_limits", "SELECT", "relation", "no such table", "sqlx"] {
+        assert!(!everything.contains(secret), "leaked {secret:?}: {everything}");
+    }
+    still_serving(&app).await;
+}
+
+async fn an_unknown_rpc_is_unimplemented(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut grpc = tonic::client::Grpc::new(app.channel.clone());
+    for path in [
+        "/debrief.v1.MeetingService/NoSuchMethod",
+        "/debrief.v1.NoSuchService/Get",
+    ] {
+        grpc.ready().await.expect("ready");
+        let status = grpc
+            .unary::<_, HealthCheckRequest, _>(
+                tonic::Request::new(HealthCheckRequest::default()),
+                http::uri::PathAndQuery::from_static(path),
+                tonic_prost::ProstCodec::<HealthCheckRequest, HealthCheckRequest>::default(),
+            )
+            .await
+            .expect_err(path);
+        assert_eq!(status.code(), Code::Unimplemented, "{path}: {status:?}");
+    }
+    still_serving(&app).await;
+}
+
+async fn malformed_protobuf_is_refused_and_the_server_carries_on(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // A gRPC-Web frame whose payload is not protobuf: a field header with
+    // an invalid wire type, then a length running past the end.
+    let garbage: &[u8] = &[0x0f, 0xff, 0xff, 0xff];
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(garbage.len() as u32).to_be_bytes());
+    frame.extend_from_slice(garbage);
+    let response = reqwest::Client::new()
+        .post(format!("{}/debrief.v1.UsageService/ListPlans", app.url()))
+        .header("content-type", "application/grpc-web+proto")
+        .body(frame)
+        .send()
+        .await
+        .expect("a response");
+    assert_eq!(response.status(), 200, "gRPC errors travel in grpc-status");
+    let code = response.headers()["grpc-status"].to_str().unwrap().to_owned();
+    // INTERNAL is what gRPC specifies for a request that does not parse.
+    assert_eq!(code, (Code::Internal as i32).to_string());
+    let message = response.headers()["grpc-message"].to_str().unwrap();
+    assert!(message.contains("decode"), "{message}");
+    still_serving(&app).await;
+}
+
+async fn a_message_over_the_configured_size_is_refused(backend: Backend) {
+    let app = spawn_app_with(backend, |vars| {
+        vars.insert("DEBRIEF_MAX_MESSAGE_SIZE".into(), "4KiB".into());
+    })
+    .await;
+    let mut auth = AuthServiceClient::new(app.channel.clone());
+    let status = auth
+        .sign_up(SignUpRequest {
+            email: "big@example.com".into(),
+            password: "p".repeat(8 * 1024),
+            display_name: String::new(),
+        })
+        .await
+        .expect_err("too big");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(
+        status.message().contains("4096"),
+        "names the limit: {}",
+        status.message()
+    );
+    still_serving(&app).await;
+}
+
+async fn rpcs_not_built_yet_answer_unimplemented(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut auth = AuthServiceClient::new(app.channel.clone());
+    let status = auth
+        .sign_up(SignUpRequest::default())
+        .await
+        .expect_err("not built yet");
+    assert_eq!(status.code(), Code::Unimplemented);
+    let status = app
+        .usage()
+        .get_usage(debrief::pb::v1::GetUsageRequest::default())
+        .await
+        .expect_err("not built yet");
+    assert_eq!(status.code(), Code::Unimplemented);
+}

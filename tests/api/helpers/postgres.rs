@@ -1,0 +1,211 @@
+//! A Postgres server for the tests: `TEST_DATABASE_URL` (or a `postgres://`
+//! `DATABASE_URL`) when given, else one temporary cluster per test binary,
+//! started from the local binaries. Each test gets a fresh database owned by
+//! an ordinary role, `debrief_app`, which is neither a superuser nor has
+//! BYPASSRLS, so Row Level Security binds it as it would in production.
+//!
+//! If no server can be had, the Postgres tests fail with the reason; they
+//! are never skipped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database};
+use url::Url;
+
+/// The role the application connects as.
+pub const APP_ROLE: &str = "debrief_app";
+
+struct Server {
+    /// A superuser URL, for creating roles and databases.
+    admin_url: Url,
+}
+
+static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
+
+fn server() -> &'static Server {
+    let server = SERVER.get_or_init(|| {
+        let admin_url = match external_url() {
+            Some(url) => url,
+            None => start_cluster()?,
+        };
+        psql(
+            &admin_url,
+            &format!(
+                "DO $$ BEGIN
+                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+                     CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{APP_ROLE}'
+                       NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+                   END IF;
+                 END $$;"
+            ),
+        )?;
+        Ok(Server { admin_url })
+    });
+    match server {
+        Ok(server) => server,
+        Err(reason) => panic!("the Postgres tests need a Postgres server and could not get one: {reason}"),
+    }
+}
+
+/// A superuser URL for the server: with the cluster started if needed.
+pub fn admin_url() -> Url {
+    tokio::task::block_in_place(|| server().admin_url.clone())
+}
+
+/// A new, empty database owned by [`APP_ROLE`], and the URL to connect to
+/// it as that role.
+pub async fn fresh_database() -> String {
+    let admin_url = admin_url();
+    let name = format!("debrief_test_{}", uuid::Uuid::new_v4().simple());
+    let mut options = ConnectOptions::new(admin_url.as_str());
+    options.max_connections(1).sqlx_logging(false);
+    let admin = Database::connect(options)
+        .await
+        .expect("connect as the Postgres superuser");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name} OWNER {APP_ROLE}"))
+        .await
+        .expect("create a test database");
+    admin.close().await.expect("close the admin connection");
+
+    let mut url = admin_url;
+    url.set_username(APP_ROLE).expect("set user");
+    url.set_password(Some(APP_ROLE)).expect("set password");
+    url.set_path(&name);
+    url.to_string()
+}
+
+fn external_url() -> Option<Url> {
+    ["TEST_DATABASE_URL", "DATABASE_URL"]
+        .iter()
+        .filter_map(|var| std::env::var(var).ok())
+        .find(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        .and_then(|url| Url::parse(&url).ok())
+}
+
+fn start_cluster() -> Result<Url, String> {
+    let bin = bin_dir()?;
+    let root = is_root();
+    let base = tempfile::Builder::new()
+        .prefix("debrief-pg-")
+        .tempdir_in("/tmp")
+        .map_err(|e| format!("cannot make a directory for the cluster: {e}"))?
+        .keep();
+    let data = base.join("data");
+    if root {
+        run(Command::new("chown").args(["postgres:postgres"]).arg(&base))?;
+    }
+    run(as_postgres(root, &bin.join("initdb"))
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "-N",
+            "-D",
+        ])
+        .arg(&data))?;
+
+    let port = free_port()?;
+    let options = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300 \
+         -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+        base.display()
+    );
+    run(as_postgres(root, &bin.join("pg_ctl"))
+        .args(["-w", "-t", "60", "-o", &options, "-l"])
+        .arg(base.join("log"))
+        .arg("-D")
+        .arg(&data)
+        .arg("start"))?;
+    watch_over(root, &bin, &base, &data);
+    Url::parse(&format!("postgres://postgres@127.0.0.1:{port}/postgres")).map_err(|e| e.to_string())
+}
+
+/// Stops the cluster and removes its files once this test process is gone,
+/// however it ends: a small shell loop outlives us and cleans up.
+fn watch_over(root: bool, bin: &Path, base: &Path, data: &Path) {
+    let runuser = if root { "runuser -u postgres -- " } else { "" };
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+         {runuser}{pg_ctl} -D {data} -m immediate stop; rm -rf {base}",
+        pid = std::process::id(),
+        pg_ctl = bin.join("pg_ctl").display(),
+        data = data.display(),
+        base = base.display(),
+    );
+    let _ = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
+fn bin_dir() -> Result<PathBuf, String> {
+    if let Ok(dir) = std::env::var("PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|e| {
+            format!("no Postgres binaries in /usr/lib/postgresql ({e}); set PG_BIN or TEST_DATABASE_URL")
+        })?
+        .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .ok_or_else(|| "no initdb under /usr/lib/postgresql/*/bin".into())
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Postgres refuses to run as root: as root, run its tools as `postgres`.
+fn as_postgres(root: bool, program: &Path) -> Command {
+    if root {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{command:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+fn psql(url: &Url, sql: &str) -> Result<(), String> {
+    let psql = bin_dir()
+        .map(|bin| bin.join("psql"))
+        .ok()
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "psql".into());
+    run(Command::new(psql).args(["-v", "ON_ERROR_STOP=1", "-q", url.as_str(), "-c", sql]))
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}

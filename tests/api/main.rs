@@ -1,0 +1,10 @@
+//! Integration tests: every test talks to a real server (or the real
+//! binary) and runs on SQLite and on Postgres.
+
+mod helpers;
+
+mod cli;
+mod database;
+mod errors;
+mod plans;
+mod transports;

@@ -1,0 +1,226 @@
+//! One port serves gRPC, gRPC-Web (with CORS), reflection and health.
+
+use std::collections::BTreeSet;
+
+use debrief::pb::SERVICE_NAMES;
+use futures::StreamExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::helpers::{ALLOWED_ORIGIN, Backend, spawn_app};
+use crate::on_both_backends;
+
+on_both_backends!(
+    health_reports_serving_over_grpc,
+    health_reports_serving_over_grpc_web,
+    cors_preflight_allows_only_configured_origins,
+    reflection_lists_every_service_in_v1_and_v1alpha,
+    request_id_is_echoed_or_generated,
+);
+
+async fn health_reports_serving_over_grpc(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for service in std::iter::once("").chain(SERVICE_NAMES) {
+        let response = app
+            .health()
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("health check of {service:?}: {e}"));
+        assert_eq!(
+            response.into_inner().status(),
+            ServingStatus::Serving,
+            "{service:?}"
+        );
+    }
+}
+
+async fn health_reports_serving_over_grpc_web(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // An HTTP/1.1 client with tonic-web's client layer: what a browser sends.
+    let http1 = Client::builder(TokioExecutor::new()).build_http();
+    let grpc_web = tower::ServiceBuilder::new()
+        .layer(tonic_web::GrpcWebClientLayer::new())
+        .service(http1);
+    let mut health = HealthClient::with_origin(grpc_web, app.url().parse().unwrap());
+    let response = health
+        .check(HealthCheckRequest {
+            service: "debrief.v1.MeetingService".into(),
+        })
+        .await
+        .expect("health check over gRPC-Web");
+    assert_eq!(response.into_inner().status(), ServingStatus::Serving);
+
+    // Errors travel too: an unimplemented RPC over gRPC-Web.
+    let mut meetings = debrief::pb::v1::meeting_service_client::MeetingServiceClient::with_origin(
+        tower::ServiceBuilder::new()
+            .layer(tonic_web::GrpcWebClientLayer::new())
+            .service(Client::builder(TokioExecutor::new()).build_http()),
+        app.url().parse().unwrap(),
+    );
+    let status = meetings
+        .get_meeting(debrief::pb::v1::GetMeetingRequest {
+            name: "meetings/x".into(),
+        })
+        .await
+        .expect_err("not implemented yet");
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+}
+
+async fn cors_preflight_allows_only_configured_origins(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        http.request(
+            reqwest::Method::OPTIONS,
+            format!("{}/grpc.health.v1.Health/Check", app.url()),
+        )
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type,x-grpc-web,x-user-agent,authorization",
+        )
+        .send()
+    };
+
+    let allowed = preflight(ALLOWED_ORIGIN).await.expect("preflight");
+    assert!(allowed.status().is_success());
+    let headers = allowed.headers();
+    assert_eq!(headers["access-control-allow-origin"], ALLOWED_ORIGIN);
+    let allow_headers = headers["access-control-allow-headers"].to_str().unwrap();
+    for header in ["content-type", "x-grpc-web", "authorization"] {
+        assert!(allow_headers.contains(header), "{allow_headers}");
+    }
+    assert!(
+        headers["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+
+    let refused = preflight("http://evil.example").await.expect("preflight");
+    assert!(refused.headers().get("access-control-allow-origin").is_none());
+
+    // An actual gRPC-Web call from the allowed origin exposes the status headers.
+    let call = http
+        .post(format!("{}/grpc.health.v1.Health/Check", app.url()))
+        .header("origin", ALLOWED_ORIGIN)
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(vec![0u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .expect("gRPC-Web call");
+    assert_eq!(call.headers()["access-control-allow-origin"], ALLOWED_ORIGIN);
+    let exposed = call.headers()["access-control-expose-headers"].to_str().unwrap();
+    for header in [
+        "grpc-status",
+        "grpc-message",
+        "grpc-status-details-bin",
+        "x-request-id",
+    ] {
+        assert!(exposed.contains(header), "{exposed}");
+    }
+    assert_eq!(call.headers()["x-content-type-options"], "nosniff");
+}
+
+async fn reflection_lists_every_service_in_v1_and_v1alpha(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut expected: BTreeSet<String> = SERVICE_NAMES.iter().map(|s| s.to_string()).collect();
+    expected.insert("grpc.health.v1.Health".into());
+
+    {
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = ServerReflectionClient::new(app.channel.clone())
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .expect("reflection v1")
+            .into_inner();
+        let response = stream.next().await.expect("a response").expect("ok");
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("unexpected reflection response {response:?}");
+        };
+        let names: BTreeSet<String> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(names.is_superset(&expected), "v1 listed {names:?}");
+        assert!(names.contains("grpc.reflection.v1.ServerReflection"), "{names:?}");
+    }
+    {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        let requests = [
+            ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            },
+            // Old clients resolve the schema too: ask for a service's file.
+            ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::FileContainingSymbol(
+                    "debrief.v1.MeetingService".into(),
+                )),
+            },
+        ];
+        let mut stream = ServerReflectionClient::new(app.channel.clone())
+            .server_reflection_info(futures::stream::iter(requests))
+            .await
+            .expect("reflection v1alpha")
+            .into_inner();
+        let response = stream.next().await.expect("a response").expect("ok");
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("unexpected reflection response {response:?}");
+        };
+        let names: BTreeSet<String> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(names.is_superset(&expected), "v1alpha listed {names:?}");
+        let response = stream.next().await.expect("a response").expect("ok");
+        let Some(MessageResponse::FileDescriptorResponse(files)) = response.message_response else {
+            panic!("unexpected reflection response {response:?}");
+        };
+        assert!(!files.file_descriptor_proto.is_empty());
+    }
+}
+
+async fn request_id_is_echoed_or_generated(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut request = tonic::Request::new(HealthCheckRequest::default());
+    request
+        .metadata_mut()
+        .insert("x-request-id", "trace-me-42".parse().unwrap());
+    let response = app.health().check(request).await.expect("health");
+    assert_eq!(response.metadata().get("x-request-id").unwrap(), "trace-me-42");
+
+    let response = app
+        .health()
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("health");
+    let generated = response
+        .metadata()
+        .get("x-request-id")
+        .expect("a generated id")
+        .to_str()
+        .unwrap();
+    assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
+
+    // An id that could pollute the logs is replaced, not echoed.
+    let mut request = tonic::Request::new(HealthCheckRequest::default());
+    request
+        .metadata_mut()
+        .insert("x-request-id", "x".repeat(500).parse().unwrap());
+    let response = app.health().check(request).await.expect("health");
+    let replaced = response.metadata().get("x-request-id").unwrap().to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(replaced).is_ok(), "{replaced}");
+}
