@@ -1,1 +1,282 @@
-fn main() {}
+//! `debrief-bench`: drives concurrent clients against a debrief server and
+//! prints throughput and latency percentiles per scenario (and writes them
+//! as JSON).
+//!
+//! ```text
+//! cargo run --release --bin debrief-bench -- [SCENARIO...] [--addr http://host:port]
+//!     [--concurrency 32] [--connections 4] [--duration 10s] [--warmup 2s] [--json PATH]
+//! ```
+//!
+//! Without `--addr` it starts a server in this process on a temporary SQLite
+//! data directory (client and server then share the machine's cores).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use debrief::pb::v1::ListPlansRequest;
+use debrief::pb::v1::usage_service_client::UsageServiceClient;
+use debrief::{Application, Config};
+use futures::StreamExt;
+use serde::Serialize;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+
+#[derive(Parser)]
+#[command(about = "Benchmark a debrief server")]
+struct Args {
+    /// Scenarios to run (default: all).
+    #[arg(value_enum)]
+    scenarios: Vec<Scenario>,
+    /// Server to target, e.g. http://127.0.0.1:8080; default: start one here.
+    #[arg(long)]
+    addr: Option<String>,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// HTTP/2 connections the clients share.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Measured time per scenario, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    duration: Duration,
+    /// Unmeasured time before each scenario.
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    warmup: Duration,
+    /// Where to write the JSON results (default: target/bench/<time>.json).
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Scenario {
+    /// grpc.health.v1.Health/Check: the transport and tower layers alone.
+    Health,
+    /// Server reflection v1: ListServices on a new bidirectional stream.
+    Reflection,
+    /// debrief.v1.UsageService/ListPlans: a database read (two queries).
+    Plans,
+}
+
+impl Scenario {
+    fn rpc(self) -> &'static str {
+        match self {
+            Self::Health => "grpc.health.v1.Health/Check",
+            Self::Reflection => "grpc.reflection.v1.ServerReflection (ListServices)",
+            Self::Plans => "debrief.v1.UsageService/ListPlans",
+        }
+    }
+
+    async fn call(self, channel: Channel) -> Result<(), tonic::Status> {
+        match self {
+            Self::Health => {
+                HealthClient::new(channel)
+                    .check(HealthCheckRequest::default())
+                    .await?;
+            }
+            Self::Reflection => {
+                let request = ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(MessageRequest::ListServices(String::new())),
+                };
+                let mut responses = ServerReflectionClient::new(channel)
+                    .server_reflection_info(futures::stream::iter([request]))
+                    .await?
+                    .into_inner();
+                responses
+                    .next()
+                    .await
+                    .ok_or_else(|| tonic::Status::unknown("no reply"))??;
+            }
+            Self::Plans => {
+                UsageServiceClient::new(channel)
+                    .list_plans(ListPlansRequest::default())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    scenario: Scenario,
+    rpc: &'static str,
+    concurrency: usize,
+    connections: usize,
+    seconds: f64,
+    calls: u64,
+    errors: u64,
+    calls_per_second: f64,
+    p50_us: u64,
+    p95_us: u64,
+    p99_us: u64,
+    max_us: u64,
+    /// The first error seen, if any.
+    first_error: Option<String>,
+}
+
+fn duration(value: &str) -> Result<Duration, String> {
+    debrief::config::parse_duration(value).ok_or_else(|| format!("{value:?}: expected e.g. 10s or 500ms"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let scenarios = if args.scenarios.is_empty() {
+        Scenario::value_variants().to_vec()
+    } else {
+        args.scenarios.clone()
+    };
+    let _data_dir;
+    let (addr, shutdown) = match &args.addr {
+        Some(addr) => (addr.clone(), None),
+        None => {
+            let dir = tempfile::tempdir()?;
+            let config = Config::from_vars([
+                ("DEBRIEF_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+                ("DEBRIEF_DATA_DIR".to_owned(), dir.path().display().to_string()),
+            ])?;
+            let app = Application::build(config).await?;
+            let addr = format!("http://{}", app.local_addr());
+            let token = app.shutdown_token();
+            tokio::spawn(app.run_until_stopped());
+            _data_dir = dir;
+            (addr, Some(token))
+        }
+    };
+
+    let mut channels = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        channels.push(
+            Channel::from_shared(addr.clone())?
+                .connect()
+                .await
+                .context("connect")?,
+        );
+    }
+    let mut rows = Vec::new();
+    for scenario in scenarios {
+        rows.push(run(scenario, &channels, &args).await);
+    }
+    print_table(&addr, &rows);
+
+    let path = args.json.clone().unwrap_or_else(|| {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        std::path::PathBuf::from(format!("target/bench/bench-{secs}.json"))
+    });
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&rows)?)?;
+    println!("\nresults written to {}", path.display());
+    if let Some(token) = shutdown {
+        token.cancel();
+    }
+    Ok(())
+}
+
+async fn run(scenario: Scenario, channels: &[Channel], args: &Args) -> Row {
+    let start = Instant::now();
+    let measure_from = start + args.warmup;
+    let end = measure_from + args.duration;
+    let workers: Vec<_> = (0..args.concurrency.max(1))
+        .map(|i| {
+            let channel = channels[i % channels.len()].clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = 0u64;
+                let mut first_error = None;
+                loop {
+                    let began = Instant::now();
+                    if began >= end {
+                        break;
+                    }
+                    let result = scenario.call(channel.clone()).await;
+                    if began >= measure_from {
+                        match result {
+                            Ok(()) => latencies.push(began.elapsed().as_micros() as u64),
+                            Err(status) => {
+                                errors += 1;
+                                first_error.get_or_insert_with(|| status.to_string());
+                            }
+                        }
+                    }
+                }
+                (latencies, errors, first_error)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    for worker in workers {
+        if let Ok((mut l, e, first)) = worker.await {
+            latencies.append(&mut l);
+            errors += e;
+            first_error = first_error.or(first);
+        }
+    }
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        if latencies.is_empty() {
+            return 0;
+        }
+        let index = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[index]
+    };
+    let seconds = args.duration.as_secs_f64();
+    Row {
+        scenario,
+        rpc: scenario.rpc(),
+        concurrency: args.concurrency,
+        connections: channels.len(),
+        seconds,
+        calls: latencies.len() as u64,
+        errors,
+        calls_per_second: latencies.len() as f64 / seconds,
+        p50_us: percentile(0.50),
+        p95_us: percentile(0.95),
+        p99_us: percentile(0.99),
+        max_us: latencies.last().copied().unwrap_or_default(),
+        first_error,
+    }
+}
+
+fn print_table(addr: &str, rows: &[Row]) {
+    println!("debrief-bench against {addr}\n");
+    println!(
+        "{:<52} {:>5} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "rpc", "conc", "calls", "errors", "calls/s", "p50 ms", "p95 ms", "p99 ms", "max ms"
+    );
+    let ms = |us: u64| format!("{:.2}", us as f64 / 1000.0);
+    for row in rows {
+        println!(
+            "{:<52} {:>5} {:>9} {:>7} {:>10.0} {:>9} {:>9} {:>9} {:>9}",
+            row.rpc,
+            row.concurrency,
+            row.calls,
+            row.errors,
+            row.calls_per_second,
+            ms(row.p50_us),
+            ms(row.p95_us),
+            ms(row.p99_us),
+            ms(row.max_us)
+        );
+    }
+    for row in rows.iter().filter(|row| row.errors > 0) {
+        println!(
+            "first error in {}: {}",
+            row.rpc,
+            row.first_error.as_deref().unwrap_or("?")
+        );
+    }
+}

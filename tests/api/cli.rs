@@ -165,11 +165,21 @@ async fn shutdown_drains_calls_in_flight(backend: Backend) {
 
     // A gRPC-Web call whose request body is still arriving when shutdown
     // begins: a 5-byte frame header for an empty ListPlansRequest, sent in
-    // two parts.
+    // two parts. One complete call first opens the keep-alive connection
+    // that the slow call then reuses, so the server is already serving it.
+    let http = reqwest::Client::new();
+    let list_plans = format!("{}/debrief.v1.UsageService/ListPlans", app.url());
+    let warm = http
+        .post(&list_plans)
+        .header("content-type", "application/grpc-web+proto")
+        .body(vec![0u8; 5])
+        .send()
+        .await
+        .expect("a first call");
+    warm.bytes().await.expect("first body");
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
     let call = tokio::spawn(
-        reqwest::Client::new()
-            .post(format!("{}/debrief.v1.UsageService/ListPlans", app.url()))
+        http.post(&list_plans)
             .header("content-type", "application/grpc-web+proto")
             .body(reqwest::Body::wrap_stream(
                 tokio_stream::wrappers::ReceiverStream::new(rx),
@@ -177,9 +187,9 @@ async fn shutdown_drains_calls_in_flight(backend: Backend) {
             .send(),
     );
     tx.send(Ok(vec![0, 0])).await.unwrap();
-    // Nothing on the server signals that it has read the headers; give the
-    // request a moment to arrive before shutdown starts.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing on the server signals that it has parsed the headers; give
+    // them a moment on the open connection before shutdown starts.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     app.begin_shutdown();
 
     let status = tokio::time::timeout(Duration::from_secs(5), watch.next())

@@ -3,14 +3,19 @@
 use std::collections::BTreeSet;
 
 use debrief::pb::SERVICE_NAMES;
+use debrief::pb::v1::GetMeetingRequest;
+use debrief::pb::v1::meeting_service_client::MeetingServiceClient;
 use futures::StreamExt;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::{ALLOWED_ORIGIN, Backend, spawn_app};
+
+type GrpcWebBody = tonic_web::GrpcWebCall<tonic::body::Body>;
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -39,36 +44,39 @@ async fn health_reports_serving_over_grpc(backend: Backend) {
     }
 }
 
+/// A tonic client speaking gRPC-Web (tonic-web's client layer) over HTTP/1.1,
+/// as browsers do, or over HTTP/2.
+fn grpc_web_channel(http2: bool) -> tonic_web::GrpcWebClientService<Client<HttpConnector, GrpcWebBody>> {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder.http2_only(http2);
+    tower::ServiceBuilder::new()
+        .layer(tonic_web::GrpcWebClientLayer::new())
+        .service(builder.build_http())
+}
+
 async fn health_reports_serving_over_grpc_web(backend: Backend) {
     let app = spawn_app(backend).await;
-    // An HTTP/1.1 client with tonic-web's client layer: what a browser sends.
-    let http1 = Client::builder(TokioExecutor::new()).build_http();
-    let grpc_web = tower::ServiceBuilder::new()
-        .layer(tonic_web::GrpcWebClientLayer::new())
-        .service(http1);
-    let mut health = HealthClient::with_origin(grpc_web, app.url().parse().unwrap());
-    let response = health
-        .check(HealthCheckRequest {
-            service: "debrief.v1.MeetingService".into(),
-        })
-        .await
-        .expect("health check over gRPC-Web");
-    assert_eq!(response.into_inner().status(), ServingStatus::Serving);
+    for http2 in [false, true] {
+        let mut health = HealthClient::with_origin(grpc_web_channel(http2), app.url().parse().unwrap());
+        let response = health
+            .check(HealthCheckRequest {
+                service: "debrief.v1.MeetingService".into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("health check over gRPC-Web (http2: {http2}): {e}"));
+        assert_eq!(response.into_inner().status(), ServingStatus::Serving);
 
-    // Errors travel too: an unimplemented RPC over gRPC-Web.
-    let mut meetings = debrief::pb::v1::meeting_service_client::MeetingServiceClient::with_origin(
-        tower::ServiceBuilder::new()
-            .layer(tonic_web::GrpcWebClientLayer::new())
-            .service(Client::builder(TokioExecutor::new()).build_http()),
-        app.url().parse().unwrap(),
-    );
-    let status = meetings
-        .get_meeting(debrief::pb::v1::GetMeetingRequest {
-            name: "meetings/x".into(),
-        })
-        .await
-        .expect_err("not implemented yet");
-    assert_eq!(status.code(), tonic::Code::Unimplemented);
+        // Errors travel too: an RPC that is not built yet.
+        let mut meetings =
+            MeetingServiceClient::with_origin(grpc_web_channel(http2), app.url().parse().unwrap());
+        let status = meetings
+            .get_meeting(GetMeetingRequest {
+                name: "meetings/x".into(),
+            })
+            .await
+            .expect_err("not implemented yet");
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
+    }
 }
 
 async fn cors_preflight_allows_only_configured_origins(backend: Backend) {
