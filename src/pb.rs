@@ -28,14 +28,36 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 
 /// Fully qualified names of the ten debrief services.
 pub const SERVICE_NAMES: [&str; 10] = [
-    "debrief.v1.AuthService",
-    "debrief.v1.ProfileService",
-    "debrief.v1.MeetingService",
-    "debrief.v1.UploadService",
-    "debrief.v1.ProcessingService",
-    "debrief.v1.PracticeService",
-    "debrief.v1.ProgressService",
-    "debrief.v1.UsageService",
-    "debrief.v1.EventService",
-    "debrief.v1.AdminService",
+    v1::auth_service_server::SERVICE_NAME,
+    v1::profile_service_server::SERVICE_NAME,
+    v1::meeting_service_server::SERVICE_NAME,
+    v1::upload_service_server::SERVICE_NAME,
+    v1::processing_service_server::SERVICE_NAME,
+    v1::practice_service_server::SERVICE_NAME,
+    v1::progress_service_server::SERVICE_NAME,
+    v1::usage_service_server::SERVICE_NAME,
+    v1::event_service_server::SERVICE_NAME,
+    v1::admin_service_server::SERVICE_NAME,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contains(needle: &[u8]) -> bool {
+        FILE_DESCRIPTOR_SET
+            .windows(needle.len())
+            .any(|window| window == needle)
+    }
+
+    #[test]
+    fn the_descriptor_set_keeps_http_rules_and_comments() {
+        // Path templates exist only inside the google.api.http options, and
+        // comments only in source info: both must survive the build.
+        assert!(contains(b"/v1/{name=meetings/*}:watch"));
+        assert!(contains(b"/v1/{name=plans/*/samplingConfig}"));
+        assert!(contains(b"Lists the plans and their limits."));
+        // The error model is included for the HTTP edge.
+        assert!(contains(b"google/rpc/error_details.proto"));
+    }
+}

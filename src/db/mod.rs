@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    Statement, TransactionTrait,
+};
 
 pub use scope::{Owned, Scope, Scoped};
 
@@ -106,12 +109,41 @@ impl Db {
 
     /// Brings the schema up to date.
     pub async fn migrate(&self) -> Result<(), DbErr> {
-        Migrator::up(&self.conn, None).await
+        match self.backend() {
+            DbBackend::Postgres => {
+                let txn = self.migration_lock().await?;
+                Migrator::up(&txn, None).await?;
+                txn.commit().await
+            }
+            _ => Migrator::up(&self.conn, None).await,
+        }
     }
 
     /// Reverts the newest `steps` migrations.
     pub async fn migrate_down(&self, steps: u32) -> Result<(), DbErr> {
-        Migrator::down(&self.conn, Some(steps)).await
+        match self.backend() {
+            DbBackend::Postgres => {
+                let txn = self.migration_lock().await?;
+                Migrator::down(&txn, Some(steps)).await?;
+                txn.commit().await
+            }
+            _ => Migrator::down(&self.conn, Some(steps)).await,
+        }
+    }
+
+    /// A Postgres transaction holding the migration lock: replicas that
+    /// start together take turns, and each upgrade applies entirely or not
+    /// at all (Postgres DDL is transactional).
+    async fn migration_lock(&self) -> Result<DatabaseTransaction, DbErr> {
+        const MIGRATION_LOCK: i64 = 0x6465_6272_6965_6601; // "debrief" + 1
+        let txn = self.conn.begin().await?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [MIGRATION_LOCK.into()],
+        ))
+        .await?;
+        Ok(txn)
     }
 
     /// Every migration with whether it has been applied, oldest first.

@@ -326,6 +326,33 @@ async fn row_level_security_binds_the_apps_own_connection_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_on_one_postgres_migrate_once() {
+    let (vars, _data_dir) = test_env(Backend::Postgres).await;
+    let build = || debrief::Application::build(Config::from_vars(vars.clone()).unwrap());
+    let (first, second) = tokio::join!(build(), build());
+    let (first, _second) = (
+        first.expect("first replica starts"),
+        second.expect("second replica starts"),
+    );
+    let status = first.state().db.migration_status().await.unwrap();
+    assert!(status.iter().all(|(_, applied)| *applied), "{status:?}");
+    let plans = first
+        .state()
+        .db
+        .unscoped()
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT COUNT(*) AS n FROM plans",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(plans, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_role_that_bypasses_rls_is_refused_at_start_up() {
     // The test server's superuser, which bypasses RLS.
     let mut url = postgres::admin_url();
