@@ -17,7 +17,6 @@ use clap::{Parser, ValueEnum};
 use debrief::pb::v1::ListPlansRequest;
 use debrief::pb::v1::usage_service_client::UsageServiceClient;
 use debrief::{Application, Config};
-use futures::StreamExt;
 use serde::Serialize;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
@@ -89,9 +88,14 @@ impl Scenario {
                     .await?
                     .into_inner();
                 responses
-                    .next()
-                    .await
-                    .ok_or_else(|| tonic::Status::unknown("no reply"))??;
+                    .message()
+                    .await?
+                    .ok_or_else(|| tonic::Status::unknown("no reply"))?;
+                // Read to the end of the stream, as a well-behaved client
+                // does: dropping it early resets the stream, and a flood of
+                // resets on one connection makes h2 close it (rapid-reset
+                // protection).
+                while responses.message().await?.is_some() {}
             }
             Self::Plans => {
                 UsageServiceClient::new(channel)
