@@ -225,11 +225,12 @@ fn cors_origins(value: &str) -> Result<Vec<HeaderValue>, ConfigError> {
                     "expected an origin such as https://app.example.com",
                 )
             })?;
+            // An origin is scheme://host[:port]: no path, not even "/".
+            // http::Uri reports "/" when none was written, so the text decides.
             let is_origin = matches!(uri.scheme_str(), Some("http" | "https"))
                 && uri.host().is_some()
-                && uri
-                    .path_and_query()
-                    .is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty())
+                && uri.path() == "/"
+                && uri.query().is_none()
                 && !origin.ends_with('/');
             if !is_origin {
                 return Err(invalid(
@@ -313,6 +314,29 @@ mod tests {
             assert_eq!(err.var, var, "{err}");
             assert!(err.to_string().contains(var), "{err}");
         }
+    }
+
+    #[test]
+    fn cors_origins_are_a_comma_separated_list() {
+        let config = config(&[(
+            "DEBRIEF_CORS_ORIGINS",
+            "https://app.example.com, http://localhost:5173,",
+        )])
+        .unwrap();
+        assert_eq!(
+            config.cors_origins,
+            ["https://app.example.com", "http://localhost:5173"]
+        );
+        for bad in ["https://app.example.com/", "app.example.com", "https://"] {
+            assert!(
+                config_err_var(&[("DEBRIEF_CORS_ORIGINS", bad)]) == "DEBRIEF_CORS_ORIGINS",
+                "{bad}"
+            );
+        }
+    }
+
+    fn config_err_var(vars: &[(&str, &str)]) -> &'static str {
+        config(vars).expect_err("invalid").var
     }
 
     #[test]

@@ -21,12 +21,7 @@ pub fn cascade(
     to_table: &'static str,
     to_column: &'static str,
 ) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .name(format!("fk_{table}_{column}"))
-        .from(table, column)
-        .to(to_table, to_column)
-        .on_delete(ForeignKeyAction::Cascade)
-        .take()
+    foreign_key(table, column, to_table, to_column, ForeignKeyAction::Cascade)
 }
 
 /// A foreign key that refuses to delete a parent still referenced.
@@ -36,11 +31,21 @@ pub fn restrict(
     to_table: &'static str,
     to_column: &'static str,
 ) -> ForeignKeyCreateStatement {
+    foreign_key(table, column, to_table, to_column, ForeignKeyAction::Restrict)
+}
+
+fn foreign_key(
+    table: &'static str,
+    column: &'static str,
+    to_table: &'static str,
+    to_column: &'static str,
+    on_delete: ForeignKeyAction,
+) -> ForeignKeyCreateStatement {
     ForeignKey::create()
         .name(format!("fk_{table}_{column}"))
         .from(table, column)
         .to(to_table, to_column)
-        .on_delete(ForeignKeyAction::Restrict)
+        .on_delete(on_delete)
         .take()
 }
 

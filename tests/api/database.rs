@@ -243,8 +243,9 @@ async fn scoped_transactions_see_and_write_only_their_owners_rows(backend: Backe
     }
 }
 
+/// Runs a `SELECT COUNT(*) AS n ...`.
 async fn count(conn: &impl ConnectionTrait, sql: &str) -> i64 {
-    conn.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+    conn.query_one_raw(Statement::from_string(conn.get_database_backend(), sql))
         .await
         .expect(sql)
         .expect("a row")
