@@ -73,6 +73,18 @@ async fn migrations_go_up_down_and_up_again(backend: Backend) {
         .expect("connect");
     let all: BTreeSet<String> = TABLES.iter().map(|t| t.to_string()).collect();
 
+    if backend == Backend::Sqlite {
+        let mode = db
+            .unscoped()
+            .query_one_raw(Statement::from_string(DbBackend::Sqlite, "PRAGMA journal_mode"))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<String>("", "journal_mode")
+            .unwrap();
+        assert_eq!(mode, "wal", "the SQLite file runs in WAL mode");
+    }
+
     db.migrate().await.expect("up");
     assert_eq!(tables(&db).await, all);
     let status = db.migration_status().await.unwrap();
