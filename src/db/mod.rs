@@ -109,40 +109,33 @@ impl Db {
 
     /// Brings the schema up to date.
     pub async fn migrate(&self) -> Result<(), DbErr> {
-        match self.backend() {
-            DbBackend::Postgres => {
-                let txn = self.migration_lock().await?;
-                Migrator::up(&txn, None).await?;
-                txn.commit().await
-            }
-            _ => Migrator::up(&self.conn, None).await,
-        }
+        let txn = self.migration_transaction().await?;
+        Migrator::up(&txn, None).await?;
+        txn.commit().await
     }
 
     /// Reverts the newest `steps` migrations.
     pub async fn migrate_down(&self, steps: u32) -> Result<(), DbErr> {
-        match self.backend() {
-            DbBackend::Postgres => {
-                let txn = self.migration_lock().await?;
-                Migrator::down(&txn, Some(steps)).await?;
-                txn.commit().await
-            }
-            _ => Migrator::down(&self.conn, Some(steps)).await,
-        }
+        let txn = self.migration_transaction().await?;
+        Migrator::down(&txn, Some(steps)).await?;
+        txn.commit().await
     }
 
-    /// A Postgres transaction holding the migration lock: replicas that
-    /// start together take turns, and each upgrade applies entirely or not
-    /// at all (Postgres DDL is transactional).
-    async fn migration_lock(&self) -> Result<DatabaseTransaction, DbErr> {
+    /// Migrations run in one transaction (DDL is transactional on both
+    /// backends), so an upgrade applies entirely or not at all. On Postgres
+    /// it also holds an advisory lock, so replicas that start together take
+    /// turns.
+    async fn migration_transaction(&self) -> Result<DatabaseTransaction, DbErr> {
         const MIGRATION_LOCK: i64 = 0x6465_6272_6965_6601; // "debrief" + 1
         let txn = self.conn.begin().await?;
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock($1)",
-            [MIGRATION_LOCK.into()],
-        ))
-        .await?;
+        if self.backend() == DbBackend::Postgres {
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [MIGRATION_LOCK.into()],
+            ))
+            .await?;
+        }
         Ok(txn)
     }
 

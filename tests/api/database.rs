@@ -105,17 +105,7 @@ async fn migrations_go_up_down_and_up_again(backend: Backend) {
 
     db.migrate().await.expect("up again");
     assert_eq!(tables(&db).await, all);
-    let plans = db
-        .unscoped()
-        .query_one_raw(Statement::from_string(
-            db.backend(),
-            "SELECT COUNT(*) AS n FROM plans",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get::<i64>("", "n")
-        .unwrap();
+    let plans = count(db.unscoped(), "SELECT COUNT(*) AS n FROM plans").await;
     assert_eq!(plans, 3, "plans are seeded once");
 }
 
@@ -349,19 +339,7 @@ async fn replicas_starting_together_on_one_postgres_migrate_once() {
     );
     let status = first.state().db.migration_status().await.unwrap();
     assert!(status.iter().all(|(_, applied)| *applied), "{status:?}");
-    let plans = first
-        .state()
-        .db
-        .unscoped()
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT COUNT(*) AS n FROM plans",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get::<i64>("", "n")
-        .unwrap();
+    let plans = count(first.state().db.unscoped(), "SELECT COUNT(*) AS n FROM plans").await;
     assert_eq!(plans, 3);
 }
 
