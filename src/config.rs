@@ -39,6 +39,43 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// `DEBRIEF_SHUTDOWN_GRACE`: how long shutdown waits for calls in flight.
     pub shutdown_grace: Duration,
+    /// Sign-in, tokens and throttling.
+    pub auth: AuthConfig,
+}
+
+/// Settings of accounts, tokens and sign-in protection.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// `DEBRIEF_JWT_SIGNING_KEY` (or `_FILE`): the Ed25519 private key (PKCS#8
+    /// PEM) that signs access tokens. Unset with the default SQLite setup: a
+    /// key generated once into the data directory.
+    pub signing_key: Option<Secret>,
+    /// `DEBRIEF_JWT_VERIFY_KEYS` (or `_FILE`): further Ed25519 public keys
+    /// (PEM) accepted for verification, e.g. the previous signing key.
+    pub verify_keys: Option<String>,
+    /// `DEBRIEF_JWT_ISSUER`: the `iss` claim.
+    pub issuer: String,
+    /// `DEBRIEF_ACCESS_TOKEN_TTL`: lifetime of an access token.
+    pub access_token_ttl: Duration,
+    /// `DEBRIEF_SESSION_TTL`: how long a session lasts without a refresh.
+    pub session_ttl: Duration,
+    /// `DEBRIEF_REFRESH_REUSE_GRACE`: how long a rotated refresh token still
+    /// returns its successor (concurrent refreshes from two tabs).
+    pub refresh_reuse_grace: Duration,
+    /// `DEBRIEF_SESSION_RECHECK`: how often an instance re-reads whether a
+    /// session or API key was revoked (at most 30s).
+    pub session_recheck: Duration,
+    /// `DEBRIEF_AUTH_RATE_LIMIT`: requests per minute per IP address to the
+    /// SignUp, SignIn, RefreshSession and RequestPasswordReset RPCs.
+    pub rate_limit_per_minute: u32,
+    /// `DEBRIEF_SIGN_IN_MAX_FAILURES`: consecutive failures for one email
+    /// before it is locked (an IP address gets four times as many).
+    pub max_sign_in_failures: u32,
+    /// `DEBRIEF_SIGN_IN_LOCKOUT`: the first lockout; each further failure
+    /// doubles it, up to an hour.
+    pub lockout: Duration,
+    /// `DEBRIEF_APP_URL`: the web app, for links in emails.
+    pub app_url: String,
 }
 
 /// How log lines are written.
@@ -128,12 +165,8 @@ impl Config {
                 })?;
                 positive(bytes, "DEBRIEF_MAX_MESSAGE_SIZE")?
             },
-            shutdown_grace: {
-                let value = vars.get("DEBRIEF_SHUTDOWN_GRACE").unwrap_or("10s");
-                parse_duration(value).ok_or_else(|| {
-                    invalid("DEBRIEF_SHUTDOWN_GRACE", value, "expected a duration such as 10s")
-                })?
-            },
+            shutdown_grace: vars.duration("DEBRIEF_SHUTDOWN_GRACE", "10s")?,
+            auth: AuthConfig::from_vars(&vars)?,
         })
     }
 
@@ -147,6 +180,56 @@ impl Config {
                 self.data_dir.join("debrief.db").display()
             )),
         }
+    }
+}
+
+impl AuthConfig {
+    fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let session_recheck = vars.duration("DEBRIEF_SESSION_RECHECK", "15s")?;
+        if session_recheck > Duration::from_secs(30) {
+            return Err(ConfigError {
+                var: "DEBRIEF_SESSION_RECHECK",
+                reason: "must be at most 30s, so revocations apply within 30 seconds".into(),
+            });
+        }
+        Ok(Self {
+            signing_key: vars.secret("DEBRIEF_JWT_SIGNING_KEY", "DEBRIEF_JWT_SIGNING_KEY_FILE")?,
+            verify_keys: vars
+                .secret("DEBRIEF_JWT_VERIFY_KEYS", "DEBRIEF_JWT_VERIFY_KEYS_FILE")?
+                .map(|keys| keys.expose().to_owned()),
+            issuer: vars.get("DEBRIEF_JWT_ISSUER").unwrap_or("debrief").to_owned(),
+            access_token_ttl: positive(
+                vars.duration("DEBRIEF_ACCESS_TOKEN_TTL", "15m")?,
+                "DEBRIEF_ACCESS_TOKEN_TTL",
+            )?,
+            session_ttl: positive(
+                vars.duration("DEBRIEF_SESSION_TTL", "30d")?,
+                "DEBRIEF_SESSION_TTL",
+            )?,
+            refresh_reuse_grace: vars.duration("DEBRIEF_REFRESH_REUSE_GRACE", "10s")?,
+            session_recheck,
+            rate_limit_per_minute: positive(
+                vars.parse(
+                    "DEBRIEF_AUTH_RATE_LIMIT",
+                    "20",
+                    "a whole number of requests per minute",
+                )?,
+                "DEBRIEF_AUTH_RATE_LIMIT",
+            )?,
+            max_sign_in_failures: positive(
+                vars.parse("DEBRIEF_SIGN_IN_MAX_FAILURES", "5", "a whole number")?,
+                "DEBRIEF_SIGN_IN_MAX_FAILURES",
+            )?,
+            lockout: positive(
+                vars.duration("DEBRIEF_SIGN_IN_LOCKOUT", "30s")?,
+                "DEBRIEF_SIGN_IN_LOCKOUT",
+            )?,
+            app_url: vars
+                .get("DEBRIEF_APP_URL")
+                .unwrap_or("http://localhost:3000")
+                .trim_end_matches('/')
+                .to_owned(),
+        })
     }
 }
 
@@ -165,6 +248,11 @@ impl Vars {
         self.get(var)
             .map(|value| parse_value(var, value, expected))
             .transpose()
+    }
+
+    fn duration(&self, var: &'static str, default: &str) -> Result<Duration, ConfigError> {
+        let value = self.get(var).unwrap_or(default);
+        parse_duration(value).ok_or_else(|| invalid(var, value, "expected a duration such as 10s"))
     }
 
     /// `var`, or the contents of the file named by `file_var`.
@@ -309,6 +397,9 @@ mod tests {
             ("DEBRIEF_CORS_ORIGINS", "https://app.example.com/path"),
             ("DEBRIEF_DB_MAX_CONNECTIONS", "-3"),
             ("DEBRIEF_LOG", "debrief=loud"),
+            ("DEBRIEF_SESSION_RECHECK", "5m"),
+            ("DEBRIEF_ACCESS_TOKEN_TTL", "0s"),
+            ("DEBRIEF_AUTH_RATE_LIMIT", "many"),
         ] {
             let err = config(&[(var, value)]).expect_err(value);
             assert_eq!(err.var, var, "{err}");

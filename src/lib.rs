@@ -7,8 +7,10 @@
 //! (configuration, database, errors, server assembly) sit beside them.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod context;
 pub mod db;
 pub mod error;
 pub mod events;
@@ -21,6 +23,7 @@ pub mod profiles;
 pub mod progress;
 pub mod server;
 pub mod telemetry;
+pub mod timestamps;
 pub mod uploads;
 pub mod usage;
 

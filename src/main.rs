@@ -2,6 +2,8 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use debrief::auth::entity::user::Role;
+use debrief::auth::keys;
 use debrief::db::Db;
 use debrief::{Application, Config, telemetry};
 
@@ -24,6 +26,42 @@ enum Command {
         #[command(subcommand)]
         action: MigrateAction,
     },
+    /// Operator tasks.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+    /// Token signing keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Create an account with a role, e.g. the first admin. The password is
+    /// read from DEBRIEF_ADMIN_PASSWORD, else from the first line of stdin.
+    CreateUser {
+        /// Email address of the account.
+        #[arg(long)]
+        email: String,
+        /// Role: user, admin or service.
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// Name shown in the product.
+        #[arg(long, default_value = "")]
+        display_name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Print a new Ed25519 private key (PKCS#8 PEM) for DEBRIEF_JWT_SIGNING_KEY.
+    Generate,
+    /// Read a private key PEM on stdin and print its public key PEM, for
+    /// DEBRIEF_JWT_VERIFY_KEYS when rotating.
+    Public,
 }
 
 #[derive(Subcommand)]
@@ -48,7 +86,51 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Migrate { action } => migrate(config, action).await,
+        Command::Admin { action } => admin(config, action).await,
+        Command::Keys { action } => keys(action),
     }
+}
+
+async fn admin(config: Config, action: AdminAction) -> anyhow::Result<()> {
+    let AdminAction::CreateUser {
+        email,
+        role,
+        display_name,
+    } = action;
+    let role = Role::parse(&role).context("--role must be user, admin or service")?;
+    let password = match std::env::var("DEBRIEF_ADMIN_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let db = Db::connect(&config).await?;
+    db.migrate().await.context("migrating the database")?;
+    let user = debrief::admin::users::create_user(&db, &email, &password, role, &display_name)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "created users/{} ({}) with role {}",
+        user.id,
+        user.email,
+        role.as_str()
+    );
+    Ok(())
+}
+
+fn keys(action: KeysAction) -> anyhow::Result<()> {
+    match action {
+        KeysAction::Generate => print!("{}", keys::generate_pem().context("generating a key")?),
+        KeysAction::Public => {
+            let private = std::io::read_to_string(std::io::stdin()).context("reading the key from stdin")?;
+            print!("{}", keys::public_pem(&private)?);
+        }
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

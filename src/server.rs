@@ -26,6 +26,10 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::auth::Auth;
+use crate::auth::keys::KeyError;
+use crate::auth::layer::AuthLayer;
+use crate::auth::mailer::{LogMailer, Mailer};
 use crate::config::Config;
 use crate::db::{ConnectError, Db};
 use crate::pb::v1::{
@@ -44,6 +48,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The database.
     pub db: Db,
+    /// Keys, the authenticator, throttling and the mailer.
+    pub auth: Arc<Auth>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -63,6 +69,9 @@ pub enum ServerError {
         /// The failure.
         source: std::io::Error,
     },
+    /// The token keys could not be loaded.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
     /// Reflection could not read the descriptor set.
     #[error("cannot build server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -85,6 +94,11 @@ impl Application {
     /// Opens and migrates the database, binds `config.addr` and builds every
     /// service. Nothing is served until [`Self::run_until_stopped`].
     pub async fn build(config: Config) -> Result<Self, ServerError> {
+        Self::build_with_mailer(config, Arc::new(LogMailer)).await
+    }
+
+    /// [`Self::build`] with another way to deliver email.
+    pub async fn build_with_mailer(config: Config, mailer: Arc<dyn Mailer>) -> Result<Self, ServerError> {
         let db = Db::connect(&config).await?;
         db.migrate().await.map_err(ServerError::Migrate)?;
         let listener = TcpListener::bind(config.addr)
@@ -98,9 +112,11 @@ impl Application {
             source,
         })?;
 
+        let auth = Arc::new(Auth::new(&config, db.clone(), mailer)?);
         let state = AppState {
             config: Arc::new(config),
             db,
+            auth,
         };
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
@@ -158,7 +174,6 @@ impl Application {
                 HeaderValue::from_static("nosniff"),
             ))
             .layer(cors(&state.config))
-            .layer(tonic_web::GrpcWebLayer::new())
             .into_inner();
 
         let signal = {
@@ -209,8 +224,14 @@ fn grpc_routes(
     };
     let mut routes = Routes::builder();
     routes
-        .add_service(limited!(AuthServiceServer, crate::auth::AuthApi))
-        .add_service(limited!(ProfileServiceServer, crate::profiles::ProfileApi))
+        .add_service(limited!(
+            AuthServiceServer,
+            crate::auth::AuthApi::new(state.clone())
+        ))
+        .add_service(limited!(
+            ProfileServiceServer,
+            crate::profiles::ProfileApi::new(state.clone())
+        ))
         .add_service(limited!(MeetingServiceServer, crate::meetings::MeetingApi))
         .add_service(limited!(UploadServiceServer, crate::uploads::UploadApi))
         .add_service(limited!(
@@ -224,11 +245,33 @@ fn grpc_routes(
             crate::usage::UsageApi::new(state.clone())
         ))
         .add_service(limited!(EventServiceServer, crate::events::EventApi))
-        .add_service(limited!(AdminServiceServer, crate::admin::AdminApi))
+        .add_service(limited!(
+            AdminServiceServer,
+            crate::admin::AdminApi::new(state.clone())
+        ))
         .add_service(health)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?);
-    Ok(routes.routes())
+    let keys = state.auth.keys.clone();
+    // gRPC-Web translation and the auth layer wrap the gRPC services only
+    // (tonic-web refuses plain HTTP/1.1). Auth is inside, so gRPC-Web
+    // requests arrive translated and its refusals are translated back.
+    let grpc_layers = ServiceBuilder::new()
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(AuthLayer::new(state.auth.authenticator.clone()));
+    let router = routes.routes().into_axum_router().layer(grpc_layers).route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            let jwks = keys.jwks();
+            async move {
+                (
+                    [(http::header::CACHE_CONTROL, "public, max-age=300")],
+                    axum::Json(jwks),
+                )
+            }
+        }),
+    );
+    Ok(Routes::from(router))
 }
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {

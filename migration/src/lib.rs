@@ -12,6 +12,7 @@ mod m20261127_000001_identity;
 mod m20261127_000002_meetings;
 mod m20261127_000003_practice;
 mod m20261127_000004_usage_events_audit;
+mod m20261127_000005_identity_hardening;
 pub mod rls;
 mod util;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_meetings::Migration),
             Box::new(m20261127_000003_practice::Migration),
             Box::new(m20261127_000004_usage_events_audit::Migration),
+            Box::new(m20261127_000005_identity_hardening::Migration),
         ]
     }
 }

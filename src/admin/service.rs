@@ -1,10 +1,68 @@
-//! The gRPC AdminService.
+//! The gRPC AdminService: every RPC needs the admin role.
 
+use tonic::{Request, Response, Status};
+
+use super::{audit_log, users};
+use crate::auth::Caller;
+use crate::context::RequestMeta;
+use crate::pb::v1 as pb;
 use crate::pb::v1::admin_service_server::AdminService;
+use crate::server::AppState;
 
-/// AdminService. Its RPCs answer UNIMPLEMENTED until they are built.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AdminApi;
+/// AdminService. GetAnalytics answers UNIMPLEMENTED until it is built.
+#[derive(Clone, Debug)]
+pub struct AdminApi {
+    state: AppState,
+}
+
+impl AdminApi {
+    /// The service over the shared state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+/// The admin making the request, or PERMISSION_DENIED.
+fn admin<T>(request: &Request<T>) -> Result<uuid::Uuid, Status> {
+    let caller = Caller::of(request)?;
+    caller.require_admin()?;
+    Ok(caller.user_id)
+}
 
 #[tonic::async_trait]
-impl AdminService for AdminApi {}
+impl AdminService for AdminApi {
+    #[tracing::instrument(skip_all)]
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let admin_id = admin(&request)?;
+        Ok(Response::new(
+            users::list(&self.state.db, admin_id, request.into_inner()).await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_user_role(
+        &self,
+        request: Request<pb::SetUserRoleRequest>,
+    ) -> Result<Response<pb::SetUserRoleResponse>, Status> {
+        let admin_id = admin(&request)?;
+        let meta = RequestMeta::of(&request);
+        let user = users::set_role(&self.state.db, &meta, admin_id, request.into_inner()).await?;
+        // Roles are read with session checks: apply the change here at once.
+        self.state.auth.authenticator.forget_all();
+        Ok(Response::new(pb::SetUserRoleResponse { user: Some(user) }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_audit_log(
+        &self,
+        request: Request<pb::ListAuditLogRequest>,
+    ) -> Result<Response<pb::ListAuditLogResponse>, Status> {
+        let admin_id = admin(&request)?;
+        Ok(Response::new(
+            audit_log::list(&self.state.db, admin_id, request.into_inner()).await?,
+        ))
+    }
+}

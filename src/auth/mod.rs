@@ -1,6 +1,76 @@
 //! Identity: accounts, sign-in sessions, tokens, roles and API keys.
+//!
+//! [`Auth`] holds what every instance needs to authenticate: the token keys,
+//! the [`layer::Authenticator`] behind the auth layer, sign-in throttling and
+//! the mailer. The gRPC AuthService lives in [`service`].
 
+pub mod accounts;
+pub mod api_keys;
+pub mod caller;
 pub mod entity;
+pub mod keys;
+pub mod layer;
+pub mod mailer;
+pub mod model;
+pub mod password;
+pub mod secret;
 pub mod service;
+pub mod sessions;
+pub mod store;
+pub mod throttle;
 
+use std::sync::Arc;
+
+pub use caller::{Caller, Credential};
 pub use service::AuthApi;
+
+use crate::config::Config;
+use crate::db::Db;
+
+/// Authentication state shared by the auth layer and the services.
+#[derive(Debug)]
+pub struct Auth {
+    /// Token settings.
+    pub config: crate::config::AuthConfig,
+    /// Signing and verification keys.
+    pub keys: Arc<keys::KeySet>,
+    /// Resolves credentials to callers.
+    pub authenticator: Arc<layer::Authenticator>,
+    /// Rate limits and lockouts.
+    pub throttle: throttle::Throttle,
+    /// Delivers verification and reset emails.
+    pub mailer: Arc<dyn mailer::Mailer>,
+}
+
+impl Auth {
+    /// Loads the keys (generating a development key for the default SQLite
+    /// setup) and builds the shared state.
+    pub fn new(config: &Config, db: Db, mailer: Arc<dyn mailer::Mailer>) -> Result<Self, keys::KeyError> {
+        let embedded = config
+            .database_url
+            .as_ref()
+            .is_none_or(|url| url.expose().starts_with("sqlite:"));
+        let auth = &config.auth;
+        let keys = Arc::new(keys::KeySet::load(
+            auth.signing_key.as_ref().map(|key| key.expose()),
+            auth.verify_keys.as_deref(),
+            &auth.issuer,
+            embedded.then_some(config.data_dir.as_path()),
+        )?);
+        Ok(Self {
+            config: auth.clone(),
+            authenticator: Arc::new(layer::Authenticator::new(keys.clone(), db, auth.session_recheck)),
+            keys,
+            throttle: throttle::Throttle::new(auth),
+            mailer,
+        })
+    }
+
+    /// Sends an email after the change that caused it has committed; a
+    /// failure is logged, not returned, since the change stands.
+    pub async fn send_mail(&self, mail: mailer::Mail) {
+        if let Err(error) = self.mailer.send(mail).await {
+            tracing::error!(%error, "could not send an email");
+        }
+    }
+}

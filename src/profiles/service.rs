@@ -1,10 +1,77 @@
-//! The gRPC ProfileService.
+//! The gRPC ProfileService: every RPC acts on the caller's own profile.
 
+use tonic::{Request, Response, Status};
+
+use super::model::ProfileFields;
+use super::{import, store};
+use crate::auth::Caller;
+use crate::error::AppError;
 use crate::pb::v1::profile_service_server::ProfileService;
+use crate::pb::v1::{
+    GetProfileRequest, GetProfileResponse, ImportLocalStateRequest, ImportLocalStateResponse,
+    UpdateProfileRequest, UpdateProfileResponse,
+};
+use crate::server::AppState;
 
-/// ProfileService. Its RPCs answer UNIMPLEMENTED until they are built.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProfileApi;
+/// ProfileService.
+#[derive(Clone, Debug)]
+pub struct ProfileApi {
+    state: AppState,
+}
+
+impl ProfileApi {
+    /// The service over the shared state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
 
 #[tonic::async_trait]
-impl ProfileService for ProfileApi {}
+impl ProfileService for ProfileApi {
+    #[tracing::instrument(skip_all)]
+    async fn get_profile(
+        &self,
+        request: Request<GetProfileRequest>,
+    ) -> Result<Response<GetProfileResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let scoped = self.state.db.as_user(caller.user_id).await?;
+        let profile = store::get(&scoped, caller.user_id).await?;
+        Ok(Response::new(GetProfileResponse {
+            profile: Some(store::to_proto(&profile)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_profile(
+        &self,
+        request: Request<UpdateProfileRequest>,
+    ) -> Result<Response<UpdateProfileResponse>, Status> {
+        let user_id = Caller::of(&request)?.user_id;
+        let UpdateProfileRequest { profile, update_mask } = request.into_inner();
+        let update = profile.ok_or_else(|| AppError::invalid("profile", "is required"))?;
+        let paths = update_mask.map(|mask| mask.paths).unwrap_or_default();
+        let scoped = self.state.db.as_user(user_id).await?;
+        let current = store::get(&scoped, user_id).await?;
+        let mut merged = store::to_proto(&current);
+        store::merge(&mut merged, update, &paths)?;
+        let fields = ProfileFields::parse(&merged, "profile").map_err(AppError::InvalidArgument)?;
+        let saved = store::save(&scoped, current, &fields).await?;
+        scoped.commit().await?;
+        Ok(Response::new(UpdateProfileResponse {
+            profile: Some(store::to_proto(&saved)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn import_local_state(
+        &self,
+        request: Request<ImportLocalStateRequest>,
+    ) -> Result<Response<ImportLocalStateResponse>, Status> {
+        let user_id = Caller::of(&request)?.user_id;
+        let state = request
+            .into_inner()
+            .state
+            .ok_or_else(|| AppError::invalid("state", "is required"))?;
+        Ok(Response::new(import::run(&self.state.db, user_id, state).await?))
+    }
+}

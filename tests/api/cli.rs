@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::helpers::{Backend, debrief_command, spawn_app, test_env};
+use crate::helpers::{Backend, PASSWORD, bearer, debrief_command, spawn_app, test_env};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -22,6 +22,7 @@ on_both_backends!(
     serve_starts_answers_and_stops_cleanly_on_sigterm,
     shutdown_drains_calls_in_flight,
     migrate_commands_apply_revert_and_report,
+    admin_create_user_bootstraps_an_admin_and_no_log_line_holds_a_secret,
 );
 
 async fn run(vars: &HashMap<String, String>, args: &[&str]) -> std::process::Output {
@@ -222,16 +223,227 @@ async fn migrate_commands_apply_revert_and_report(backend: Backend) {
         String::from_utf8(output.stdout).unwrap()
     };
     let before = status(run(&vars, &["migrate", "status"]).await);
-    assert_eq!(before.lines().count(), 4, "{before}");
+    assert_eq!(before.lines().count(), 5, "{before}");
     assert!(before.lines().all(|l| l.starts_with("pending")), "{before}");
 
     status(run(&vars, &["migrate", "up"]).await);
     let applied = status(run(&vars, &["migrate", "status"]).await);
     assert!(applied.lines().all(|l| l.starts_with("applied")), "{applied}");
 
-    status(run(&vars, &["migrate", "down", "--steps", "4"]).await);
+    status(run(&vars, &["migrate", "down", "--steps", "5"]).await);
     let reverted = status(run(&vars, &["migrate", "status"]).await);
     assert!(reverted.lines().all(|l| l.starts_with("pending")), "{reverted}");
 
     status(run(&vars, &["migrate", "up"]).await);
+}
+
+/// Stops a served child with SIGTERM and returns every log line it wrote.
+async fn stop(
+    mut child: tokio::process::Child,
+    mut log: tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> Vec<String> {
+    let pid = child.id().expect("running").to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops")
+        .expect("exit status");
+    let mut lines = Vec::new();
+    while let Some(line) = log.recv().await {
+        lines.push(line);
+    }
+    lines
+}
+
+async fn admin_create_user_bootstraps_an_admin_and_no_log_line_holds_a_secret(backend: Backend) {
+    use debrief::pb::v1 as pb;
+    use debrief::pb::v1::admin_service_client::AdminServiceClient;
+    use debrief::pb::v1::auth_service_client::AuthServiceClient;
+
+    let (mut vars, _data_dir) = test_env(backend).await;
+    let admin_password = "granite-Meadow-lantern-58";
+    let mut create = Command::from(debrief_command(&vars));
+    let mut child = create
+        .args([
+            "admin",
+            "create-user",
+            "--email",
+            "Ops@Example.com",
+            "--role",
+            "admin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The password comes on stdin when DEBRIEF_ADMIN_PASSWORD is unset.
+    tokio::io::AsyncWriteExt::write_all(
+        child.stdin.as_mut().unwrap(),
+        format!("{admin_password}\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("ops@example.com") && stdout.contains("role admin"),
+        "{stdout}"
+    );
+    // A weak password is refused with the reason.
+    vars.insert("DEBRIEF_ADMIN_PASSWORD".into(), "admin".into());
+    let weak = run(
+        &vars,
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "weak@example.com",
+            "--role",
+            "admin",
+        ],
+    )
+    .await;
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("password"));
+    vars.remove("DEBRIEF_ADMIN_PASSWORD");
+
+    vars.insert("DEBRIEF_LOG_FORMAT".into(), "json".into());
+    vars.insert("DEBRIEF_LOG".into(), "debug".into());
+    let (child, addr, log) = serve(&vars).await;
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut auth = AuthServiceClient::new(channel.clone());
+    let admin = auth
+        .sign_in(pb::SignInRequest {
+            email: "ops@example.com".into(),
+            password: admin_password.into(),
+        })
+        .await
+        .expect("the admin signs in")
+        .into_inner()
+        .tokens
+        .unwrap();
+    AdminServiceClient::new(channel.clone())
+        .list_users(bearer(&admin.access_token, pb::ListUsersRequest::default()))
+        .await
+        .expect("the admin may list users");
+
+    // Exercise every path that handles a secret.
+    let signed_up = auth
+        .sign_up(pb::SignUpRequest {
+            email: "logs@example.com".into(),
+            password: PASSWORD.into(),
+            display_name: "Logs".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens
+        .unwrap();
+    let wrong = auth
+        .sign_in(pb::SignInRequest {
+            email: "logs@example.com".into(),
+            password: "a-wrong-Password-123".into(),
+        })
+        .await;
+    assert!(wrong.is_err());
+    let refreshed = auth
+        .refresh_session(pb::RefreshSessionRequest {
+            refresh_token: signed_up.refresh_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens
+        .unwrap();
+    let key = auth
+        .create_api_key(bearer(
+            &refreshed.access_token,
+            pb::CreateApiKeyRequest {
+                api_key: Some(pb::ApiKey {
+                    display_name: "logs".into(),
+                    scopes: vec!["profile:read".into()],
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .key;
+    debrief::pb::v1::profile_service_client::ProfileServiceClient::new(channel.clone())
+        .get_profile(bearer(&key, pb::GetProfileRequest {}))
+        .await
+        .unwrap();
+    let new_password = "copper-Willow-signal-31";
+    auth.change_password(bearer(
+        &refreshed.access_token,
+        pb::ChangePasswordRequest {
+            current_password: PASSWORD.into(),
+            new_password: new_password.into(),
+        },
+    ))
+    .await
+    .unwrap();
+    auth.request_password_reset(pb::RequestPasswordResetRequest {
+        email: "logs@example.com".into(),
+    })
+    .await
+    .unwrap();
+
+    let lines = stop(child, log).await;
+    assert!(
+        lines.iter().any(|l| l.contains("/debrief.v1.AuthService/SignUp")),
+        "requests were logged"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("debrief::mail") && l.contains("det_")),
+        "the development mailer logged its links"
+    );
+    let secrets = [
+        PASSWORD,
+        admin_password,
+        new_password,
+        "a-wrong-Password-123",
+        &signed_up.access_token,
+        &signed_up.refresh_token,
+        &refreshed.access_token,
+        &refreshed.refresh_token,
+        &admin.access_token,
+        &admin.refresh_token,
+        &key,
+    ];
+    for line in &lines {
+        for secret in secrets {
+            assert!(!line.contains(secret), "a secret in the log: {line}");
+        }
+        // Email links carry one-time tokens: only the development mailer's
+        // own lines may hold them (that is its purpose).
+        if line.contains("det_") {
+            let json: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(
+                json["target"], "debrief::mail",
+                "a token outside the mailer: {line}"
+            );
+        }
+    }
 }

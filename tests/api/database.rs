@@ -40,6 +40,7 @@ const TABLES: &[&str] = &[
     "processing_stage_runs",
     "profiles",
     "refresh_tokens",
+    "sign_in_failures",
     "transcript_segments",
     "upload_chunks",
     "uploads",
@@ -88,7 +89,7 @@ async fn migrations_go_up_down_and_up_again(backend: Backend) {
     db.migrate().await.expect("up");
     assert_eq!(tables(&db).await, all);
     let status = db.migration_status().await.unwrap();
-    assert_eq!(status.len(), 4);
+    assert_eq!(status.len(), 5);
     assert!(status.iter().all(|(_, applied)| *applied));
 
     db.migrate_down(u32::try_from(status.len()).unwrap())

@@ -3,8 +3,12 @@
 
 mod helpers;
 
+mod accounts;
+mod api_keys;
+mod auth;
 mod cli;
 mod database;
 mod errors;
 mod plans;
+mod profiles;
 mod transports;

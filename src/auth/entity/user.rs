@@ -19,6 +19,24 @@ pub enum Role {
     Service,
 }
 
+impl Role {
+    /// The stored and claimed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Admin => "admin",
+            Self::Service => "service",
+        }
+    }
+
+    /// Parses a stored or claimed name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::User, Self::Admin, Self::Service]
+            .into_iter()
+            .find(|role| role.as_str() == name)
+    }
+}
+
 /// An account.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "users")]

@@ -5,9 +5,14 @@ pub mod postgres;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Once;
+use std::sync::{Arc, Once, OnceLock};
 
+use debrief::auth::mailer::RecordingMailer;
 use debrief::db::Db;
+use debrief::pb::v1 as pb;
+use debrief::pb::v1::admin_service_client::AdminServiceClient;
+use debrief::pb::v1::auth_service_client::AuthServiceClient;
+use debrief::pb::v1::profile_service_client::ProfileServiceClient;
 use debrief::pb::v1::usage_service_client::UsageServiceClient;
 use debrief::{Application, Config};
 use tokio::task::JoinHandle;
@@ -54,6 +59,9 @@ pub struct TestApp {
     pub channel: Channel,
     /// The server's own database handle (its pool and role).
     pub db: Db,
+    /// Every email the server sent.
+    pub mailer: Arc<RecordingMailer>,
+    vars: HashMap<String, String>,
     shutdown: CancellationToken,
     server: Option<JoinHandle<Result<(), debrief::server::ServerError>>>,
     _data_dir: tempfile::TempDir,
@@ -70,9 +78,12 @@ pub async fn test_env(backend: Backend) -> (HashMap<String, String>, tempfile::T
         ),
         ("DEBRIEF_CORS_ORIGINS".to_owned(), ALLOWED_ORIGIN.to_owned()),
         ("DEBRIEF_SHUTDOWN_GRACE".to_owned(), "2s".to_owned()),
+        // Tests sign in far more often than people do.
+        ("DEBRIEF_AUTH_RATE_LIMIT".to_owned(), "10000".to_owned()),
     ]);
     if backend == Backend::Postgres {
         vars.insert("DATABASE_URL".to_owned(), postgres::fresh_database().await);
+        vars.insert("DEBRIEF_JWT_SIGNING_KEY".to_owned(), signing_key().to_owned());
     }
     (vars, data_dir)
 }
@@ -90,8 +101,15 @@ pub async fn spawn_app_with(
     init_logging();
     let (mut vars, data_dir) = test_env(backend).await;
     configure(&mut vars);
-    let config = Config::from_vars(vars).expect("valid test configuration");
-    let app = Application::build(config).await.expect("the server starts");
+    start(vars, data_dir).await
+}
+
+async fn start(vars: HashMap<String, String>, data_dir: tempfile::TempDir) -> TestApp {
+    let config = Config::from_vars(vars.clone()).expect("valid test configuration");
+    let mailer = Arc::new(RecordingMailer::default());
+    let app = Application::build_with_mailer(config, mailer.clone())
+        .await
+        .expect("the server starts");
     let addr = app.local_addr();
     let db = app.state().db.clone();
     let shutdown = app.shutdown_token();
@@ -103,6 +121,8 @@ pub async fn spawn_app_with(
         addr,
         channel,
         db,
+        mailer,
+        vars,
         shutdown,
         server: Some(server),
         _data_dir: data_dir,
@@ -110,6 +130,15 @@ pub async fn spawn_app_with(
 }
 
 impl TestApp {
+    /// Another instance on the same database (Postgres), as a second
+    /// replica behind a load balancer would be.
+    pub async fn spawn_replica(&self) -> TestApp {
+        let data_dir = tempfile::tempdir().expect("temporary data directory");
+        let mut vars = self.vars.clone();
+        vars.insert("DEBRIEF_DATA_DIR".into(), data_dir.path().display().to_string());
+        start(vars, data_dir).await
+    }
+
     /// `http://addr`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -123,6 +152,70 @@ impl TestApp {
     /// A UsageService client over gRPC.
     pub fn usage(&self) -> UsageServiceClient<Channel> {
         UsageServiceClient::new(self.channel.clone())
+    }
+
+    /// An AuthService client over gRPC.
+    pub fn auth(&self) -> AuthServiceClient<Channel> {
+        AuthServiceClient::new(self.channel.clone())
+    }
+
+    /// A ProfileService client over gRPC.
+    pub fn profiles(&self) -> ProfileServiceClient<Channel> {
+        ProfileServiceClient::new(self.channel.clone())
+    }
+
+    /// An AdminService client over gRPC.
+    pub fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel.clone())
+    }
+
+    /// Signs up `<name>@example.com` with [`PASSWORD`].
+    pub async fn sign_up(&self, name: &str) -> TestUser {
+        let email = format!("{name}@example.com");
+        let response = self
+            .auth()
+            .sign_up(pb::SignUpRequest {
+                email: email.clone(),
+                password: PASSWORD.into(),
+                display_name: name.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("sign up {email}: {e:?}"))
+            .into_inner();
+        let user = response.user.expect("user");
+        TestUser {
+            id: user.name.trim_start_matches("users/").parse().expect("user id"),
+            email,
+            tokens: response.tokens.expect("tokens"),
+        }
+    }
+
+    /// Signs in with email and password; a new session.
+    pub async fn sign_in(&self, email: &str, password: &str) -> Result<pb::SessionTokens, tonic::Status> {
+        self.auth()
+            .sign_in(pb::SignInRequest {
+                email: email.into(),
+                password: password.into(),
+            })
+            .await
+            .map(|r| r.into_inner().tokens.expect("tokens"))
+    }
+
+    /// The actions of the audit entries about `user_id`, oldest first.
+    pub async fn audit_actions(&self, user_id: uuid::Uuid) -> Vec<String> {
+        use debrief::audit::entity as audit;
+        use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+        let scoped = self.db.as_service().await.expect("service scope");
+        scoped
+            .find::<audit::Entity>()
+            .filter(audit::Column::SubjectUserId.eq(user_id))
+            .order_by_asc(audit::Column::Id)
+            .all(scoped.txn())
+            .await
+            .expect("audit entries")
+            .into_iter()
+            .map(|e| e.action)
+            .collect()
     }
 
     /// Starts a graceful shutdown and waits for the server to stop.
@@ -143,6 +236,50 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// The password test accounts use (strong enough for the estimator).
+pub const PASSWORD: &str = "plum-orbit-Kettle-42";
+
+/// An account made by [`TestApp::sign_up`].
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    /// The account id.
+    pub id: uuid::Uuid,
+    /// Its email.
+    pub email: String,
+    /// Its first session's tokens.
+    pub tokens: pb::SessionTokens,
+}
+
+impl TestUser {
+    /// A request carrying this user's access token.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        bearer(&self.tokens.access_token, message)
+    }
+}
+
+/// A request with `authorization: Bearer <token>`.
+pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii header"),
+    );
+    request
+}
+
+/// One signing key for every Postgres test server of this process (SQLite
+/// servers generate their own in their data directory).
+pub fn signing_key() -> &'static str {
+    static KEY: OnceLock<String> = OnceLock::new();
+    KEY.get_or_init(|| debrief::auth::keys::generate_pem().expect("a key"))
+}
+
+/// The google.rpc details of a status.
+pub fn details(status: &tonic::Status) -> tonic_types::ErrorDetails {
+    use tonic_types::StatusExt;
+    status.get_error_details()
 }
 
 /// Logs to stderr when `TEST_LOG` is set.

@@ -1,0 +1,172 @@
+//! Accounts as operators see them: listing, roles, and creating the first
+//! admin from the command line.
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::audit::{self, Entry};
+use crate::auth::entity::user::{self, Role};
+use crate::auth::model::{display_name, normalise_email, parse_name};
+use crate::auth::{password, store};
+use crate::context::RequestMeta;
+use crate::db::Db;
+use crate::error::{AppError, AppResult};
+use crate::pagination::PageRequest;
+use crate::pb::v1 as pb;
+use crate::profiles::entity as profile;
+
+/// Creates an account with a role, e.g. the first admin. Used by
+/// `debrief admin create-user`; audited with no actor.
+pub async fn create_user(
+    db: &Db,
+    email: &str,
+    new_password: &str,
+    role: Role,
+    name: &str,
+) -> AppResult<user::Model> {
+    let email = normalise_email("email", email)?;
+    let name = display_name("display_name", name)?;
+    password::check_strength("password", new_password, &[&email])
+        .map_err(|v| AppError::InvalidArgument(vec![v]))?;
+    let hash = password::hash(new_password).await?;
+    let scoped = db.as_service().await?;
+    let user = store::create_account(
+        &scoped,
+        store::NewAccount {
+            email: &email,
+            password_hash: Some(hash),
+            role,
+            display_name: &name,
+        },
+    )
+    .await?;
+    audit::record(
+        &scoped,
+        &RequestMeta::default(),
+        Entry {
+            actor: None,
+            ..Entry::own("admin.create_user", user.id)
+        }
+        .details(serde_json::json!({ "role": role.as_str(), "via": "command line" })),
+    )
+    .await?;
+    scoped.commit().await?;
+    Ok(user)
+}
+
+/// The role named by an API enum.
+pub fn role_from_proto(field: &str, value: i32) -> AppResult<Role> {
+    match pb::Role::try_from(value) {
+        Ok(pb::Role::User) => Ok(Role::User),
+        Ok(pb::Role::Admin) => Ok(Role::Admin),
+        Ok(pb::Role::Service) => Ok(Role::Service),
+        _ => Err(AppError::invalid(
+            field,
+            "must be ROLE_USER, ROLE_ADMIN or ROLE_SERVICE",
+        )),
+    }
+}
+
+/// Changes a user's role (audited).
+pub async fn set_role(
+    db: &Db,
+    meta: &RequestMeta,
+    admin_id: Uuid,
+    request: pb::SetUserRoleRequest,
+) -> AppResult<pb::User> {
+    let pb::SetUserRoleRequest { user, role, reason } = request;
+    let user_id = parse_name("user", &user, "users")?;
+    let role = role_from_proto("role", role)?;
+    let reason = crate::auth::model::plain_text("reason", &reason, 500)?;
+    // Writing another user's row needs the service scope; the admin check
+    // was made by the caller.
+    let scoped = db.as_service().await?;
+    let before = store::get_user(&scoped, user_id).await?;
+    if before.role != role {
+        store::update_user(&scoped, user_id, |u| {
+            u.col_expr(user::Column::Role, Expr::value(role))
+        })
+        .await?;
+        audit::record(
+            &scoped,
+            meta,
+            Entry {
+                action: "admin.set_role",
+                actor: Some(admin_id),
+                subject: Some(user_id),
+                target: Some(format!("users/{user_id}")),
+                details: serde_json::json!({ "from": before.role.as_str(), "to": role.as_str(), "reason": reason }),
+            },
+        )
+        .await?;
+    }
+    let after = store::get_user(&scoped, user_id).await?;
+    let user = store::user_with_profile(&scoped, &after).await?;
+    scoped.commit().await?;
+    Ok(user)
+}
+
+/// Where a page of users continues.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UserCursor {
+    before: Uuid,
+}
+
+/// Accounts, newest first, with their display names (one query for the
+/// page's profiles).
+pub async fn list(
+    db: &Db,
+    admin_id: Uuid,
+    request: pb::ListUsersRequest,
+) -> AppResult<pb::ListUsersResponse> {
+    let pb::ListUsersRequest {
+        page_size,
+        page_token,
+        email_prefix,
+        role,
+    } = request;
+    let page = PageRequest::<UserCursor>::parse(page_size, &page_token, 50, 200)?;
+    let scoped = db.as_admin(admin_id).await?;
+    let mut query = scoped
+        .find::<user::Entity>()
+        .order_by_desc(user::Column::Id)
+        .limit(page.size + 1);
+    if let Some(cursor) = page.after {
+        query = query.filter(user::Column::Id.lt(cursor.before));
+    }
+    let prefix = email_prefix.trim().to_lowercase();
+    if !prefix.is_empty() {
+        query = query.filter(user::Column::Email.starts_with(&prefix));
+    }
+    if role != pb::Role::Unspecified as i32 {
+        query = query.filter(user::Column::Role.eq(role_from_proto("role", role)?));
+    }
+    let mut users = query.all(scoped.txn()).await?;
+    let next = if users.len() as u64 > page.size {
+        users.truncate(usize::try_from(page.size).unwrap_or(usize::MAX));
+        users.last().map(|u| UserCursor { before: u.id })
+    } else {
+        None
+    };
+    let profiles = scoped
+        .find::<profile::Entity>()
+        .filter(profile::Column::UserId.is_in(users.iter().map(|u| u.id)))
+        .all(scoped.txn())
+        .await?;
+    let name_of = |id: Uuid| {
+        profiles
+            .iter()
+            .find(|p| p.user_id == id)
+            .map(|p| p.display_name.clone())
+            .unwrap_or_default()
+    };
+    Ok(pb::ListUsersResponse {
+        users: users
+            .iter()
+            .map(|u| store::user_to_proto(u, name_of(u.id)))
+            .collect(),
+        next_page_token: PageRequest::token(next.as_ref()),
+    })
+}

@@ -1,0 +1,123 @@
+//! The audit log: who did what to whose account, and from where.
+//!
+//! Entries are appended in the same transaction as the change they record
+//! and never changed (the migrations forbid updates and deletes). They hold
+//! ids, actions and request facts, never passwords, tokens or content.
+
+use sea_orm::ActiveValue::Set;
+use uuid::Uuid;
+
+use crate::context::RequestMeta;
+use crate::db::{Owned, Scoped};
+use crate::error::AppResult;
+
+/// `audit_log`.
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    /// One entry.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_log")]
+    pub struct Model {
+        /// Entry id (time-ordered).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        /// Who acted; None for the system or an unknown caller.
+        pub actor_id: Option<Uuid>,
+        /// Whose account it concerns.
+        pub subject_user_id: Option<Uuid>,
+        /// What happened, e.g. `auth.sign_in`.
+        pub action: String,
+        /// The resource acted on, e.g. `authSessions/{id}`.
+        pub target: Option<String>,
+        /// The client's IP address.
+        pub ip_address: Option<String>,
+        /// Further facts (never secrets).
+        pub details: Json,
+        /// The request's `x-request-id`.
+        pub request_id: Option<String>,
+        /// When it happened.
+        pub created_at: DateTimeUtc,
+        /// Equal to `created_at`: entries never change.
+        pub updated_at: DateTimeUtc,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+impl Owned for entity::Entity {
+    fn owner_column() -> entity::Column {
+        entity::Column::SubjectUserId
+    }
+}
+
+/// An entry to append.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// What happened.
+    pub action: &'static str,
+    /// Who acted.
+    pub actor: Option<Uuid>,
+    /// Whose account it concerns.
+    pub subject: Option<Uuid>,
+    /// The resource acted on.
+    pub target: Option<String>,
+    /// Further facts.
+    pub details: serde_json::Value,
+}
+
+impl Entry {
+    /// A user acting on their own account.
+    pub fn own(action: &'static str, user_id: Uuid) -> Self {
+        Self {
+            action,
+            actor: Some(user_id),
+            subject: Some(user_id),
+            target: None,
+            details: serde_json::json!({}),
+        }
+    }
+
+    /// Names the resource acted on.
+    pub fn target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    /// Adds facts.
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+/// Appends `entry` in the transaction `scoped`.
+pub async fn record(scoped: &Scoped, meta: &RequestMeta, entry: Entry) -> AppResult<()> {
+    let now = chrono::Utc::now();
+    let Entry {
+        action,
+        actor,
+        subject,
+        target,
+        details,
+    } = entry;
+    scoped
+        .insert(entity::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            actor_id: Set(actor),
+            subject_user_id: Set(subject),
+            action: Set(action.to_owned()),
+            target: Set(target),
+            ip_address: Set(meta.ip.map(|ip| ip.to_string())),
+            details: Set(details),
+            request_id: Set(meta.request_id.clone()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .await?;
+    Ok(())
+}

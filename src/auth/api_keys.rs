@@ -1,0 +1,239 @@
+//! API keys: created by a signed-in user, shown once, stored as hashes.
+
+use chrono::Utc;
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, Condition, QueryFilter, QueryOrder, QuerySelect};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Auth;
+use super::caller::is_known_scope;
+use super::entity::api_key;
+use super::model::{display_name, parse_name};
+use super::secret::{self, API_KEY_PREFIX};
+use crate::audit::{self, Entry};
+use crate::context::RequestMeta;
+use crate::db::Db;
+use crate::error::{AppError, AppResult, FieldViolation};
+use crate::pagination::PageRequest;
+use crate::pb::v1 as pb;
+use crate::timestamps;
+
+/// Characters of the key kept to recognise it (`dbk_` and 8 more).
+const PREFIX_LEN: usize = 12;
+
+/// Where a page of keys continues: before this id (ids are time-ordered).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyCursor {
+    before: Uuid,
+}
+
+/// Creates a key and returns it with its secret, the only time it is shown.
+pub async fn create(
+    auth: &Auth,
+    db: &Db,
+    meta: &RequestMeta,
+    user_id: Uuid,
+    request: pb::CreateApiKeyRequest,
+) -> AppResult<pb::CreateApiKeyResponse> {
+    let pb::CreateApiKeyRequest { api_key, request_id } = request;
+    let key = api_key.ok_or_else(|| AppError::invalid("api_key", "is required"))?;
+    let mut violations = Vec::new();
+    let name = display_name("api_key.display_name", &key.display_name).unwrap_or_else(|e| {
+        if let AppError::InvalidArgument(v) = e {
+            violations.extend(v);
+        }
+        String::new()
+    });
+    if name.is_empty() && violations.is_empty() {
+        violations.push(violation("api_key.display_name", "is required"));
+    }
+    let mut scopes: Vec<String> = Vec::new();
+    if key.scopes.is_empty() {
+        violations.push(violation(
+            "api_key.scopes",
+            "must name at least one scope, e.g. meetings:read",
+        ));
+    }
+    for (i, scope) in key.scopes.iter().enumerate() {
+        if !is_known_scope(scope) {
+            violations.push(violation(
+                &format!("api_key.scopes[{i}]"),
+                "must be <resource>:read or <resource>:write for a resource such as meetings, uploads, profile",
+            ));
+        } else if !scopes.contains(scope) {
+            scopes.push(scope.clone());
+        }
+    }
+    let now = Utc::now();
+    let expires_at = match &key.expire_time {
+        None => None,
+        Some(ts) => match timestamps::from_proto("api_key.expire_time", ts) {
+            Ok(at) if at > now => Some(at),
+            _ => {
+                violations.push(violation("api_key.expire_time", "must be a time in the future"));
+                None
+            }
+        },
+    };
+    if request_id.len() > 128 {
+        violations.push(violation("request_id", "must be at most 128 characters long"));
+    }
+    if !violations.is_empty() {
+        return Err(AppError::InvalidArgument(violations));
+    }
+
+    let scoped = db.as_user(user_id).await?;
+    let request_id = (!request_id.is_empty()).then_some(request_id);
+    // A retry with the same request id gets the same key: derived, not stored.
+    let secret_key = match &request_id {
+        Some(id) => secret::derive(
+            auth.keys.derivation_key(),
+            API_KEY_PREFIX,
+            &format!("api-key:{user_id}:{id}"),
+        )?,
+        None => secret::generate(API_KEY_PREFIX)?,
+    };
+    if let Some(id) = &request_id {
+        let earlier = scoped
+            .find::<api_key::Entity>()
+            .filter(api_key::Column::RequestId.eq(id.as_str()))
+            .one(scoped.txn())
+            .await?;
+        if let Some(earlier) = earlier {
+            return Ok(pb::CreateApiKeyResponse {
+                api_key: Some(to_proto(&earlier)),
+                key: secret_key,
+            });
+        }
+    }
+    let row = scoped
+        .insert(api_key::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(user_id),
+            display_name: Set(name),
+            prefix: Set(secret_key.chars().take(PREFIX_LEN).collect()),
+            key_hash: Set(secret::hash(&secret_key)),
+            scopes: Set(serde_json::json!(scopes)),
+            expires_at: Set(expires_at),
+            last_used_at: Set(None),
+            revoked_at: Set(None),
+            request_id: Set(request_id),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .await?;
+    audit::record(
+        &scoped,
+        meta,
+        Entry::own("auth.api_key_created", user_id)
+            .target(format!("apiKeys/{}", row.id))
+            .details(serde_json::json!({ "scopes": scopes })),
+    )
+    .await?;
+    scoped.commit().await?;
+    Ok(pb::CreateApiKeyResponse {
+        api_key: Some(to_proto(&row)),
+        key: secret_key,
+    })
+}
+
+fn violation(field: &str, description: &str) -> FieldViolation {
+    FieldViolation {
+        field: field.to_owned(),
+        description: description.to_owned(),
+    }
+}
+
+/// The caller's keys, newest first.
+pub async fn list(
+    db: &Db,
+    user_id: Uuid,
+    request: pb::ListApiKeysRequest,
+) -> AppResult<pb::ListApiKeysResponse> {
+    let pb::ListApiKeysRequest {
+        page_size,
+        page_token,
+        show_revoked,
+    } = request;
+    let page = PageRequest::<KeyCursor>::parse(page_size, &page_token, 50, 200)?;
+    let scoped = db.as_user(user_id).await?;
+    let mut query = scoped
+        .find::<api_key::Entity>()
+        .order_by_desc(api_key::Column::Id)
+        .limit(page.size + 1);
+    if let Some(cursor) = page.after {
+        query = query.filter(api_key::Column::Id.lt(cursor.before));
+    }
+    if !show_revoked {
+        query = query.filter(api_key::Column::RevokedAt.is_null()).filter(
+            Condition::any()
+                .add(api_key::Column::ExpiresAt.is_null())
+                .add(api_key::Column::ExpiresAt.gt(Utc::now())),
+        );
+    }
+    let mut keys = query.all(scoped.txn()).await?;
+    let next = if keys.len() as u64 > page.size {
+        keys.truncate(usize::try_from(page.size).unwrap_or(usize::MAX));
+        keys.last().map(|k| KeyCursor { before: k.id })
+    } else {
+        None
+    };
+    Ok(pb::ListApiKeysResponse {
+        api_keys: keys.iter().map(to_proto).collect(),
+        next_page_token: PageRequest::token(next.as_ref()),
+    })
+}
+
+/// Revokes one of the caller's keys (revoking twice is harmless).
+pub async fn revoke(
+    auth: &Auth,
+    db: &Db,
+    meta: &RequestMeta,
+    user_id: Uuid,
+    name: &str,
+) -> AppResult<pb::ApiKey> {
+    let id = parse_name("name", name, "apiKeys")?;
+    let scoped = db.as_user(user_id).await?;
+    let find = || {
+        scoped
+            .find::<api_key::Entity>()
+            .filter(api_key::Column::Id.eq(id))
+            .one(scoped.txn())
+    };
+    let key = find().await?.ok_or_else(|| AppError::not_found("api key"))?;
+    if key.revoked_at.is_none() {
+        let now = Utc::now();
+        scoped
+            .update_many::<api_key::Entity>()
+            .col_expr(api_key::Column::RevokedAt, Expr::value(now))
+            .col_expr(api_key::Column::UpdatedAt, Expr::value(now))
+            .filter(api_key::Column::Id.eq(id))
+            .exec(scoped.txn())
+            .await?;
+        audit::record(
+            &scoped,
+            meta,
+            Entry::own("auth.api_key_revoked", user_id).target(format!("apiKeys/{id}")),
+        )
+        .await?;
+    }
+    let key = find().await?.ok_or_else(|| AppError::not_found("api key"))?;
+    scoped.commit().await?;
+    auth.authenticator.forget_api_key(id);
+    Ok(to_proto(&key))
+}
+
+fn to_proto(key: &api_key::Model) -> pb::ApiKey {
+    pb::ApiKey {
+        name: format!("apiKeys/{}", key.id),
+        display_name: key.display_name.clone(),
+        prefix: key.prefix.clone(),
+        scopes: key.scope_list(),
+        expire_time: timestamps::opt_to_proto(key.expires_at),
+        create_time: Some(timestamps::to_proto(key.created_at)),
+        last_use_time: timestamps::opt_to_proto(key.last_used_at),
+        revoke_time: timestamps::opt_to_proto(key.revoked_at),
+    }
+}

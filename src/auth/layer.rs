@@ -1,0 +1,346 @@
+//! The one auth layer: a tower middleware in front of every gRPC service
+//! (and so of gRPC-Web, which is translated before it), resolving the
+//! bearer token or API key once into a [`Caller`] in the request extensions.
+//!
+//! Access tokens are verified locally; whether their session (or an API key)
+//! is still valid is read from the database and remembered for
+//! `DEBRIEF_SESSION_RECHECK`, so a revocation reaches every instance within
+//! that time and this instance at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use sea_orm::{ColumnTrait, QueryFilter};
+use tonic::Status;
+use uuid::Uuid;
+
+use super::caller::{Caller, Credential};
+use super::entity::{api_key, session, user};
+use super::keys::{KeySet, TokenError};
+use super::secret::{self, API_KEY_PREFIX};
+use crate::db::Db;
+use crate::error::{AppError, AppResult};
+
+/// RPCs anyone may call without credentials.
+const PUBLIC_RPCS: &[&str] = &[
+    "/debrief.v1.AuthService/SignUp",
+    "/debrief.v1.AuthService/SignIn",
+    "/debrief.v1.AuthService/RefreshSession",
+    "/debrief.v1.AuthService/RequestPasswordReset",
+    "/debrief.v1.AuthService/ResetPassword",
+    "/debrief.v1.AuthService/VerifyEmail",
+    "/debrief.v1.UsageService/ListPlans",
+];
+
+/// Entries kept before stale ones are pruned.
+const CACHE_PRUNE_AT: usize = 10_000;
+
+/// Whether a request to `path` must carry credentials. Health, reflection
+/// and `/.well-known/jwks.json` are not debrief RPCs and pass.
+pub fn needs_credentials(path: &str) -> bool {
+    path.starts_with("/debrief.v1.") && !PUBLIC_RPCS.contains(&path)
+}
+
+#[derive(Clone)]
+struct CachedKey {
+    user_id: Uuid,
+    key_id: Uuid,
+    scopes: Arc<[String]>,
+    role: user::Role,
+}
+
+type Cache<K, V> = Mutex<HashMap<K, (Instant, Option<V>)>>;
+
+/// Resolves credentials to callers, with a short-lived validity cache.
+pub struct Authenticator {
+    keys: Arc<KeySet>,
+    db: Db,
+    recheck: std::time::Duration,
+    /// Session id → the user's role while the session is valid.
+    sessions: Cache<Uuid, user::Role>,
+    /// API key hash → the key while it is valid.
+    api_keys: Cache<String, CachedKey>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unauthenticated(reason: &'static str, message: &str) -> AppError {
+    AppError::Unauthenticated {
+        reason,
+        message: message.to_owned(),
+    }
+}
+
+impl Authenticator {
+    /// An authenticator over the keys and the database.
+    pub fn new(keys: Arc<KeySet>, db: Db, recheck: std::time::Duration) -> Self {
+        Self {
+            keys,
+            db,
+            recheck,
+            sessions: Mutex::default(),
+            api_keys: Mutex::default(),
+        }
+    }
+
+    /// The caller named by the `authorization` header.
+    pub async fn authenticate(&self, headers: &http::HeaderMap) -> AppResult<Caller> {
+        let value = headers.get(http::header::AUTHORIZATION).ok_or_else(|| {
+            unauthenticated(
+                "CREDENTIALS_MISSING",
+                "this call needs credentials: send `authorization: Bearer <token>`",
+            )
+        })?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .ok_or_else(|| {
+                unauthenticated("CREDENTIALS_INVALID", "expected `authorization: Bearer <token>`")
+            })?;
+        if token.starts_with(API_KEY_PREFIX) {
+            self.api_key(token).await
+        } else {
+            self.access_token(token).await
+        }
+    }
+
+    async fn access_token(&self, token: &str) -> AppResult<Caller> {
+        let claims = self.keys.verify(token).map_err(|e| match e {
+            TokenError::Expired => unauthenticated(
+                "TOKEN_EXPIRED",
+                "the access token has expired; refresh the session",
+            ),
+            TokenError::Invalid => unauthenticated("TOKEN_INVALID", "the access token is not valid"),
+        })?;
+        let role = match cached(&self.sessions, &claims.sid, self.recheck) {
+            Some(role) => role,
+            None => {
+                let role = self.load_session(claims.sub, claims.sid).await?;
+                remember(&self.sessions, claims.sid, role);
+                role
+            }
+        };
+        let role =
+            role.ok_or_else(|| unauthenticated("SESSION_REVOKED", "the session has ended; sign in again"))?;
+        Ok(Caller {
+            user_id: claims.sub,
+            role,
+            credential: Credential::Session {
+                session_id: claims.sid,
+            },
+        })
+    }
+
+    /// The user's current role if the session is active.
+    async fn load_session(&self, user_id: Uuid, session_id: Uuid) -> AppResult<Option<user::Role>> {
+        let scoped = self.db.as_user(user_id).await?;
+        let now = chrono::Utc::now();
+        let active = scoped
+            .find::<session::Entity>()
+            .filter(session::Column::Id.eq(session_id))
+            .one(scoped.txn())
+            .await?
+            .is_some_and(|s| s.is_active(now));
+        if !active {
+            return Ok(None);
+        }
+        let user = scoped
+            .find::<user::Entity>()
+            .filter(user::Column::Id.eq(user_id))
+            .one(scoped.txn())
+            .await?;
+        Ok(user.map(|u| u.role))
+    }
+
+    async fn api_key(&self, key: &str) -> AppResult<Caller> {
+        let hash = secret::hash(key);
+        let found = match cached(&self.api_keys, &hash, self.recheck) {
+            Some(found) => found,
+            None => {
+                let found = self.load_api_key(&hash).await?;
+                remember(&self.api_keys, hash, found.clone());
+                found
+            }
+        };
+        let key = found.ok_or_else(|| unauthenticated("API_KEY_INVALID", "the API key is not valid"))?;
+        Ok(Caller {
+            user_id: key.user_id,
+            role: key.role,
+            credential: Credential::ApiKey {
+                key_id: key.key_id,
+                scopes: key.scopes,
+            },
+        })
+    }
+
+    async fn load_api_key(&self, hash: &str) -> AppResult<Option<CachedKey>> {
+        // The key is all we know: look it up across users, then touch only
+        // its own row.
+        let scoped = self.db.as_service().await?;
+        let now = chrono::Utc::now();
+        let Some(key) = scoped
+            .find::<api_key::Entity>()
+            .filter(api_key::Column::KeyHash.eq(hash))
+            .one(scoped.txn())
+            .await?
+            .filter(|k| k.is_active(now))
+        else {
+            return Ok(None);
+        };
+        let Some(user) = scoped
+            .find::<user::Entity>()
+            .filter(user::Column::Id.eq(key.user_id))
+            .one(scoped.txn())
+            .await?
+        else {
+            return Ok(None);
+        };
+        if key
+            .last_used_at
+            .is_none_or(|at| now - at > chrono::Duration::minutes(1))
+        {
+            scoped
+                .update_many::<api_key::Entity>()
+                .col_expr(api_key::Column::LastUsedAt, sea_orm::sea_query::Expr::value(now))
+                .filter(api_key::Column::Id.eq(key.id))
+                .exec(scoped.txn())
+                .await?;
+            scoped.commit().await?;
+        }
+        Ok(Some(CachedKey {
+            user_id: key.user_id,
+            key_id: key.id,
+            scopes: key.scope_list().into(),
+            role: user.role,
+        }))
+    }
+
+    /// Forgets what is known about these sessions, after revoking them here.
+    pub fn forget_sessions(&self, ids: &[Uuid]) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            for id in ids {
+                sessions.remove(id);
+            }
+        }
+    }
+
+    /// Forgets an API key, after revoking it here.
+    pub fn forget_api_key(&self, key_id: Uuid) {
+        if let Ok(mut keys) = self.api_keys.lock() {
+            keys.retain(|_, (_, key)| key.as_ref().is_none_or(|k| k.key_id != key_id));
+        }
+    }
+
+    /// Forgets everything, e.g. after a role change.
+    pub fn forget_all(&self) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.clear();
+        }
+        if let Ok(mut keys) = self.api_keys.lock() {
+            keys.clear();
+        }
+    }
+}
+
+/// The cached value if it is younger than `max_age`. The outer Option is
+/// "known", the inner one "valid".
+fn cached<K: std::hash::Hash + Eq, V: Clone>(
+    cache: &Cache<K, V>,
+    key: &K,
+    max_age: std::time::Duration,
+) -> Option<Option<V>> {
+    let cache = cache.lock().ok()?;
+    let (at, value) = cache.get(key)?;
+    (at.elapsed() < max_age).then(|| value.clone())
+}
+
+fn remember<K: std::hash::Hash + Eq, V>(cache: &Cache<K, V>, key: K, value: Option<V>) {
+    if let Ok(mut cache) = cache.lock() {
+        if cache.len() >= CACHE_PRUNE_AT {
+            cache.clear();
+        }
+        cache.insert(key, (Instant::now(), value));
+    }
+}
+
+/// Adds the [`AuthMiddleware`] to a service.
+#[derive(Clone, Debug)]
+pub struct AuthLayer {
+    auth: Arc<Authenticator>,
+}
+
+impl AuthLayer {
+    /// A layer resolving callers with `auth`.
+    pub fn new(auth: Arc<Authenticator>) -> Self {
+        Self { auth }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthMiddleware<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthMiddleware {
+            inner,
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+/// Authenticates and authorises each request before the service sees it.
+#[derive(Clone, Debug)]
+pub struct AuthMiddleware<S> {
+    inner: S,
+    auth: Arc<Authenticator>,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for AuthMiddleware<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+    R: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The clone that was polled ready serves this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            let path = request.uri().path();
+            if !needs_credentials(path) {
+                return inner.call(request).await;
+            }
+            let resolved = auth.authenticate(request.headers()).await.and_then(|caller| {
+                caller.authorize(path)?;
+                Ok(caller)
+            });
+            match resolved {
+                Ok(caller) => {
+                    request.extensions_mut().insert(caller);
+                    inner.call(request).await
+                }
+                Err(error) => Ok(Status::from(error).into_http()),
+            }
+        })
+    }
+}
