@@ -82,6 +82,15 @@ impl Entry {
         }
     }
 
+    /// Something that happened to a user's account without them acting
+    /// (signed out, an unauthenticated request, the system).
+    pub fn about(action: &'static str, user_id: Uuid) -> Self {
+        Self {
+            actor: None,
+            ..Self::own(action, user_id)
+        }
+    }
+
     /// Names the resource acted on.
     pub fn target(mut self, target: impl Into<String>) -> Self {
         self.target = Some(target.into());

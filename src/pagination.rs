@@ -40,6 +40,26 @@ impl<C: DeserializeOwned> PageRequest<C> {
     }
 }
 
+impl<C> PageRequest<C> {
+    /// Cuts `rows`, fetched with a limit of `size + 1`, to one page and
+    /// returns it with the cursor of the next page, if there is one.
+    pub fn page<T>(&self, mut rows: Vec<T>, cursor_of: impl FnOnce(&T) -> C) -> (Vec<T>, Option<C>) {
+        if rows.len() as u64 <= self.size {
+            return (rows, None);
+        }
+        rows.truncate(usize::try_from(self.size).unwrap_or(usize::MAX));
+        let next = rows.last().map(cursor_of);
+        (rows, next)
+    }
+}
+
+/// A cursor for lists ordered by time-ordered (v7) ids, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BeforeId {
+    /// The next page holds ids below this one.
+    pub before: uuid::Uuid,
+}
+
 impl<C: Serialize> PageRequest<C> {
     /// The `next_page_token` for a cursor; empty when there is no next page.
     pub fn token(next: Option<&C>) -> String {
@@ -76,5 +96,16 @@ mod tests {
         assert_eq!(PageRequest::<Cursor>::token(None), "");
         let err = PageRequest::<Cursor>::parse(10, "not a token!", 50, 200).unwrap_err();
         assert!(matches!(err, AppError::InvalidArgument(v) if v[0].field == "page_token"));
+    }
+
+    #[test]
+    fn a_page_is_cut_to_size_with_the_next_cursor() {
+        let page = PageRequest::<Cursor>::parse(2, "", 50, 200).unwrap();
+        let cursor = |n: &u32| Cursor { id: n.to_string() };
+        assert_eq!(
+            page.page(vec![1, 2, 3], cursor),
+            (vec![1, 2], Some(Cursor { id: "2".into() }))
+        );
+        assert_eq!(page.page(vec![1, 2], cursor), (vec![1, 2], None));
     }
 }

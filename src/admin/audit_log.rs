@@ -1,22 +1,15 @@
 //! Reading the audit log.
 
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::audit::entity as audit;
 use crate::auth::model::parse_name;
 use crate::db::Db;
 use crate::error::{AppError, AppResult};
-use crate::pagination::PageRequest;
+use crate::pagination::{BeforeId, PageRequest};
 use crate::pb::v1 as pb;
 use crate::timestamps;
-
-/// Where a page of entries continues (ids are time-ordered).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct EntryCursor {
-    before: Uuid,
-}
 
 /// Entries matching the filters, newest first.
 pub async fn list(
@@ -33,7 +26,7 @@ pub async fn list(
         start_time,
         end_time,
     } = request;
-    let page = PageRequest::<EntryCursor>::parse(page_size, &page_token, 50, 500)?;
+    let page = PageRequest::<BeforeId>::parse(page_size, &page_token, 50, 500)?;
     let scoped = db.as_admin(admin_id).await?;
     let mut query = scoped
         .find::<audit::Entity>()
@@ -60,13 +53,9 @@ pub async fn list(
     if let Some(end) = &end_time {
         query = query.filter(audit::Column::CreatedAt.lt(timestamps::from_proto("end_time", end)?));
     }
-    let mut entries = query.all(scoped.txn()).await?;
-    let next = if entries.len() as u64 > page.size {
-        entries.truncate(usize::try_from(page.size).unwrap_or(usize::MAX));
-        entries.last().map(|e| EntryCursor { before: e.id })
-    } else {
-        None
-    };
+    let (entries, next) = page.page(query.all(scoped.txn()).await?, |last| BeforeId {
+        before: last.id,
+    });
     Ok(pb::ListAuditLogResponse {
         entries: entries.into_iter().map(to_proto).collect(),
         next_page_token: PageRequest::token(next.as_ref()),

@@ -3,7 +3,6 @@
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::audit::{self, Entry};
@@ -13,7 +12,7 @@ use crate::auth::{password, store};
 use crate::context::RequestMeta;
 use crate::db::Db;
 use crate::error::{AppError, AppResult};
-use crate::pagination::PageRequest;
+use crate::pagination::{BeforeId, PageRequest};
 use crate::pb::v1 as pb;
 use crate::profiles::entity as profile;
 
@@ -28,8 +27,7 @@ pub async fn create_user(
 ) -> AppResult<user::Model> {
     let email = normalise_email("email", email)?;
     let name = display_name("display_name", name)?;
-    password::check_strength("password", new_password, &[&email])
-        .map_err(|v| AppError::InvalidArgument(vec![v]))?;
+    password::check_new("password", new_password, &email, &[&name])?;
     let hash = password::hash(new_password).await?;
     let scoped = db.as_service().await?;
     let user = store::create_account(
@@ -45,11 +43,8 @@ pub async fn create_user(
     audit::record(
         &scoped,
         &RequestMeta::default(),
-        Entry {
-            actor: None,
-            ..Entry::own("admin.create_user", user.id)
-        }
-        .details(serde_json::json!({ "role": role.as_str(), "via": "command line" })),
+        Entry::about("admin.create_user", user.id)
+            .details(serde_json::json!({ "role": role.as_str(), "via": "command line" })),
     )
     .await?;
     scoped.commit().await?;
@@ -108,12 +103,6 @@ pub async fn set_role(
     Ok(user)
 }
 
-/// Where a page of users continues.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct UserCursor {
-    before: Uuid,
-}
-
 /// Accounts, newest first, with their display names (one query for the
 /// page's profiles).
 pub async fn list(
@@ -127,7 +116,7 @@ pub async fn list(
         email_prefix,
         role,
     } = request;
-    let page = PageRequest::<UserCursor>::parse(page_size, &page_token, 50, 200)?;
+    let page = PageRequest::<BeforeId>::parse(page_size, &page_token, 50, 200)?;
     let scoped = db.as_admin(admin_id).await?;
     let mut query = scoped
         .find::<user::Entity>()
@@ -143,13 +132,9 @@ pub async fn list(
     if role != pb::Role::Unspecified as i32 {
         query = query.filter(user::Column::Role.eq(role_from_proto("role", role)?));
     }
-    let mut users = query.all(scoped.txn()).await?;
-    let next = if users.len() as u64 > page.size {
-        users.truncate(usize::try_from(page.size).unwrap_or(usize::MAX));
-        users.last().map(|u| UserCursor { before: u.id })
-    } else {
-        None
-    };
+    let (users, next) = page.page(query.all(scoped.txn()).await?, |last| BeforeId {
+        before: last.id,
+    });
     let profiles = scoped
         .find::<profile::Entity>()
         .filter(profile::Column::UserId.is_in(users.iter().map(|u| u.id)))

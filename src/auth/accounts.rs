@@ -52,9 +52,7 @@ pub async fn sign_up(
     } = request;
     let email = normalise_email("email", &email)?;
     let name = display_name("display_name", &name)?;
-    let local_part = email.split('@').next().unwrap_or_default();
-    password::check_strength("password", &new_password, &[&email, local_part, &name])
-        .map_err(|v| AppError::InvalidArgument(vec![v]))?;
+    password::check_new("password", &new_password, &email, &[&name])?;
     let hash = password::hash(&new_password).await?;
 
     let scoped = db.as_service().await?;
@@ -181,9 +179,7 @@ pub async fn change_password(
         auth.throttle.record_failure(db.unscoped(), &keys).await?;
         return Err(AppError::invalid("current_password", "is not correct"));
     }
-    let local_part = user.email.split('@').next().unwrap_or_default();
-    password::check_strength("new_password", &new_password, &[&user.email, local_part])
-        .map_err(|v| AppError::InvalidArgument(vec![v]))?;
+    password::check_new("new_password", &new_password, &user.email, &[])?;
     let hash = password::hash(&new_password).await?;
 
     let scoped = db.as_user(user_id).await?;
@@ -218,10 +214,7 @@ pub async fn request_password_reset(auth: &Auth, db: &Db, meta: &RequestMeta, em
     audit::record(
         &scoped,
         meta,
-        Entry {
-            actor: None,
-            ..Entry::own("auth.password_reset_requested", user.id)
-        },
+        Entry::about("auth.password_reset_requested", user.id),
     )
     .await?;
     scoped.commit().await?;
@@ -254,9 +247,7 @@ pub async fn reset_password(
         let user = store::get_user(&scoped, token.user_id).await?;
         (token, user)
     };
-    let local_part = user.email.split('@').next().unwrap_or_default();
-    password::check_strength("new_password", &new_password, &[&user.email, local_part])
-        .map_err(|v| AppError::InvalidArgument(vec![v]))?;
+    password::check_new("new_password", &new_password, &user.email, &[])?;
     let hash = password::hash(&new_password).await?;
 
     let scoped = db.as_service().await?;
@@ -272,11 +263,8 @@ pub async fn reset_password(
     audit::record(
         &scoped,
         meta,
-        Entry {
-            actor: None,
-            ..Entry::own("auth.password_reset", user.id)
-        }
-        .details(serde_json::json!({ "sessions_revoked": revoked.len() })),
+        Entry::about("auth.password_reset", user.id)
+            .details(serde_json::json!({ "sessions_revoked": revoked.len() })),
     )
     .await?;
     scoped.commit().await?;
@@ -311,15 +299,7 @@ pub async fn verify_email(db: &Db, meta: &RequestMeta, token: &str) -> AppResult
         u.col_expr(user::Column::EmailVerifiedAt, Expr::value(now))
     })
     .await?;
-    audit::record(
-        &scoped,
-        meta,
-        Entry {
-            actor: None,
-            ..Entry::own("auth.email_verified", token.user_id)
-        },
-    )
-    .await?;
+    audit::record(&scoped, meta, Entry::about("auth.email_verified", token.user_id)).await?;
     let user = store::get_user(&scoped, token.user_id).await?;
     let user = store::user_with_profile(&scoped, &user).await?;
     scoped.commit().await?;

@@ -4,7 +4,6 @@ use chrono::Utc;
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, QueryFilter, QueryOrder, QuerySelect};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Auth;
@@ -16,18 +15,12 @@ use crate::audit::{self, Entry};
 use crate::context::RequestMeta;
 use crate::db::Db;
 use crate::error::{AppError, AppResult, FieldViolation};
-use crate::pagination::PageRequest;
+use crate::pagination::{BeforeId, PageRequest};
 use crate::pb::v1 as pb;
 use crate::timestamps;
 
 /// Characters of the key kept to recognise it (`dbk_` and 8 more).
 const PREFIX_LEN: usize = 12;
-
-/// Where a page of keys continues: before this id (ids are time-ordered).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct KeyCursor {
-    before: Uuid,
-}
 
 /// Creates a key and returns it with its secret, the only time it is shown.
 pub async fn create(
@@ -157,7 +150,7 @@ pub async fn list(
         page_token,
         show_revoked,
     } = request;
-    let page = PageRequest::<KeyCursor>::parse(page_size, &page_token, 50, 200)?;
+    let page = PageRequest::<BeforeId>::parse(page_size, &page_token, 50, 200)?;
     let scoped = db.as_user(user_id).await?;
     let mut query = scoped
         .find::<api_key::Entity>()
@@ -173,13 +166,9 @@ pub async fn list(
                 .add(api_key::Column::ExpiresAt.gt(Utc::now())),
         );
     }
-    let mut keys = query.all(scoped.txn()).await?;
-    let next = if keys.len() as u64 > page.size {
-        keys.truncate(usize::try_from(page.size).unwrap_or(usize::MAX));
-        keys.last().map(|k| KeyCursor { before: k.id })
-    } else {
-        None
-    };
+    let (keys, next) = page.page(query.all(scoped.txn()).await?, |last| BeforeId {
+        before: last.id,
+    });
     Ok(pb::ListApiKeysResponse {
         api_keys: keys.iter().map(to_proto).collect(),
         next_page_token: PageRequest::token(next.as_ref()),

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Either};
 use sea_orm::{ColumnTrait, QueryFilter};
 use tonic::Status;
 use uuid::Uuid;
@@ -314,22 +314,22 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+    type Future = Either<S::Future, BoxFuture<'static, Result<Self::Response, Self::Error>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        if !needs_credentials(request.uri().path()) {
+            return Either::Left(self.inner.call(request));
+        }
         // The clone that was polled ready serves this request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
-        Box::pin(async move {
+        Either::Right(Box::pin(async move {
             let path = request.uri().path();
-            if !needs_credentials(path) {
-                return inner.call(request).await;
-            }
             let resolved = auth.authenticate(request.headers()).await.and_then(|caller| {
                 caller.authorize(path)?;
                 Ok(caller)
@@ -341,6 +341,6 @@ where
                 }
                 Err(error) => Ok(Status::from(error).into_http()),
             }
-        })
+        }))
     }
 }

@@ -63,6 +63,15 @@ fn dummy_hash() -> AppResult<&'static str> {
     Ok(DUMMY.get_or_init(|| hash))
 }
 
+/// Checks a new password for the account `email` (its address, its local
+/// part and `others`, such as the name, count as easy guesses).
+pub fn check_new(field: &str, password: &str, email: &str, others: &[&str]) -> AppResult<()> {
+    let local_part = email.split('@').next().unwrap_or_default();
+    let mut context = vec![email, local_part];
+    context.extend_from_slice(others);
+    check_strength(field, password, &context).map_err(|v| AppError::InvalidArgument(vec![v]))
+}
+
 /// Checks a new password: length, and a zxcvbn score of at least 3 given
 /// what the service knows about the person (`context`: email, name).
 pub fn check_strength(field: &str, password: &str, context: &[&str]) -> Result<(), FieldViolation> {

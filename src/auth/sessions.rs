@@ -23,6 +23,7 @@ use crate::audit::{self, Entry};
 use crate::context::RequestMeta;
 use crate::db::{Db, Scoped};
 use crate::error::{AppError, AppResult};
+use crate::pagination::{BeforeId, PageRequest};
 use crate::pb::v1 as pb;
 use crate::timestamps;
 
@@ -201,11 +202,8 @@ pub async fn refresh(
     audit::record(
         &scoped,
         meta,
-        Entry {
-            actor: None,
-            ..Entry::own("auth.refresh_token_reused", session.user_id)
-        }
-        .target(format!("authSessions/{}", session.id)),
+        Entry::about("auth.refresh_token_reused", session.user_id)
+            .target(format!("authSessions/{}", session.id)),
     )
     .await?;
     scoped.commit().await?;
@@ -266,12 +264,6 @@ pub async fn revoke(
     Ok(ids)
 }
 
-/// Where a page of sessions continues: before this id (ids are time-ordered).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct SessionCursor {
-    before: Uuid,
-}
-
 /// The caller's active sessions, newest first.
 pub async fn list(
     db: &Db,
@@ -281,7 +273,7 @@ pub async fn list(
     page_token: &str,
 ) -> AppResult<pb::AuthServiceListSessionsResponse> {
     use sea_orm::{QueryOrder, QuerySelect};
-    let page = crate::pagination::PageRequest::<SessionCursor>::parse(page_size, page_token, 50, 200)?;
+    let page = PageRequest::<BeforeId>::parse(page_size, page_token, 50, 200)?;
     let scoped = db.as_user(user_id).await?;
     let mut query = scoped
         .find::<session::Entity>()
@@ -292,13 +284,9 @@ pub async fn list(
     if let Some(cursor) = page.after {
         query = query.filter(session::Column::Id.lt(cursor.before));
     }
-    let mut sessions = query.all(scoped.txn()).await?;
-    let next = if sessions.len() as u64 > page.size {
-        sessions.truncate(usize::try_from(page.size).unwrap_or(usize::MAX));
-        sessions.last().map(|s| SessionCursor { before: s.id })
-    } else {
-        None
-    };
+    let (sessions, next) = page.page(query.all(scoped.txn()).await?, |last| BeforeId {
+        before: last.id,
+    });
     Ok(pb::AuthServiceListSessionsResponse {
         sessions: sessions
             .into_iter()
@@ -312,7 +300,7 @@ pub async fn list(
                 current: Some(s.id) == current,
             })
             .collect(),
-        next_page_token: crate::pagination::PageRequest::token(next.as_ref()),
+        next_page_token: PageRequest::token(next.as_ref()),
     })
 }
 

@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use debrief::pb::v1::ListPlansRequest;
+use debrief::pb::v1::auth_service_client::AuthServiceClient;
+use debrief::pb::v1::profile_service_client::ProfileServiceClient;
 use debrief::pb::v1::usage_service_client::UsageServiceClient;
+use debrief::pb::v1::{GetProfileRequest, ListPlansRequest, SignUpRequest};
 use debrief::{Application, Config};
 use serde::Serialize;
 use tonic::transport::Channel;
@@ -60,6 +62,9 @@ enum Scenario {
     Reflection,
     /// debrief.v1.UsageService/ListPlans: a database read (two queries).
     Plans,
+    /// debrief.v1.ProfileService/GetProfile with a bearer access token: JWT
+    /// verification, the cached session check and one scoped read.
+    Profile,
 }
 
 impl Scenario {
@@ -68,10 +73,11 @@ impl Scenario {
             Self::Health => "grpc.health.v1.Health/Check",
             Self::Reflection => "grpc.reflection.v1.ServerReflection (ListServices)",
             Self::Plans => "debrief.v1.UsageService/ListPlans",
+            Self::Profile => "debrief.v1.ProfileService/GetProfile (bearer)",
         }
     }
 
-    async fn call(self, channel: Channel) -> Result<(), tonic::Status> {
+    async fn call(self, channel: Channel, token: &str) -> Result<(), tonic::Status> {
         match self {
             Self::Health => {
                 HealthClient::new(channel)
@@ -101,6 +107,14 @@ impl Scenario {
                 UsageServiceClient::new(channel)
                     .list_plans(ListPlansRequest::default())
                     .await?;
+            }
+            Self::Profile => {
+                let mut request = tonic::Request::new(GetProfileRequest {});
+                let bearer = format!("Bearer {token}")
+                    .parse()
+                    .map_err(|_| tonic::Status::internal("token is not a header value"))?;
+                request.metadata_mut().insert("authorization", bearer);
+                ProfileServiceClient::new(channel).get_profile(request).await?;
             }
         }
         Ok(())
@@ -164,9 +178,27 @@ async fn main() -> anyhow::Result<()> {
                 .context("connect")?,
         );
     }
+    // Authenticated scenarios act as a fresh account.
+    let token = if scenarios.contains(&Scenario::Profile) {
+        let response = AuthServiceClient::new(channels[0].clone())
+            .sign_up(SignUpRequest {
+                email: format!("bench-{}@example.com", uuid::Uuid::now_v7()),
+                password: "bench-Marker-violet-2026".into(),
+                display_name: "Bench".into(),
+            })
+            .await
+            .context("signing up the benchmark account")?;
+        response
+            .into_inner()
+            .tokens
+            .map(|t| t.access_token)
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
     let mut rows = Vec::new();
     for scenario in scenarios {
-        rows.push(run(scenario, &channels, &args).await);
+        rows.push(run(scenario, &channels, &token, &args).await);
     }
     print_table(&addr, &rows);
 
@@ -188,13 +220,14 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(scenario: Scenario, channels: &[Channel], args: &Args) -> Row {
+async fn run(scenario: Scenario, channels: &[Channel], token: &str, args: &Args) -> Row {
     let start = Instant::now();
     let measure_from = start + args.warmup;
     let end = measure_from + args.duration;
     let workers: Vec<_> = (0..args.concurrency.max(1))
         .map(|i| {
             let channel = channels[i % channels.len()].clone();
+            let token = token.to_owned();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut errors = 0u64;
@@ -204,7 +237,7 @@ async fn run(scenario: Scenario, channels: &[Channel], args: &Args) -> Row {
                     if began >= end {
                         break;
                     }
-                    let result = scenario.call(channel.clone()).await;
+                    let result = scenario.call(channel.clone(), &token).await;
                     if began >= measure_from {
                         match result {
                             Ok(()) => latencies.push(began.elapsed().as_micros() as u64),

@@ -4,7 +4,7 @@ use debrief::pb::v1 as pb;
 use debrief::pb::v1::meeting_service_client::MeetingServiceClient;
 use tonic::Code;
 
-use crate::helpers::{Backend, bearer, spawn_app};
+use crate::helpers::{Backend, bearer, spawn_app, violation_fields};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -155,12 +155,6 @@ async fn creating_a_key_is_idempotent_and_validated(backend: Backend) {
         .await
         .expect_err("unknown scopes");
     assert_eq!(status.code(), Code::InvalidArgument);
-    let fields: Vec<String> = crate::helpers::details(&status)
-        .bad_request()
-        .unwrap()
-        .field_violations
-        .iter()
-        .map(|v| v.field.clone())
-        .collect();
+    let fields = violation_fields(&status);
     assert_eq!(fields, ["api_key.scopes[0]", "api_key.scopes[1]"]);
 }

@@ -6,7 +6,7 @@ use prost_types::{Duration, FieldMask, Timestamp};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use tonic::Code;
 
-use crate::helpers::{Backend, TestApp, TestUser, details, spawn_app};
+use crate::helpers::{Backend, TestApp, TestUser, spawn_app, violation_fields};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -118,13 +118,7 @@ async fn update_profile_reports_every_invalid_field(backend: Backend) {
         .await
         .expect_err("invalid");
     assert_eq!(status.code(), Code::InvalidArgument);
-    let fields: Vec<String> = details(&status)
-        .bad_request()
-        .unwrap()
-        .field_violations
-        .iter()
-        .map(|v| v.field.clone())
-        .collect();
+    let fields = violation_fields(&status);
     assert_eq!(
         fields,
         [
@@ -261,13 +255,7 @@ async fn a_bad_local_state_document_writes_nothing(backend: Backend) {
     state.profile.as_mut().unwrap().time_zone = "Nowhere/Special".into();
     let status = import(&app, &eli, state).await.expect_err("invalid");
     assert_eq!(status.code(), Code::InvalidArgument);
-    let fields: Vec<String> = details(&status)
-        .bad_request()
-        .unwrap()
-        .field_violations
-        .iter()
-        .map(|v| v.field.clone())
-        .collect();
+    let fields = violation_fields(&status);
     assert_eq!(
         fields,
         [
@@ -283,9 +271,6 @@ async fn a_bad_local_state_document_writes_nothing(backend: Backend) {
     let mut wrong_version = export();
     wrong_version.schema_version = 2;
     let status = import(&app, &eli, wrong_version).await.expect_err("version");
-    assert_eq!(
-        details(&status).bad_request().unwrap().field_violations[0].field,
-        "state.schema_version"
-    );
+    assert_eq!(violation_fields(&status), ["state.schema_version"]);
     assert!(progress_rows(&app, &eli).await.is_empty());
 }

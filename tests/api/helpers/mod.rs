@@ -282,6 +282,14 @@ pub fn details(status: &tonic::Status) -> tonic_types::ErrorDetails {
     status.get_error_details()
 }
 
+/// The paths of the `BadRequest` field violations of a status.
+pub fn violation_fields(status: &tonic::Status) -> Vec<String> {
+    details(status)
+        .bad_request()
+        .map(|bad| bad.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
 /// Logs to stderr when `TEST_LOG` is set.
 fn init_logging() {
     static ONCE: Once = Once::new();
