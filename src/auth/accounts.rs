@@ -121,9 +121,10 @@ pub async fn sign_in(
         audit::record(
             &scoped,
             meta,
+            // Whoever tried is unknown: no actor.
             Entry {
                 action: "auth.sign_in_failed",
-                actor: subject,
+                actor: None,
                 subject,
                 target: None,
                 details: serde_json::json!({ "known_account": subject.is_some() }),

@@ -95,6 +95,17 @@ pub async fn create(
             .one(scoped.txn())
             .await?;
         if let Some(earlier) = earlier {
+            // The signing key (and so the derivation key) may have changed
+            // since: never hand out a secret that is not the stored key's.
+            if secret::hash(&secret_key) != earlier.key_hash {
+                return Err(AppError::AlreadyExists {
+                    reason: "API_KEY_REQUEST_REPEATED",
+                    message: format!(
+                        "{} was created with this request_id and its key cannot be shown again",
+                        to_proto(&earlier).name
+                    ),
+                });
+            }
             return Ok(pb::CreateApiKeyResponse {
                 api_key: Some(to_proto(&earlier)),
                 key: secret_key,

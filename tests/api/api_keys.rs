@@ -158,3 +158,36 @@ async fn creating_a_key_is_idempotent_and_validated(backend: Backend) {
     let fields = violation_fields(&status);
     assert_eq!(fields, ["api_key.scopes[0]", "api_key.scopes[1]"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_request_repeated_after_a_key_rotation_is_refused_rather_than_answered_wrongly() {
+    let before = spawn_app(Backend::Postgres).await;
+    let hu = before.sign_up("hu").await;
+    before
+        .auth()
+        .create_api_key(hu.request(new_key(&["meetings:read"], "setup-1")))
+        .await
+        .expect("create");
+    // The instances now sign with a new key, and still accept the old one.
+    let old_public = debrief::auth::keys::public_pem(crate::helpers::signing_key()).unwrap();
+    let after = before
+        .spawn_replica_with(|vars| {
+            vars.insert(
+                "DEBRIEF_JWT_SIGNING_KEY".into(),
+                debrief::auth::keys::generate_pem().unwrap(),
+            );
+            vars.insert("DEBRIEF_JWT_VERIFY_KEYS".into(), old_public);
+        })
+        .await;
+    after
+        .profiles()
+        .get_profile(hu.request(pb::GetProfileRequest {}))
+        .await
+        .expect("a token signed with the old key still works: nobody is signed out");
+    let status = after
+        .auth()
+        .create_api_key(hu.request(new_key(&["meetings:read"], "setup-1")))
+        .await
+        .expect_err("the key can no longer be derived");
+    assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+}

@@ -133,9 +133,15 @@ impl TestApp {
     /// Another instance on the same database (Postgres), as a second
     /// replica behind a load balancer would be.
     pub async fn spawn_replica(&self) -> TestApp {
+        self.spawn_replica_with(|_| {}).await
+    }
+
+    /// [`Self::spawn_replica`] with a changed environment.
+    pub async fn spawn_replica_with(&self, configure: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
         let data_dir = tempfile::tempdir().expect("temporary data directory");
         let mut vars = self.vars.clone();
         vars.insert("DEBRIEF_DATA_DIR".into(), data_dir.path().display().to_string());
+        configure(&mut vars);
         start(vars, data_dir).await
     }
 
