@@ -41,6 +41,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Sign-in, tokens and throttling.
     pub auth: AuthConfig,
+    /// `DEBRIEF_UPGRADE_URL`: where quota errors send people to upgrade.
+    pub upgrade_url: String,
 }
 
 /// Settings of accounts, tokens and sign-in protection.
@@ -167,6 +169,10 @@ impl Config {
             },
             shutdown_grace: vars.duration("DEBRIEF_SHUTDOWN_GRACE", "10s")?,
             auth: AuthConfig::from_vars(&vars)?,
+            upgrade_url: vars
+                .get("DEBRIEF_UPGRADE_URL")
+                .unwrap_or("http://localhost:3000/settings/plan")
+                .to_owned(),
         })
     }
 

@@ -13,6 +13,7 @@ mod m20261127_000002_meetings;
 mod m20261127_000003_practice;
 mod m20261127_000004_usage_events_audit;
 mod m20261127_000005_identity_hardening;
+mod m20261127_000006_usage_reservations;
 pub mod rls;
 mod util;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000003_practice::Migration),
             Box::new(m20261127_000004_usage_events_audit::Migration),
             Box::new(m20261127_000005_identity_hardening::Migration),
+            Box::new(m20261127_000006_usage_reservations::Migration),
         ]
     }
 }

@@ -33,6 +33,8 @@ pub const OWNED_TABLES: &[(&str, &str)] = &[
     ("user_limit_overrides", "user_id"),
     ("usage_counters", "user_id"),
     ("usage_metrics", "user_id"),
+    ("usage_reservations", "user_id"),
+    ("usage_warnings", "user_id"),
     ("events", "user_id"),
     ("audit_log", "subject_user_id"),
 ];

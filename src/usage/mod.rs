@@ -1,8 +1,14 @@
 //! Usage and limits: plans, per-period counters and quota enforcement.
 
+pub mod assign;
 pub mod convert;
+pub mod dashboard;
 pub mod entity;
+pub mod ledger;
+pub mod limits;
 pub mod model;
+pub mod period;
+pub mod quota;
 pub mod service;
 pub mod store;
 

@@ -44,6 +44,19 @@ impl Category {
         }
     }
 
+    /// The stored name, e.g. `analysis_minutes`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AnalysisMinutes => "analysis_minutes",
+            Self::PracticeSessions => "practice_sessions",
+            Self::AiFeedbackRequests => "ai_feedback_requests",
+            Self::StorageBytes => "storage_bytes",
+            Self::MaxUploadBytes => "max_upload_bytes",
+            Self::ConcurrentJobs => "concurrent_jobs",
+            Self::AiCostMicros => "ai_cost_micros",
+        }
+    }
+
     /// The unit amounts are counted in.
     pub fn unit(self) -> &'static str {
         match self {
@@ -53,6 +66,22 @@ impl Category {
             Self::StorageBytes | Self::MaxUploadBytes => "bytes",
             Self::ConcurrentJobs => "jobs",
             Self::AiCostMicros => "micro_usd",
+        }
+    }
+}
+
+impl Category {
+    /// The category of an API enum; None for UNSPECIFIED.
+    pub fn from_proto(category: UsageCategory) -> Option<Self> {
+        match category {
+            UsageCategory::Unspecified => None,
+            UsageCategory::AnalysisMinutes => Some(Self::AnalysisMinutes),
+            UsageCategory::PracticeSessions => Some(Self::PracticeSessions),
+            UsageCategory::AiFeedbackRequests => Some(Self::AiFeedbackRequests),
+            UsageCategory::StorageBytes => Some(Self::StorageBytes),
+            UsageCategory::MaxUploadBytes => Some(Self::MaxUploadBytes),
+            UsageCategory::ConcurrentJobs => Some(Self::ConcurrentJobs),
+            UsageCategory::AiCostMicros => Some(Self::AiCostMicros),
         }
     }
 }

@@ -2,15 +2,21 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{convert, store};
+use super::{assign, convert, dashboard, store};
+use crate::auth::Caller;
+use crate::auth::model::parse_name;
+use crate::context::RequestMeta;
+use crate::error::AppError;
 use crate::pagination::PageRequest;
 use crate::pb::v1::usage_service_server::UsageService;
-use crate::pb::v1::{ListPlansRequest, ListPlansResponse};
+use crate::pb::v1::{
+    GetUsageRequest, GetUsageResponse, ListPlansRequest, ListPlansResponse, SetUserPlanRequest,
+    SetUserPlanResponse,
+};
 use crate::server::AppState;
 
-/// UsageService. ListPlans is public; the other RPCs answer UNIMPLEMENTED
-/// until they are built.
-#[derive(Clone)]
+/// UsageService. ListPlans needs no credentials.
+#[derive(Clone, Debug)]
 pub struct UsageApi {
     state: AppState,
 }
@@ -24,6 +30,38 @@ impl UsageApi {
 
 #[tonic::async_trait]
 impl UsageService for UsageApi {
+    #[tracing::instrument(skip_all)]
+    async fn get_usage(
+        &self,
+        request: Request<GetUsageRequest>,
+    ) -> Result<Response<GetUsageResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let target = match request.get_ref().user.as_str() {
+            "" => caller.user_id,
+            name => parse_name("user", name, "users")?,
+        };
+        // Reading someone else's usage is for admins; the service scope
+        // lets the read also give back their expired reservations.
+        let scoped = if target == caller.user_id {
+            self.state.db.as_user(target).await?
+        } else {
+            caller.require_admin().map_err(|_| AppError::PermissionDenied {
+                reason: "ADMIN_ONLY",
+                message: "only administrators may read another user's usage".into(),
+            })?;
+            self.state.db.as_service().await?
+        };
+        let usage = dashboard::usage(
+            &scoped,
+            target,
+            &self.state.config.upgrade_url,
+            chrono::Utc::now(),
+        )
+        .await?;
+        scoped.commit().await?;
+        Ok(Response::new(GetUsageResponse { usage: Some(usage) }))
+    }
+
     #[tracing::instrument(skip_all)]
     async fn list_plans(
         &self,
@@ -43,5 +81,24 @@ impl UsageService for UsageApi {
                 .collect(),
             next_page_token: PageRequest::token(next.as_ref()),
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_user_plan(
+        &self,
+        request: Request<SetUserPlanRequest>,
+    ) -> Result<Response<SetUserPlanResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require_admin()?;
+        let admin_id = caller.user_id;
+        let meta = RequestMeta::of(&request);
+        let change = assign::PlanChange::parse(request.into_inner())?;
+        let user_id = change.user_id;
+        let now = chrono::Utc::now();
+        let scoped = self.state.db.as_service().await?;
+        assign::apply(&scoped, &meta, admin_id, change, now).await?;
+        let usage = dashboard::usage(&scoped, user_id, &self.state.config.upgrade_url, now).await?;
+        scoped.commit().await?;
+        Ok(Response::new(SetUserPlanResponse { usage: Some(usage) }))
     }
 }

@@ -129,9 +129,8 @@ async fn a_message_over_the_configured_size_is_refused(backend: Backend) {
 async fn rpcs_not_built_yet_answer_unimplemented(backend: Backend) {
     let app = spawn_app(backend).await;
     let user = app.sign_up("early").await;
-    let status = app
-        .usage()
-        .get_usage(user.request(debrief::pb::v1::GetUsageRequest::default()))
+    let status = debrief::pb::v1::meeting_service_client::MeetingServiceClient::new(app.channel.clone())
+        .list_meetings(user.request(debrief::pb::v1::ListMeetingsRequest::default()))
         .await
         .expect_err("not built yet");
     assert_eq!(status.code(), Code::Unimplemented);

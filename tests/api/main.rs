@@ -12,3 +12,4 @@ mod errors;
 mod plans;
 mod profiles;
 mod transports;
+mod usage;

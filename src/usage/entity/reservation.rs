@@ -1,0 +1,41 @@
+//! `usage_reservations`: amounts held by operations in progress.
+
+use sea_orm::entity::prelude::*;
+
+use crate::db::Owned;
+use crate::usage::model::Category;
+
+/// One held amount.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "usage_reservations")]
+pub struct Model {
+    /// Reservation id.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    /// The user.
+    pub user_id: Uuid,
+    /// The category.
+    pub category: Category,
+    /// The counter's period.
+    pub period_start: DateTimeUtc,
+    /// The amount held.
+    pub amount: i64,
+    /// When it is given back if neither committed nor released.
+    pub expires_at: DateTimeUtc,
+    /// Creation time.
+    pub created_at: DateTimeUtc,
+    /// Last change.
+    pub updated_at: DateTimeUtc,
+}
+
+/// No relations are navigated.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+impl Owned for Entity {
+    fn owner_column() -> Column {
+        Column::UserId
+    }
+}

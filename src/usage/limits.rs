@@ -1,0 +1,102 @@
+//! What a user's plan allows: the plan's limits with the user's overrides.
+
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use uuid::Uuid;
+
+use super::entity::{limit_override, plan, plan_limit};
+use super::model::Category;
+use crate::auth::entity::user;
+use crate::db::Scoped;
+use crate::error::{AppError, AppResult};
+
+/// A user's plan and effective limits.
+#[derive(Debug, Clone)]
+pub struct Allowance {
+    /// The user.
+    pub user: user::Model,
+    /// Their plan.
+    pub plan: plan::Model,
+    /// The plan's own limits.
+    pub plan_limits: Vec<plan_limit::Model>,
+    /// The user's overrides.
+    pub overrides: Vec<limit_override::Model>,
+}
+
+impl Allowance {
+    /// Loads the user, their plan and overrides.
+    pub async fn load(scoped: &Scoped, user_id: Uuid) -> AppResult<Self> {
+        let user = scoped
+            .find::<user::Entity>()
+            .filter(user::Column::Id.eq(user_id))
+            .one(scoped.txn())
+            .await?
+            .ok_or_else(|| AppError::not_found("user"))?;
+        let (plan, plan_limits) = plan_with_limits(scoped, &user.plan_id).await?;
+        let overrides = scoped
+            .find::<limit_override::Entity>()
+            .filter(limit_override::Column::UserId.eq(user_id))
+            .all(scoped.txn())
+            .await?;
+        Ok(Self {
+            user,
+            plan,
+            plan_limits,
+            overrides,
+        })
+    }
+
+    /// The limit in `category`; None for unlimited. A category a plan does
+    /// not list is unlimited.
+    pub fn limit(&self, category: Category) -> Option<i64> {
+        if let Some(found) = self.overrides.iter().find(|o| o.category == category) {
+            return found.limit_value;
+        }
+        self.plan_limits
+            .iter()
+            .find(|l| l.category == category)
+            .and_then(|l| l.limit_value)
+    }
+}
+
+/// A plan and its limits, or NOT_FOUND.
+pub async fn plan_with_limits(
+    scoped: &Scoped,
+    plan_id: &str,
+) -> AppResult<(plan::Model, Vec<plan_limit::Model>)> {
+    let plan = plan::Entity::find_by_id(plan_id.to_owned())
+        .one(scoped.txn())
+        .await?
+        .ok_or_else(|| AppError::not_found("plan"))?;
+    let limits = plan_limit::Entity::find()
+        .filter(plan_limit::Column::PlanId.eq(plan_id))
+        .all(scoped.txn())
+        .await?;
+    Ok((plan, limits))
+}
+
+/// The first plan after `current` (by position) that allows more in
+/// `category`, with its limit (None: unlimited).
+pub async fn better_plan(
+    scoped: &Scoped,
+    current: &plan::Model,
+    category: Category,
+    limit: i64,
+) -> AppResult<Option<(plan::Model, Option<i64>)>> {
+    let plans = plan::Entity::find()
+        .filter(plan::Column::Position.gt(current.position))
+        .order_by_asc(plan::Column::Position)
+        .all(scoped.txn())
+        .await?;
+    for candidate in plans {
+        let found = plan_limit::Entity::find()
+            .filter(plan_limit::Column::PlanId.eq(candidate.id.as_str()))
+            .filter(plan_limit::Column::Category.eq(category))
+            .one(scoped.txn())
+            .await?;
+        let their = found.and_then(|l| l.limit_value);
+        if their.is_none_or(|their| their > limit) {
+            return Ok(Some((candidate, their)));
+        }
+    }
+    Ok(None)
+}
