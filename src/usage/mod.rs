@@ -1,6 +1,7 @@
 //! Usage and limits: plans, per-period counters and quota enforcement.
 
 pub mod assign;
+pub mod catalog;
 pub mod convert;
 pub mod dashboard;
 pub mod entity;

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{assign, convert, dashboard, store};
+use super::{assign, catalog, convert, dashboard, store};
 use crate::auth::Caller;
 use crate::auth::model::parse_name;
 use crate::context::RequestMeta;
@@ -11,7 +11,7 @@ use crate::pagination::PageRequest;
 use crate::pb::v1::usage_service_server::UsageService;
 use crate::pb::v1::{
     GetUsageRequest, GetUsageResponse, ListPlansRequest, ListPlansResponse, SetUserPlanRequest,
-    SetUserPlanResponse,
+    SetUserPlanResponse, UpdatePlanRequest, UpdatePlanResponse,
 };
 use crate::server::AppState;
 
@@ -81,6 +81,21 @@ impl UsageService for UsageApi {
                 .collect(),
             next_page_token: PageRequest::token(next.as_ref()),
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_plan(
+        &self,
+        request: Request<UpdatePlanRequest>,
+    ) -> Result<Response<UpdatePlanResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require_admin()?;
+        let admin_id = caller.user_id;
+        let meta = RequestMeta::of(&request);
+        let scoped = self.state.db.as_service().await?;
+        let plan = catalog::update(&scoped, &meta, admin_id, request.into_inner()).await?;
+        scoped.commit().await?;
+        Ok(Response::new(UpdatePlanResponse { plan: Some(plan) }))
     }
 
     #[tracing::instrument(skip_all)]

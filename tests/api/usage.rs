@@ -23,6 +23,7 @@ on_both_backends!(
     get_usage_shows_the_dashboard_to_its_owner_and_admins_only,
     set_user_plan_is_for_admins_and_applies_at_once,
     usage_metrics_hold_no_column_for_personal_data,
+    update_plan_is_for_admins_and_changes_every_users_limits_at_once,
 );
 
 const UPGRADE_URL: &str = "https://app.debrief.test/upgrade";
@@ -532,4 +533,92 @@ async fn usage_metrics_hold_no_column_for_personal_data(backend: Backend) {
         .map(|(n, _)| n.as_str())
         .collect();
     assert_eq!(text, ["category", "kind"], "{columns:?}");
+}
+
+async fn update_plan_is_for_admins_and_changes_every_users_limits_at_once(backend: Backend) {
+    let app = app_with_upgrade_url(backend).await;
+    let token = admin(&app).await;
+    let gus = app.sign_up("gus").await;
+    let edit = pb::UpdatePlanRequest {
+        plan: Some(pb::Plan {
+            name: "plans/free".into(),
+            description: "Try debrief on a handful of meetings.".into(),
+            limits: vec![
+                pb::PlanLimit {
+                    category: pb::UsageCategory::AnalysisMinutes as i32,
+                    limit: 90,
+                    ..Default::default()
+                },
+                pb::PlanLimit {
+                    category: pb::UsageCategory::PracticeSessions as i32,
+                    unlimited: true,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["description".into(), "limits".into()],
+        }),
+    };
+    let status = app
+        .usage()
+        .update_plan(gus.request(edit.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    let plan = app
+        .usage()
+        .update_plan(bearer(&token, edit))
+        .await
+        .expect("admins edit plans")
+        .into_inner()
+        .plan
+        .unwrap();
+    assert_eq!(plan.display_name, "Free", "not in the mask");
+    assert_eq!(plan.description, "Try debrief on a handful of meetings.");
+    let usage = usage_of(&app, &gus).await;
+    assert_eq!(category(&usage, pb::UsageCategory::AnalysisMinutes).limit, 90);
+    assert!(category(&usage, pb::UsageCategory::PracticeSessions).unlimited);
+    assert_eq!(
+        category(&usage, pb::UsageCategory::AiFeedbackRequests).limit,
+        10,
+        "others stay"
+    );
+
+    let status = app
+        .usage()
+        .update_plan(bearer(
+            &token,
+            pb::UpdatePlanRequest {
+                plan: Some(pb::Plan {
+                    name: "plans/free".into(),
+                    monthly_price_cents: -5,
+                    ..Default::default()
+                }),
+                update_mask: None,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        crate::helpers::violation_fields(&status),
+        ["plan.monthly_price_cents"]
+    );
+    let entries = app
+        .admin()
+        .list_audit_log(bearer(
+            &token,
+            pb::ListAuditLogRequest {
+                action: "admin.update_plan".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].target, "plans/free");
 }
