@@ -43,6 +43,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `DEBRIEF_UPGRADE_URL`: where quota errors send people to upgrade.
     pub upgrade_url: String,
+    /// `DEBRIEF_DELETED_RETENTION`: how long a deleted meeting's data is
+    /// kept before it is purged.
+    pub deleted_retention: Duration,
 }
 
 /// Settings of accounts, tokens and sign-in protection.
@@ -173,6 +176,7 @@ impl Config {
                 .get("DEBRIEF_UPGRADE_URL")
                 .unwrap_or("http://localhost:3000/settings/plan")
                 .to_owned(),
+            deleted_retention: vars.duration("DEBRIEF_DELETED_RETENTION", "30d")?,
         })
     }
 

@@ -14,6 +14,7 @@ pub mod context;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod housekeeping;
 pub mod meetings;
 pub mod pagination;
 pub mod pb;

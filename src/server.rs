@@ -192,7 +192,7 @@ impl Application {
             .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal);
         tracing::info!(%addr, backend = ?state.db.backend(), "debrief is serving gRPC, gRPC-Web and HTTP");
 
-        tokio::spawn(sweep_periodically(state.db.clone(), shutdown.clone()));
+        tokio::spawn(crate::housekeeping::run(state.clone(), shutdown.clone()));
         tokio::pin!(server);
         tokio::select! {
             result = &mut server => result?,
@@ -233,7 +233,10 @@ fn grpc_routes(
             ProfileServiceServer,
             crate::profiles::ProfileApi::new(state.clone())
         ))
-        .add_service(limited!(MeetingServiceServer, crate::meetings::MeetingApi))
+        .add_service(limited!(
+            MeetingServiceServer,
+            crate::meetings::MeetingApi::new(state.clone())
+        ))
         .add_service(limited!(UploadServiceServer, crate::uploads::UploadApi))
         .add_service(limited!(
             ProcessingServiceServer,
@@ -273,27 +276,6 @@ fn grpc_routes(
         }),
     );
     Ok(Routes::from(router))
-}
-
-/// How often expired usage reservations are given back (they are also
-/// given back whenever their counter is touched).
-const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
-
-/// Gives back usage reservations whose holders died, until shutdown.
-async fn sweep_periodically(db: Db, shutdown: CancellationToken) {
-    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = interval.tick() => {}
-        }
-        match crate::usage::ledger::sweep_expired(&db, chrono::Utc::now()).await {
-            Ok(0) => {}
-            Ok(released) => tracing::info!(released, "gave back expired usage reservations"),
-            Err(error) => tracing::warn!(%error, "could not sweep expired usage reservations"),
-        }
-    }
 }
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {

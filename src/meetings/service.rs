@@ -1,10 +1,159 @@
-//! The gRPC MeetingService.
+//! The gRPC MeetingService: validate, call the store, answer.
 
+use tonic::{Request, Response, Status};
+
+use super::entity::Status as MeetingStatus;
+use super::model::{self, MeetingFields};
+use super::{convert, store};
+use crate::audit::{self, Entry};
+use crate::auth::Caller;
+use crate::auth::model::parse_name;
+use crate::context::RequestMeta;
+use crate::error::AppError;
+use crate::pagination::{BeforeId, PageRequest};
+use crate::pb::v1 as pb;
 use crate::pb::v1::meeting_service_server::MeetingService;
+use crate::server::AppState;
+use crate::timestamps;
 
-/// MeetingService. Its RPCs answer UNIMPLEMENTED until they are built.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MeetingApi;
+/// MeetingService. Transcripts, analyses and watching answer UNIMPLEMENTED
+/// until processing and events are built.
+#[derive(Clone, Debug)]
+pub struct MeetingApi {
+    state: AppState,
+}
+
+impl MeetingApi {
+    /// The service over the shared state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
-impl MeetingService for MeetingApi {}
+impl MeetingService for MeetingApi {
+    #[tracing::instrument(skip_all)]
+    async fn create_meeting(
+        &self,
+        request: Request<pb::CreateMeetingRequest>,
+    ) -> Reply<pb::CreateMeetingResponse> {
+        let user_id = Caller::of(&request)?.user_id;
+        let pb::CreateMeetingRequest { meeting, request_id } = request.into_inner();
+        let meeting = meeting.ok_or_else(|| AppError::invalid("meeting", "is required"))?;
+        let fields = MeetingFields::parse(&meeting)?;
+        if request_id.len() > 128 {
+            return Err(AppError::invalid("request_id", "must be at most 128 characters long").into());
+        }
+        let scoped = self.state.db.as_user(user_id).await?;
+        let created = store::create(
+            &scoped,
+            user_id,
+            fields,
+            (!request_id.is_empty()).then_some(request_id),
+        )
+        .await?;
+        scoped.commit().await?;
+        Ok(Response::new(pb::CreateMeetingResponse {
+            meeting: Some(convert::to_proto(&created)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_meeting(&self, request: Request<pb::GetMeetingRequest>) -> Reply<pb::GetMeetingResponse> {
+        let user_id = Caller::of(&request)?.user_id;
+        let id = parse_name("name", &request.get_ref().name, "meetings")?;
+        let scoped = self.state.db.as_user(user_id).await?;
+        let meeting = store::get(&scoped, id).await?;
+        Ok(Response::new(pb::GetMeetingResponse {
+            meeting: Some(convert::to_proto(&meeting)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_meetings(
+        &self,
+        request: Request<pb::ListMeetingsRequest>,
+    ) -> Reply<pb::ListMeetingsResponse> {
+        let user_id = Caller::of(&request)?.user_id;
+        let pb::ListMeetingsRequest {
+            page_size,
+            page_token,
+            statuses,
+            occurred_after,
+            occurred_before,
+        } = request.into_inner();
+        let page = PageRequest::<BeforeId>::parse(page_size, &page_token, 50, 200)?;
+        let statuses = statuses
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                pb::MeetingStatus::try_from(*s)
+                    .ok()
+                    .and_then(MeetingStatus::from_proto)
+                    .ok_or_else(|| AppError::invalid(format!("statuses[{i}]"), "must be a meeting status"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let filter = store::ListFilter {
+            statuses,
+            occurred_after: occurred_after
+                .as_ref()
+                .map(|t| timestamps::from_proto("occurred_after", t))
+                .transpose()?,
+            occurred_before: occurred_before
+                .as_ref()
+                .map(|t| timestamps::from_proto("occurred_before", t))
+                .transpose()?,
+        };
+        let scoped = self.state.db.as_user(user_id).await?;
+        let (meetings, next) = store::list(&scoped, &page, filter).await?;
+        Ok(Response::new(pb::ListMeetingsResponse {
+            meetings: meetings.iter().map(convert::to_proto).collect(),
+            next_page_token: PageRequest::token(next.as_ref()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_meeting(
+        &self,
+        request: Request<pb::UpdateMeetingRequest>,
+    ) -> Reply<pb::UpdateMeetingResponse> {
+        let user_id = Caller::of(&request)?.user_id;
+        let pb::UpdateMeetingRequest { meeting, update_mask } = request.into_inner();
+        let update = meeting.ok_or_else(|| AppError::invalid("meeting", "is required"))?;
+        let id = parse_name("meeting.name", &update.name, "meetings")?;
+        let scoped = self.state.db.as_user(user_id).await?;
+        let mut merged = convert::to_proto(&store::get(&scoped, id).await?);
+        model::merge(
+            &mut merged,
+            update,
+            &update_mask.map(|m| m.paths).unwrap_or_default(),
+        )?;
+        let updated = store::update(&scoped, id, MeetingFields::parse(&merged)?).await?;
+        scoped.commit().await?;
+        Ok(Response::new(pb::UpdateMeetingResponse {
+            meeting: Some(convert::to_proto(&updated)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_meeting(
+        &self,
+        request: Request<pb::DeleteMeetingRequest>,
+    ) -> Reply<pb::DeleteMeetingResponse> {
+        let meta = RequestMeta::of(&request);
+        let user_id = Caller::of(&request)?.user_id;
+        let id = parse_name("name", &request.get_ref().name, "meetings")?;
+        let scoped = self.state.db.as_user(user_id).await?;
+        store::soft_delete(&scoped, id).await?;
+        audit::record(
+            &scoped,
+            &meta,
+            Entry::own("meeting.delete", user_id).target(format!("meetings/{id}")),
+        )
+        .await?;
+        scoped.commit().await?;
+        Ok(Response::new(pb::DeleteMeetingResponse {}))
+    }
+}

@@ -130,7 +130,7 @@ async fn rpcs_not_built_yet_answer_unimplemented(backend: Backend) {
     let app = spawn_app(backend).await;
     let user = app.sign_up("early").await;
     let status = debrief::pb::v1::meeting_service_client::MeetingServiceClient::new(app.channel.clone())
-        .list_meetings(user.request(debrief::pb::v1::ListMeetingsRequest::default()))
+        .get_transcript(user.request(debrief::pb::v1::GetTranscriptRequest::default()))
         .await
         .expect_err("not built yet");
     assert_eq!(status.code(), Code::Unimplemented);

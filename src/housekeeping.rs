@@ -1,0 +1,41 @@
+//! Periodic work every instance does while it serves: giving back expired
+//! usage reservations and purging meetings deleted longer ago than the
+//! retention. Each task is safe to run on several instances at once.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::server::AppState;
+
+/// How often the tasks run.
+pub const INTERVAL: Duration = Duration::from_secs(300);
+
+/// Runs [`run_once`] every [`INTERVAL`] until `shutdown`.
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let mut interval = tokio::time::interval(INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = interval.tick() => run_once(&state, Utc::now()).await,
+        }
+    }
+}
+
+/// Runs every task once; failures are logged and retried next time.
+pub async fn run_once(state: &AppState, now: DateTime<Utc>) {
+    match crate::usage::ledger::sweep_expired(&state.db, now).await {
+        Ok(0) => {}
+        Ok(released) => tracing::info!(released, "gave back expired usage reservations"),
+        Err(error) => tracing::warn!(%error, "could not sweep expired usage reservations"),
+    }
+    let cutoff = now
+        - chrono::Duration::from_std(state.config.deleted_retention).unwrap_or(chrono::Duration::days(30));
+    match crate::meetings::store::purge_deleted(&state.db, cutoff).await {
+        Ok(purged) if purged.is_empty() => {}
+        Ok(purged) => tracing::info!(purged = purged.len(), "purged deleted meetings"),
+        Err(error) => tracing::warn!(%error, "could not purge deleted meetings"),
+    }
+}

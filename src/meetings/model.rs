@@ -1,0 +1,250 @@
+//! A meeting's writable fields and their rules, and its status machine.
+
+use chrono::{DateTime, Utc};
+
+use super::entity::Status;
+use crate::error::{AppError, AppResult, FieldViolation};
+use crate::pb::v1 as pb;
+use crate::timestamps;
+
+/// Most tags on one meeting.
+pub const MAX_TAGS: usize = 20;
+
+/// The writable fields of a meeting, validated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MeetingFields {
+    /// 1 to 200 characters.
+    pub title: String,
+    /// At most 5000 characters.
+    pub description: String,
+    /// Not more than a day in the future.
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// 0 to 1000; None when unknown.
+    pub participant_count: Option<i32>,
+    /// Up to 20 distinct tags of 1 to 50 characters, lower-cased.
+    pub tags: Vec<String>,
+}
+
+impl MeetingFields {
+    /// Validates the writable fields of `meeting`, reporting every bad one
+    /// as `meeting.<field>`.
+    pub fn parse(meeting: &pb::Meeting) -> AppResult<Self> {
+        let mut violations = Vec::new();
+        let mut bad = |field: &str, description: &str| {
+            violations.push(FieldViolation {
+                field: format!("meeting.{field}"),
+                description: description.to_owned(),
+            });
+        };
+        let title = meeting.title.trim().to_owned();
+        if title.is_empty() {
+            bad("title", "is required");
+        } else if title.chars().count() > 200 || title.chars().any(char::is_control) {
+            bad(
+                "title",
+                "must be at most 200 characters without control characters",
+            );
+        }
+        let description = meeting.description.trim().to_owned();
+        if description.chars().count() > 5000
+            || description
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            bad(
+                "description",
+                "must be at most 5000 characters without control characters",
+            );
+        }
+        let occurred_at = match &meeting.occurred_time {
+            None => None,
+            Some(ts) => match timestamps::from_proto("", ts) {
+                Ok(at) if at <= Utc::now() + chrono::Duration::days(1) => Some(at),
+                _ => {
+                    bad("occurred_time", "must be a valid time, not more than a day ahead");
+                    None
+                }
+            },
+        };
+        let participant_count = match meeting.participant_count {
+            0 => None,
+            n if (1..=1000).contains(&n) => Some(n),
+            _ => {
+                bad("participant_count", "must be between 0 (unknown) and 1000");
+                None
+            }
+        };
+        let mut tags: Vec<String> = Vec::new();
+        if meeting.tags.len() > MAX_TAGS {
+            bad("tags", "must have at most 20 entries");
+        }
+        for (i, tag) in meeting.tags.iter().take(MAX_TAGS).enumerate() {
+            let tag = tag.trim().to_lowercase();
+            if tag.is_empty() || tag.chars().count() > 50 || tag.chars().any(char::is_control) {
+                bad(
+                    &format!("tags[{i}]"),
+                    "must be 1 to 50 characters without control characters",
+                );
+            } else if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+        if violations.is_empty() {
+            Ok(Self {
+                title,
+                description,
+                occurred_at,
+                participant_count,
+                tags,
+            })
+        } else {
+            Err(AppError::InvalidArgument(violations))
+        }
+    }
+}
+
+/// The field mask paths `UpdateMeeting` accepts.
+pub const UPDATABLE: [&str; 5] = [
+    "title",
+    "description",
+    "occurred_time",
+    "participant_count",
+    "tags",
+];
+
+/// Copies the fields of `update` named by `paths` into `current` (without
+/// paths: those set to a non-default value).
+pub fn merge(current: &mut pb::Meeting, update: pb::Meeting, paths: &[String]) -> AppResult<()> {
+    let chosen: Vec<&str> = if paths.is_empty() {
+        let set = [
+            !update.title.is_empty(),
+            !update.description.is_empty(),
+            update.occurred_time.is_some(),
+            update.participant_count != 0,
+            !update.tags.is_empty(),
+        ];
+        UPDATABLE
+            .iter()
+            .zip(set)
+            .filter(|(_, s)| *s)
+            .map(|(p, _)| *p)
+            .collect()
+    } else if paths.iter().any(|p| p == "*") {
+        UPDATABLE.to_vec()
+    } else {
+        paths.iter().map(String::as_str).collect()
+    };
+    for path in chosen {
+        match path {
+            "title" => current.title.clone_from(&update.title),
+            "description" => current.description.clone_from(&update.description),
+            "occurred_time" => current.occurred_time = update.occurred_time,
+            "participant_count" => current.participant_count = update.participant_count,
+            "tags" => current.tags.clone_from(&update.tags),
+            other => {
+                return Err(AppError::invalid(
+                    "update_mask",
+                    format!(
+                        "`{other}` cannot be changed; the fields are {}",
+                        UPDATABLE.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Status {
+    /// The API enum.
+    pub fn to_proto(self) -> pb::MeetingStatus {
+        match self {
+            Self::AwaitingUpload => pb::MeetingStatus::AwaitingUpload,
+            Self::Uploading => pb::MeetingStatus::Uploading,
+            Self::Uploaded => pb::MeetingStatus::Uploaded,
+            Self::Queued => pb::MeetingStatus::Queued,
+            Self::Processing => pb::MeetingStatus::Processing,
+            Self::AwaitingTranscription => pb::MeetingStatus::AwaitingTranscription,
+            Self::Ready => pb::MeetingStatus::Ready,
+            Self::Failed => pb::MeetingStatus::Failed,
+        }
+    }
+
+    /// The status of an API enum; None for UNSPECIFIED.
+    pub fn from_proto(status: pb::MeetingStatus) -> Option<Self> {
+        match status {
+            pb::MeetingStatus::Unspecified => None,
+            pb::MeetingStatus::AwaitingUpload => Some(Self::AwaitingUpload),
+            pb::MeetingStatus::Uploading => Some(Self::Uploading),
+            pb::MeetingStatus::Uploaded => Some(Self::Uploaded),
+            pb::MeetingStatus::Queued => Some(Self::Queued),
+            pb::MeetingStatus::Processing => Some(Self::Processing),
+            pb::MeetingStatus::AwaitingTranscription => Some(Self::AwaitingTranscription),
+            pb::MeetingStatus::Ready => Some(Self::Ready),
+            pb::MeetingStatus::Failed => Some(Self::Failed),
+        }
+    }
+
+    /// The statuses a meeting may move to from this one:
+    /// `awaiting_upload → uploading → uploaded → queued → processing →
+    /// ready | awaiting_transcription | failed`; a rejected or cancelled
+    /// upload returns to `awaiting_upload`, and a failed or parked meeting
+    /// can be queued again.
+    pub fn next(self) -> &'static [Status] {
+        match self {
+            Self::AwaitingUpload => &[Self::Uploading],
+            Self::Uploading => &[Self::Uploaded, Self::AwaitingUpload],
+            Self::Uploaded => &[Self::Queued],
+            Self::Queued => &[Self::Processing],
+            Self::Processing => &[
+                Self::Ready,
+                Self::AwaitingTranscription,
+                Self::Failed,
+                Self::Queued,
+            ],
+            Self::AwaitingTranscription | Self::Failed => &[Self::Queued],
+            Self::Ready => &[],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_validated_together() {
+        let err = MeetingFields::parse(&pb::Meeting {
+            title: " ".into(),
+            participant_count: -2,
+            tags: vec!["ok".into(), "".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        let AppError::InvalidArgument(v) = err else {
+            panic!()
+        };
+        let fields: Vec<_> = v.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["meeting.title", "meeting.participant_count", "meeting.tags[1]"]
+        );
+        let ok = MeetingFields::parse(&pb::Meeting {
+            title: " Weekly sync ".into(),
+            tags: vec!["Team".into(), "team".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            (ok.title.as_str(), ok.tags.as_slice()),
+            ("Weekly sync", &["team".to_owned()][..])
+        );
+    }
+
+    #[test]
+    fn the_status_machine_moves_forward_only() {
+        assert_eq!(Status::AwaitingUpload.next(), [Status::Uploading]);
+        assert!(Status::Ready.next().is_empty());
+        assert!(Status::Failed.next().contains(&Status::Queued));
+    }
+}

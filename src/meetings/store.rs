@@ -1,0 +1,209 @@
+//! Queries of the meetings domain.
+
+use chrono::{DateTime, Utc};
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, Condition, QueryFilter, QueryOrder, QuerySelect};
+use uuid::Uuid;
+
+use super::entity::{self, Status};
+use super::model::MeetingFields;
+use crate::db::{Db, Scoped};
+use crate::error::{AppError, AppResult};
+use crate::pagination::{BeforeId, PageRequest};
+
+/// Creates a meeting awaiting its upload. A repeated `request_id` returns
+/// the meeting the first request created.
+pub async fn create(
+    scoped: &Scoped,
+    user_id: Uuid,
+    fields: MeetingFields,
+    request_id: Option<String>,
+) -> AppResult<entity::Model> {
+    if let Some(request_id) = &request_id {
+        let earlier = scoped
+            .find::<entity::Entity>()
+            .filter(entity::Column::RequestId.eq(request_id.as_str()))
+            .filter(entity::Column::DeletedAt.is_null())
+            .one(scoped.txn())
+            .await?;
+        if let Some(earlier) = earlier {
+            return Ok(earlier);
+        }
+    }
+    let now = Utc::now();
+    let MeetingFields {
+        title,
+        description,
+        occurred_at,
+        participant_count,
+        tags,
+    } = fields;
+    scoped
+        .insert(entity::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(user_id),
+            title: Set(title),
+            description: Set(description),
+            status: Set(Status::AwaitingUpload),
+            occurred_at: Set(occurred_at),
+            participant_count: Set(participant_count),
+            tags: Set(serde_json::json!(tags)),
+            current_stage: Set(None),
+            failure_reason: Set(None),
+            upload_id: Set(None),
+            file_name: Set(None),
+            content_type: Set(None),
+            size_bytes: Set(None),
+            duration_ms: Set(None),
+            codec: Set(None),
+            sample_rate_hz: Set(None),
+            channels: Set(None),
+            original_object: Set(None),
+            request_id: Set(request_id),
+            processed_at: Set(None),
+            deleted_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .await
+}
+
+/// A meeting of the scope that is not deleted, or NOT_FOUND.
+pub async fn get(scoped: &Scoped, id: Uuid) -> AppResult<entity::Model> {
+    scoped
+        .find::<entity::Entity>()
+        .filter(entity::Column::Id.eq(id))
+        .filter(entity::Column::DeletedAt.is_null())
+        .one(scoped.txn())
+        .await?
+        .ok_or_else(|| AppError::not_found("meeting"))
+}
+
+/// Filters of `ListMeetings`.
+#[derive(Debug, Default)]
+pub struct ListFilter {
+    /// Only these statuses (any when empty).
+    pub statuses: Vec<Status>,
+    /// Only meetings that took place at or after this.
+    pub occurred_after: Option<DateTime<Utc>>,
+    /// Only meetings that took place before this.
+    pub occurred_before: Option<DateTime<Utc>>,
+}
+
+/// One page of the scope's meetings, newest first, in one query.
+pub async fn list(
+    scoped: &Scoped,
+    page: &PageRequest<BeforeId>,
+    filter: ListFilter,
+) -> AppResult<(Vec<entity::Model>, Option<BeforeId>)> {
+    let mut query = scoped
+        .find::<entity::Entity>()
+        .filter(entity::Column::DeletedAt.is_null())
+        .order_by_desc(entity::Column::Id)
+        .limit(page.size + 1);
+    if let Some(cursor) = page.after {
+        query = query.filter(entity::Column::Id.lt(cursor.before));
+    }
+    if !filter.statuses.is_empty() {
+        query = query.filter(entity::Column::Status.is_in(filter.statuses));
+    }
+    if let Some(after) = filter.occurred_after {
+        query = query.filter(entity::Column::OccurredAt.gte(after));
+    }
+    if let Some(before) = filter.occurred_before {
+        query = query.filter(entity::Column::OccurredAt.lt(before));
+    }
+    let rows = query.all(scoped.txn()).await?;
+    Ok(page.page(rows, |last| BeforeId { before: last.id }))
+}
+
+/// Stores new writable fields.
+pub async fn update(scoped: &Scoped, id: Uuid, fields: MeetingFields) -> AppResult<entity::Model> {
+    let MeetingFields {
+        title,
+        description,
+        occurred_at,
+        participant_count,
+        tags,
+    } = fields;
+    scoped
+        .update_many::<entity::Entity>()
+        .col_expr(entity::Column::Title, Expr::value(title))
+        .col_expr(entity::Column::Description, Expr::value(description))
+        .col_expr(entity::Column::OccurredAt, Expr::value(occurred_at))
+        .col_expr(entity::Column::ParticipantCount, Expr::value(participant_count))
+        .col_expr(entity::Column::Tags, Expr::value(serde_json::json!(tags)))
+        .col_expr(entity::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(entity::Column::Id.eq(id))
+        .filter(entity::Column::DeletedAt.is_null())
+        .exec(scoped.txn())
+        .await?;
+    get(scoped, id).await
+}
+
+/// Moves a meeting from one of `from` to `to`, atomically: false if it was
+/// in none of them (another request moved it first).
+pub async fn transition(scoped: &Scoped, id: Uuid, from: &[Status], to: Status) -> AppResult<bool> {
+    if let Some(bad) = from.iter().find(|s| !s.next().contains(&to)) {
+        return Err(AppError::internal(format!(
+            "meetings do not move from {bad:?} to {to:?}"
+        )));
+    }
+    let moved = scoped
+        .update_many::<entity::Entity>()
+        .col_expr(entity::Column::Status, Expr::value(to))
+        .col_expr(entity::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(entity::Column::Id.eq(id))
+        .filter(entity::Column::DeletedAt.is_null())
+        .filter(entity::Column::Status.is_in(from.iter().copied()))
+        .exec(scoped.txn())
+        .await?;
+    Ok(moved.rows_affected == 1)
+}
+
+/// Marks a meeting deleted; it disappears from every read at once.
+pub async fn soft_delete(scoped: &Scoped, id: Uuid) -> AppResult<()> {
+    let now = Utc::now();
+    let deleted = scoped
+        .update_many::<entity::Entity>()
+        .col_expr(entity::Column::DeletedAt, Expr::value(now))
+        .col_expr(entity::Column::UpdatedAt, Expr::value(now))
+        .filter(entity::Column::Id.eq(id))
+        .filter(entity::Column::DeletedAt.is_null())
+        .exec(scoped.txn())
+        .await?;
+    if deleted.rows_affected == 0 {
+        return Err(AppError::not_found("meeting"));
+    }
+    Ok(())
+}
+
+/// Removes the rows of meetings deleted before `cutoff` (their uploads,
+/// transcripts and analyses go with them); returns their ids and original
+/// objects so the caller can delete the objects.
+pub async fn purge_deleted(db: &Db, cutoff: DateTime<Utc>) -> AppResult<Vec<(Uuid, Option<String>)>> {
+    let scoped = db.as_service().await?;
+    let doomed: Vec<(Uuid, Option<String>)> = scoped
+        .find::<entity::Entity>()
+        .filter(
+            Condition::all()
+                .add(entity::Column::DeletedAt.is_not_null())
+                .add(entity::Column::DeletedAt.lt(cutoff)),
+        )
+        .limit(500)
+        .all(scoped.txn())
+        .await?
+        .into_iter()
+        .map(|m| (m.id, m.original_object))
+        .collect();
+    if !doomed.is_empty() {
+        scoped
+            .delete_many::<entity::Entity>()
+            .filter(entity::Column::Id.is_in(doomed.iter().map(|(id, _)| *id)))
+            .exec(scoped.txn())
+            .await?;
+    }
+    scoped.commit().await?;
+    Ok(doomed)
+}
