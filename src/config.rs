@@ -43,6 +43,14 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `DEBRIEF_UPGRADE_URL`: where quota errors send people to upgrade.
     pub upgrade_url: String,
+    /// `DEBRIEF_STORAGE_URL`: `s3://bucket[/prefix]` for S3-compatible
+    /// storage; unset for local files under the data directory.
+    pub storage_url: Option<String>,
+    /// `DEBRIEF_CLAMD_ADDR`: `host:port` of a ClamAV daemon that scans every
+    /// upload as well; unset for the built-in scanner only.
+    pub clamd_addr: Option<String>,
+    /// `DEBRIEF_UPLOAD_EXPIRY`: how long an unfinished upload may sit idle.
+    pub upload_expiry: Duration,
     /// `DEBRIEF_DELETED_RETENTION`: how long a deleted meeting's data is
     /// kept before it is purged.
     pub deleted_retention: Duration,
@@ -177,6 +185,18 @@ impl Config {
                 .unwrap_or("http://localhost:3000/settings/plan")
                 .to_owned(),
             deleted_retention: vars.duration("DEBRIEF_DELETED_RETENTION", "30d")?,
+            storage_url: vars
+                .get("DEBRIEF_STORAGE_URL")
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned),
+            clamd_addr: vars
+                .get("DEBRIEF_CLAMD_ADDR")
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned),
+            upload_expiry: positive(
+                vars.duration("DEBRIEF_UPLOAD_EXPIRY", "24h")?,
+                "DEBRIEF_UPLOAD_EXPIRY",
+            )?,
         })
     }
 

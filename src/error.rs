@@ -31,6 +31,22 @@ pub enum AppError {
         /// What was looked for, e.g. `meeting`.
         resource: &'static str,
     },
+    /// The resource existed but is gone for good (e.g. an expired upload).
+    #[error("{message}")]
+    Gone {
+        /// Stable reason code, e.g. `UPLOAD_EXPIRED`.
+        reason: &'static str,
+        /// Explanation for the caller.
+        message: String,
+    },
+    /// The content sent was refused (wrong type, corrupt, malware).
+    #[error("{message}")]
+    Rejected {
+        /// Stable reason code, e.g. `UNSUPPORTED_FORMAT`.
+        reason: &'static str,
+        /// Explanation for the caller.
+        message: String,
+    },
     /// A resource with the same identity exists.
     #[error("{message}")]
     AlreadyExists {
@@ -180,6 +196,14 @@ impl From<AppError> for Status {
                     HashMap::from([("resource".into(), resource.into())]),
                 );
                 Code::NotFound
+            }
+            AppError::Gone { reason, .. } => {
+                info(&mut details, reason, HashMap::new());
+                Code::NotFound
+            }
+            AppError::Rejected { reason, .. } => {
+                info(&mut details, reason, HashMap::new());
+                Code::InvalidArgument
             }
             AppError::AlreadyExists { reason, .. } => {
                 info(&mut details, reason, HashMap::new());

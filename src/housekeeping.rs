@@ -1,5 +1,5 @@
 //! Periodic work every instance does while it serves: giving back expired
-//! usage reservations and purging meetings deleted longer ago than the
+//! usage reservations, expiring idle uploads, and purging meetings deleted longer ago than the
 //! retention. Each task is safe to run on several instances at once.
 
 use std::time::Duration;
@@ -31,11 +31,24 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) {
         Ok(released) => tracing::info!(released, "gave back expired usage reservations"),
         Err(error) => tracing::warn!(%error, "could not sweep expired usage reservations"),
     }
+    match crate::uploads::lifecycle::expire_idle(state, now).await {
+        Ok(0) => {}
+        Ok(expired) => tracing::info!(expired, "expired idle uploads"),
+        Err(error) => tracing::warn!(%error, "could not expire idle uploads"),
+    }
     let cutoff = now
         - chrono::Duration::from_std(state.config.deleted_retention).unwrap_or(chrono::Duration::days(30));
     match crate::meetings::store::purge_deleted(&state.db, cutoff).await {
         Ok(purged) if purged.is_empty() => {}
-        Ok(purged) => tracing::info!(purged = purged.len(), "purged deleted meetings"),
+        Ok(purged) => {
+            for id in &purged {
+                // The original and anything derived from it.
+                if let Err(error) = state.storage.delete_prefix(&format!("meetings/{id}/")).await {
+                    tracing::warn!(%error, meeting = %id, "could not delete a purged meeting's objects");
+                }
+            }
+            tracing::info!(purged = purged.len(), "purged deleted meetings");
+        }
         Err(error) => tracing::warn!(%error, "could not purge deleted meetings"),
     }
 }

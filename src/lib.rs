@@ -23,6 +23,7 @@ pub mod processing;
 pub mod profiles;
 pub mod progress;
 pub mod server;
+pub mod storage;
 pub mod telemetry;
 pub mod timestamps;
 pub mod uploads;

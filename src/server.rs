@@ -40,6 +40,7 @@ use crate::pb::v1::{
     upload_service_server::UploadServiceServer, usage_service_server::UsageServiceServer,
 };
 use crate::pb::{FILE_DESCRIPTOR_SET, SERVICE_NAMES};
+use crate::storage::{Storage, StorageError};
 
 /// What every request handler shares.
 #[derive(Clone, Debug)]
@@ -50,6 +51,8 @@ pub struct AppState {
     pub db: Db,
     /// Keys, the authenticator, throttling and the mailer.
     pub auth: Arc<Auth>,
+    /// Where recordings are stored.
+    pub storage: Storage,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -69,6 +72,9 @@ pub enum ServerError {
         /// The failure.
         source: std::io::Error,
     },
+    /// Object storage could not be opened.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
     /// The token keys could not be loaded.
     #[error(transparent)]
     Keys(#[from] KeyError),
@@ -113,10 +119,12 @@ impl Application {
         })?;
 
         let auth = Arc::new(Auth::new(&config, db.clone(), mailer)?);
+        let storage = Storage::open(&config)?;
         let state = AppState {
             config: Arc::new(config),
             db,
             auth,
+            storage,
         };
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
@@ -237,7 +245,10 @@ fn grpc_routes(
             MeetingServiceServer,
             crate::meetings::MeetingApi::new(state.clone())
         ))
-        .add_service(limited!(UploadServiceServer, crate::uploads::UploadApi))
+        .add_service(limited!(
+            UploadServiceServer,
+            crate::uploads::UploadApi::new(state.clone())
+        ))
         .add_service(limited!(
             ProcessingServiceServer,
             crate::processing::ProcessingApi

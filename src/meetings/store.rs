@@ -180,11 +180,11 @@ pub async fn soft_delete(scoped: &Scoped, id: Uuid) -> AppResult<()> {
 }
 
 /// Removes the rows of meetings deleted before `cutoff` (their uploads,
-/// transcripts and analyses go with them); returns their ids and original
-/// objects so the caller can delete the objects.
-pub async fn purge_deleted(db: &Db, cutoff: DateTime<Utc>) -> AppResult<Vec<(Uuid, Option<String>)>> {
+/// transcripts and analyses go with them); returns their ids so the caller
+/// can delete their objects.
+pub async fn purge_deleted(db: &Db, cutoff: DateTime<Utc>) -> AppResult<Vec<Uuid>> {
     let scoped = db.as_service().await?;
-    let doomed: Vec<(Uuid, Option<String>)> = scoped
+    let doomed: Vec<Uuid> = scoped
         .find::<entity::Entity>()
         .filter(
             Condition::all()
@@ -195,12 +195,12 @@ pub async fn purge_deleted(db: &Db, cutoff: DateTime<Utc>) -> AppResult<Vec<(Uui
         .all(scoped.txn())
         .await?
         .into_iter()
-        .map(|m| (m.id, m.original_object))
+        .map(|m| m.id)
         .collect();
     if !doomed.is_empty() {
         scoped
             .delete_many::<entity::Entity>()
-            .filter(entity::Column::Id.is_in(doomed.iter().map(|(id, _)| *id)))
+            .filter(entity::Column::Id.is_in(doomed.iter().copied()))
             .exec(scoped.txn())
             .await?;
     }

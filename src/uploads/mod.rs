@@ -1,5 +1,15 @@
-//! Uploads: resumable and streaming upload of meeting recordings, with validation and scanning.
+//! Uploads: resumable chunked uploads of meeting recordings, their
+//! validation and scanning, and the client-streaming upload.
 
+pub mod append;
+pub mod clamd;
+pub mod complete;
+pub mod entity;
+pub mod lifecycle;
+pub mod model;
+pub mod probe;
+pub mod scan;
 pub mod service;
+pub mod store;
 
 pub use service::UploadApi;

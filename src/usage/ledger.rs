@@ -317,6 +317,25 @@ impl Reservation {
     }
 }
 
+/// A reservation by id, if it still holds (not committed, released or
+/// given back).
+pub async fn find(scoped: &Scoped, id: Uuid) -> AppResult<Option<Reservation>> {
+    let row = scoped
+        .find::<reservation::Entity>()
+        .filter(reservation::Column::Id.eq(id))
+        .one(scoped.txn())
+        .await?;
+    Ok(row.map(|r| Reservation {
+        id: r.id,
+        counter: Counter {
+            user_id: r.user_id,
+            category: r.category,
+            period_start: r.period_start,
+        },
+        amount: r.amount,
+    }))
+}
+
 /// Records consumption that needs no reservation (e.g. the actual AI cost
 /// of a request), or an estimate, which only goes to the metrics.
 pub async fn record(

@@ -13,4 +13,5 @@ mod meetings;
 mod plans;
 mod profiles;
 mod transports;
+mod uploads;
 mod usage;

@@ -312,7 +312,7 @@ async fn deleted_meetings_are_purged_after_the_retention(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(purged.len(), 1);
-    assert_eq!(format!("meetings/{}", purged[0].0), gone.name);
+    assert_eq!(format!("meetings/{}", purged[0]), gone.name);
     client(&app)
         .get_meeting(fox.request(pb::GetMeetingRequest { name: kept.name }))
         .await

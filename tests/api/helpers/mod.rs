@@ -145,6 +145,11 @@ impl TestApp {
         start(vars, data_dir).await
     }
 
+    /// The server's data directory (SQLite file, local objects).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._data_dir.path().to_owned()
+    }
+
     /// `http://addr`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

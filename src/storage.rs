@@ -1,0 +1,185 @@
+//! Object storage for recordings: the local filesystem under the data
+//! directory by default, or any S3-compatible service when
+//! `DEBRIEF_STORAGE_URL` is `s3://bucket[/prefix]` (credentials, region and
+//! endpoint from the usual `AWS_*` variables).
+//!
+//! Keys are built by the application from ids, never from file names.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path as Key;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use tokio::io::AsyncReadExt;
+
+use crate::config::Config;
+use crate::error::{AppError, AppResult};
+
+/// Why the storage could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The URL names no supported store.
+    #[error("DEBRIEF_STORAGE_URL must be s3://bucket[/prefix] or unset (local files): {0}")]
+    Url(String),
+    /// The store could not be built.
+    #[error("cannot open object storage: {0}")]
+    Open(#[from] object_store::Error),
+    /// The local directory could not be created.
+    #[error("cannot create {path}: {source}")]
+    Directory {
+        /// The directory.
+        path: String,
+        /// The failure.
+        source: std::io::Error,
+    },
+}
+
+/// Where objects live.
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    description: String,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+fn failed(error: object_store::Error) -> AppError {
+    AppError::internal(error)
+}
+
+impl Storage {
+    /// Opens the configured store.
+    pub fn open(config: &Config) -> Result<Self, StorageError> {
+        match &config.storage_url {
+            None => {
+                let dir = config.data_dir.join("objects");
+                std::fs::create_dir_all(&dir).map_err(|source| StorageError::Directory {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+                let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)?;
+                Ok(Self {
+                    store: Arc::new(store),
+                    description: format!("local files in {}", dir.display()),
+                })
+            }
+            Some(url) => {
+                let parsed = url::Url::parse(url).map_err(|e| StorageError::Url(e.to_string()))?;
+                if parsed.scheme() != "s3" {
+                    return Err(StorageError::Url(format!(
+                        "unsupported scheme {}",
+                        parsed.scheme()
+                    )));
+                }
+                let bucket = parsed
+                    .host_str()
+                    .ok_or_else(|| StorageError::Url("no bucket".into()))?;
+                let s3 = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()?;
+                let prefix = parsed.path().trim_matches('/');
+                let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                    Arc::new(s3)
+                } else {
+                    Arc::new(PrefixStore::new(s3, prefix))
+                };
+                Ok(Self {
+                    store,
+                    description: format!("s3://{bucket}/{prefix}"),
+                })
+            }
+        }
+    }
+
+    /// Stores `bytes` at `key`.
+    pub async fn put(&self, key: &str, bytes: Bytes) -> AppResult<()> {
+        self.store
+            .put(&Key::from(key), PutPayload::from(bytes))
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    /// The whole object at `key` (for chunks, which are small).
+    pub async fn get(&self, key: &str) -> AppResult<Bytes> {
+        let result = self.store.get(&Key::from(key)).await.map_err(failed)?;
+        result.bytes().await.map_err(failed)
+    }
+
+    /// Streams a local file to `key` in parts, never holding it whole.
+    pub async fn put_file(&self, key: &str, path: &Path) -> AppResult<()> {
+        let mut file = tokio::fs::File::open(path).await.map_err(AppError::internal)?;
+        let upload = self.store.put_multipart(&Key::from(key)).await.map_err(failed)?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let read = file.read(&mut buffer).await.map_err(AppError::internal)?;
+            if read == 0 {
+                break;
+            }
+            writer.wait_for_capacity(4).await.map_err(failed)?;
+            writer.write(&buffer[..read]);
+        }
+        writer.finish().await.map_err(failed)?;
+        Ok(())
+    }
+
+    /// Copies the object at `key` into a local file, streaming.
+    pub async fn get_to_file(&self, key: &str, path: &Path) -> AppResult<()> {
+        let result = self.store.get(&Key::from(key)).await.map_err(failed)?;
+        let mut stream = result.into_stream();
+        let mut file = tokio::fs::File::create(path).await.map_err(AppError::internal)?;
+        while let Some(bytes) = stream.try_next().await.map_err(failed)? {
+            tokio::io::AsyncWriteExt::write_all(&mut file, &bytes)
+                .await
+                .map_err(AppError::internal)?;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut file)
+            .await
+            .map_err(AppError::internal)?;
+        Ok(())
+    }
+
+    /// Deletes one object; a missing one is fine.
+    pub async fn delete(&self, key: &str) -> AppResult<()> {
+        match self.store.delete(&Key::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(failed(e)),
+        }
+    }
+
+    /// Deletes every object under `prefix` (e.g. `uploads/{id}/`).
+    pub async fn delete_prefix(&self, prefix: &str) -> AppResult<()> {
+        let keys: Vec<Key> = self
+            .store
+            .list(Some(&Key::from(prefix)))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(failed)?;
+        for key in keys {
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(failed(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys under `prefix`.
+    pub async fn list(&self, prefix: &str) -> AppResult<Vec<String>> {
+        self.store
+            .list(Some(&Key::from(prefix)))
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .map_err(failed)
+    }
+}

@@ -1,0 +1,179 @@
+//! `AppendChunk`: one chunk, stored as its own object, committed by an
+//! offset-checked update of the upload row.
+//!
+//! The object is written first under a unique key, then
+//! `committed_bytes = committed_bytes + len WHERE committed_bytes = offset`
+//! commits it together with its chunk row. Whatever instance takes the
+//! chunk, and whenever a process dies, committed bytes are never changed: a
+//! chunk object that was not committed is an orphan that cleanup deletes.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ColumnTrait, QueryFilter};
+use uuid::Uuid;
+
+use super::entity::{State, chunk, upload};
+use super::model::{MIN_CHUNK, max_chunk};
+use super::store;
+use crate::error::{AppError, AppResult};
+use crate::server::AppState;
+
+/// A chunk to append.
+#[derive(Debug)]
+pub struct Chunk {
+    /// Where it starts.
+    pub offset: i64,
+    /// Its CRC32C, when the client sent one.
+    pub crc32c: Option<u32>,
+    /// The bytes.
+    pub data: Bytes,
+}
+
+/// The committed size and the new expiry after an append.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    /// Bytes committed.
+    pub committed_bytes: i64,
+    /// When the upload expires if idle.
+    pub expires_at: DateTime<Utc>,
+}
+
+fn offset_mismatch(committed: i64) -> AppError {
+    AppError::Aborted {
+        reason: "OFFSET_MISMATCH",
+        message: format!("the chunk must start at the committed size, {committed}"),
+        metadata: [("committed_bytes".to_owned(), committed.to_string())].into(),
+    }
+}
+
+/// Checks a chunk against the upload's limits.
+fn check(upload: &upload::Model, chunk: &Chunk, max_message_bytes: usize) -> AppResult<u32> {
+    let len = i64::try_from(chunk.data.len()).unwrap_or(i64::MAX);
+    if len == 0 {
+        return Err(AppError::invalid("chunk", "is empty"));
+    }
+    if chunk.offset < 0 {
+        return Err(AppError::invalid("offset", "must not be negative"));
+    }
+    let max = max_chunk(max_message_bytes);
+    if len > max {
+        return Err(AppError::invalid("chunk", format!("must be at most {max} bytes")));
+    }
+    let end = chunk.offset.saturating_add(len);
+    if end > upload.size_bytes {
+        return Err(AppError::invalid(
+            "chunk",
+            format!(
+                "ends at byte {end}, past the declared size of {} bytes",
+                upload.size_bytes
+            ),
+        ));
+    }
+    if end < upload.size_bytes && len < MIN_CHUNK {
+        return Err(AppError::invalid(
+            "chunk",
+            format!("must be at least {MIN_CHUNK} bytes, except the last one"),
+        ));
+    }
+    let crc = crc32c::crc32c(&chunk.data);
+    if chunk.crc32c.is_some_and(|sent| sent != crc) {
+        return Err(AppError::invalid("crc32c", "does not match the chunk's bytes"));
+    }
+    Ok(crc)
+}
+
+/// A chunk already committed at this offset with the same bytes: a retry.
+async fn is_repeat(
+    state: &AppState,
+    user_id: Uuid,
+    upload_id: Uuid,
+    offset: i64,
+    len: i64,
+    crc: u32,
+) -> AppResult<bool> {
+    let scoped = state.db.as_user(user_id).await?;
+    let found = store::chunk_at(&scoped, upload_id, offset).await?;
+    Ok(found.is_some_and(|c| c.size_bytes == len && c.crc32c == i64::from(crc)))
+}
+
+/// Appends `chunk` to the upload `id` of `user_id`.
+pub async fn append(state: &AppState, user_id: Uuid, id: Uuid, chunk: Chunk) -> AppResult<Appended> {
+    let now = Utc::now();
+    let upload = {
+        let scoped = state.db.as_user(user_id).await?;
+        store::get_active(&scoped, id, now).await?
+    };
+    let crc = check(&upload, &chunk, state.config.max_message_bytes)?;
+    let len = i64::try_from(chunk.data.len()).unwrap_or(i64::MAX);
+    let unchanged = Appended {
+        committed_bytes: upload.committed_bytes,
+        expires_at: upload.expires_at,
+    };
+    if chunk.offset != upload.committed_bytes {
+        return if chunk.offset < upload.committed_bytes
+            && is_repeat(state, user_id, id, chunk.offset, len, crc).await?
+        {
+            Ok(unchanged)
+        } else {
+            Err(offset_mismatch(upload.committed_bytes))
+        };
+    }
+
+    let key = store::chunk_key(id, chunk.offset);
+    state.storage.put(&key, chunk.data).await?;
+    let expires_at =
+        now + chrono::Duration::from_std(state.config.upload_expiry).unwrap_or(chrono::Duration::days(1));
+    let scoped = state.db.as_user(user_id).await?;
+    let claimed = scoped
+        .update_many::<upload::Entity>()
+        .col_expr(
+            upload::Column::CommittedBytes,
+            Expr::col(upload::Column::CommittedBytes).add(len),
+        )
+        .col_expr(
+            upload::Column::ChunkCount,
+            Expr::col(upload::Column::ChunkCount).add(1),
+        )
+        .col_expr(upload::Column::ExpiresAt, Expr::value(expires_at))
+        .col_expr(upload::Column::UpdatedAt, Expr::value(now))
+        .filter(upload::Column::Id.eq(id))
+        .filter(upload::Column::State.eq(State::Active))
+        .filter(upload::Column::CommittedBytes.eq(chunk.offset))
+        .exec(scoped.txn())
+        .await?;
+    if claimed.rows_affected == 1 {
+        scoped
+            .insert(chunk::ActiveModel {
+                upload_id: Set(id),
+                user_id: Set(user_id),
+                offset: Set(chunk.offset),
+                size_bytes: Set(len),
+                crc32c: Set(i64::from(crc)),
+                object_key: Set(key),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .await?;
+        scoped.commit().await?;
+        return Ok(Appended {
+            committed_bytes: chunk.offset + len,
+            expires_at,
+        });
+    }
+    // Another request committed this offset first.
+    drop(scoped);
+    state.storage.delete(&key).await?;
+    let scoped = state.db.as_user(user_id).await?;
+    let now_committed = store::get_active(&scoped, id, now).await?.committed_bytes;
+    drop(scoped);
+    if is_repeat(state, user_id, id, chunk.offset, len, crc).await? {
+        Ok(Appended {
+            committed_bytes: now_committed,
+            expires_at,
+        })
+    } else {
+        Err(offset_mismatch(now_committed))
+    }
+}

@@ -1,0 +1,219 @@
+//! `CompleteUpload`: the chunks become the meeting's original recording,
+//! after every check — size, checksum, scanners, type, and a decode — or
+//! the upload is rejected and leaves nothing behind.
+//!
+//! The chunks are streamed one at a time into a temporary file (memory is
+//! bounded by one chunk), hashed and scanned on the way; the file is probed
+//! there and then streamed to storage as the original object.
+
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, QueryFilter};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use uuid::Uuid;
+
+use super::entity::{State, upload};
+use super::lifecycle::{self, delete_objects};
+use super::model::{Container, container};
+use super::probe::{self, AudioFacts};
+use super::scan::Scanner;
+use super::store;
+use crate::context::RequestMeta;
+use crate::error::{AppError, AppResult};
+use crate::meetings::entity::{self as meeting, Status};
+use crate::server::AppState;
+use crate::usage::ledger;
+
+/// A temporary file removed when dropped.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A refusal: reason code and explanation.
+type Refusal = (&'static str, String);
+
+/// Completes the upload `id` of `user_id`.
+pub async fn complete(
+    state: &AppState,
+    meta: &RequestMeta,
+    user_id: Uuid,
+    id: Uuid,
+) -> AppResult<(upload::Model, meeting::Model)> {
+    let now = Utc::now();
+    let (upload, chunks) = {
+        let scoped = state.db.as_user(user_id).await?;
+        let upload = store::get_active(&scoped, id, now).await?;
+        (upload.clone(), store::chunks(&scoped, upload.id).await?)
+    };
+    if upload.committed_bytes != upload.size_bytes {
+        return Err(AppError::FailedPrecondition {
+            reason: "UPLOAD_INCOMPLETE",
+            message: format!(
+                "{} of {} bytes have arrived; append the rest from offset {}",
+                upload.committed_bytes, upload.size_bytes, upload.committed_bytes
+            ),
+        });
+    }
+    let dir = state.config.data_dir.join("tmp");
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(AppError::internal)?;
+    let temp = TempFile(dir.join(format!("upload-{id}-{}", Uuid::now_v7())));
+
+    // Assemble, hash and scan in one pass.
+    let mut file = tokio::fs::File::create(&temp.0)
+        .await
+        .map_err(AppError::internal)?;
+    let mut hasher = Sha256::new();
+    let mut scanner = Scanner::default();
+    for chunk in &chunks {
+        let bytes = state.storage.get(&chunk.object_key).await?;
+        if i64::from(crc32c::crc32c(&bytes)) != chunk.crc32c {
+            return Err(AppError::internal(format!(
+                "chunk at {} of upload {id} is corrupt in storage",
+                chunk.offset
+            )));
+        }
+        hasher.update(&bytes);
+        scanner.update(&bytes);
+        file.write_all(&bytes).await.map_err(AppError::internal)?;
+    }
+    file.flush().await.map_err(AppError::internal)?;
+    drop(file);
+
+    let verdict = check(state, &upload, &temp.0, hex(&hasher.finalize()), scanner).await?;
+    let facts = match verdict {
+        Ok(facts) => facts,
+        Err((reason, message)) => return Err(lifecycle::reject(state, meta, &upload, reason, message).await),
+    };
+    let original = store::original_key(upload.meeting_id);
+    state.storage.put_file(&original, &temp.0).await?;
+    drop(temp);
+
+    let scoped = state.db.as_user(user_id).await?;
+    if !store::finish(&scoped, id, State::Completed, None, now).await? {
+        return Err(AppError::FailedPrecondition {
+            reason: "UPLOAD_NOT_ACTIVE",
+            message: "the upload was completed, cancelled or expired meanwhile".into(),
+        });
+    }
+    scoped
+        .update_many::<meeting::Entity>()
+        .col_expr(meeting::Column::FileName, Expr::value(upload.file_name.as_str()))
+        .col_expr(
+            meeting::Column::ContentType,
+            Expr::value(upload.content_type.as_str()),
+        )
+        .col_expr(meeting::Column::SizeBytes, Expr::value(upload.size_bytes))
+        .col_expr(meeting::Column::DurationMs, Expr::value(facts.duration_ms))
+        .col_expr(meeting::Column::Codec, Expr::value(facts.codec.as_str()))
+        .col_expr(
+            meeting::Column::SampleRateHz,
+            Expr::value(i32::try_from(facts.sample_rate_hz).unwrap_or(i32::MAX)),
+        )
+        .col_expr(
+            meeting::Column::Channels,
+            Expr::value(i32::try_from(facts.channels).unwrap_or(0)),
+        )
+        .col_expr(meeting::Column::OriginalObject, Expr::value(original.as_str()))
+        .col_expr(meeting::Column::UpdatedAt, Expr::value(now))
+        .filter(meeting::Column::Id.eq(upload.meeting_id))
+        .exec(scoped.txn())
+        .await?;
+    crate::meetings::store::transition(&scoped, upload.meeting_id, &[Status::Uploading], Status::Uploaded)
+        .await?;
+    if let Some(reservation_id) = upload.reservation_id
+        && let Some(reservation) = ledger::find(&scoped, reservation_id).await?
+    {
+        reservation
+            .commit(&scoped, upload.size_bytes, Some(upload.meeting_id), now)
+            .await?;
+    }
+    crate::processing::enqueue(&scoped, upload.meeting_id).await?;
+    let done = store::get(&scoped, id, now).await?;
+    let meeting = crate::meetings::store::get(&scoped, upload.meeting_id).await?;
+    scoped.commit().await?;
+    delete_objects(state, id).await;
+    Ok((done, meeting))
+}
+
+/// Every check of the assembled file, in order: checksum, scanners, type,
+/// decode. Ok(Err(..)) is a refusal; Err(..) a failure of ours.
+async fn check(
+    state: &AppState,
+    upload: &upload::Model,
+    path: &Path,
+    sha256: String,
+    scanner: Scanner,
+) -> AppResult<Result<AudioFacts, Refusal>> {
+    if upload.sha256.as_ref().is_some_and(|declared| *declared != sha256) {
+        return Ok(Err((
+            "CHECKSUM_MISMATCH",
+            "the file's SHA-256 differs from the one declared".into(),
+        )));
+    }
+    if let Some(finding) = scanner.finish() {
+        return Ok(Err((
+            finding.reason,
+            format!("the file was refused: it contains {}", finding.what),
+        )));
+    }
+    if let Some(clamd) = &state.config.clamd_addr
+        && let Some(signature) = super::clamd::scan(clamd, path).await?
+    {
+        return Ok(Err((
+            "MALWARE_DETECTED",
+            format!("the file was refused: ClamAV found {signature}"),
+        )));
+    }
+    let mut head = vec![0u8; 8192];
+    let read = tokio::fs::File::open(path)
+        .await
+        .map_err(AppError::internal)?
+        .read(&mut head)
+        .await
+        .map_err(AppError::internal)?;
+    head.truncate(read);
+    let declared = container(&upload.content_type).map(|(c, _)| c);
+    let sniffed = sniff(&head);
+    if sniffed.is_none() || sniffed != declared {
+        return Ok(Err((
+            "UNSUPPORTED_FORMAT",
+            format!(
+                "the file is not {} as declared; MP3, MP4, M4A and WAV recordings are accepted",
+                upload.content_type
+            ),
+        )));
+    }
+    let extension = match sniffed {
+        Some(Container::Mp3) => "mp3",
+        Some(Container::Mp4) => "m4a",
+        _ => "wav",
+    };
+    let path = path.to_owned();
+    let probed = tokio::task::spawn_blocking(move || probe::probe(&path, extension))
+        .await
+        .map_err(AppError::internal)?;
+    Ok(probed.map_err(|e| (e.reason, e.message)))
+}
+
+/// The container the file's first bytes show.
+fn sniff(head: &[u8]) -> Option<Container> {
+    match infer::get(head)?.mime_type() {
+        "audio/mpeg" => Some(Container::Mp3),
+        "audio/x-wav" | "audio/wav" => Some(Container::Wav),
+        "audio/m4a" | "video/mp4" | "audio/mp4" | "video/quicktime" => Some(Container::Mp4),
+        _ => None,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,125 @@
+//! `uploads` and `upload_chunks`.
+
+use sea_orm::entity::prelude::*;
+
+use crate::db::Owned;
+
+/// Where an upload is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum State {
+    /// Accepting chunks.
+    #[sea_orm(string_value = "active")]
+    Active,
+    /// Stored and validated.
+    #[sea_orm(string_value = "completed")]
+    Completed,
+    /// Cancelled by the owner.
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
+    /// Refused by validation or scanning.
+    #[sea_orm(string_value = "rejected")]
+    Rejected,
+    /// Not completed in time.
+    #[sea_orm(string_value = "expired")]
+    Expired,
+}
+
+/// `uploads`: one resumable upload.
+pub mod upload {
+    use super::*;
+
+    /// An upload.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "uploads")]
+    pub struct Model {
+        /// Upload id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        /// Owner.
+        pub user_id: Uuid,
+        /// The meeting.
+        pub meeting_id: Uuid,
+        /// Sanitised file name.
+        pub file_name: String,
+        /// Declared content type.
+        pub content_type: String,
+        /// Declared size.
+        pub size_bytes: i64,
+        /// Declared SHA-256, lower-case hex.
+        pub sha256: Option<String>,
+        /// Bytes committed: the next chunk's offset.
+        pub committed_bytes: i64,
+        /// Chunks committed.
+        pub chunk_count: i32,
+        /// Lifecycle state.
+        pub state: State,
+        /// Stable reason code when rejected.
+        pub rejection_reason: Option<String>,
+        /// Idempotency key of the create request.
+        pub request_id: Option<String>,
+        /// When it is discarded if unfinished (moves with each chunk).
+        pub expires_at: DateTimeUtc,
+        /// When it was completed.
+        pub completed_at: Option<DateTimeUtc>,
+        /// Creation time.
+        pub created_at: DateTimeUtc,
+        /// Last change.
+        pub updated_at: DateTimeUtc,
+        /// The usage reservation holding its storage.
+        pub reservation_id: Option<Uuid>,
+    }
+
+    /// No relations are navigated.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::db::Owned for Entity {
+        fn owner_column() -> Column {
+            Column::UserId
+        }
+    }
+}
+
+/// `upload_chunks`: one committed chunk, stored as its own object.
+pub mod chunk {
+    use super::*;
+
+    /// A chunk.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "upload_chunks")]
+    pub struct Model {
+        /// The upload.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub upload_id: Uuid,
+        /// Owner.
+        pub user_id: Uuid,
+        /// Where it starts.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub offset: i64,
+        /// Its length.
+        pub size_bytes: i64,
+        /// CRC32C of its bytes.
+        pub crc32c: i64,
+        /// Its object's key.
+        pub object_key: String,
+        /// Creation time.
+        pub created_at: DateTimeUtc,
+        /// Last change.
+        pub updated_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl super::Owned for Entity {
+        fn owner_column() -> Column {
+            Column::UserId
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The built-in scanner, which always runs: the EICAR test string anywhere
+//! in the file, and executables or scripts disguised as recordings
+//! (checked at the start of the file). Files are fed in pieces, so memory
+//! stays bounded whatever the size.
+
+/// The EICAR anti-virus test string.
+const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+/// What the scanner found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Stable code, e.g. `MALWARE_DETECTED`, `EXECUTABLE`.
+    pub reason: &'static str,
+    /// What it is, e.g. "the EICAR test signature".
+    pub what: String,
+}
+
+/// A streaming scan.
+#[derive(Debug, Default)]
+pub struct Scanner {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    found: Option<Finding>,
+}
+
+/// Bytes of the start of the file kept for the disguise checks.
+const HEAD: usize = 512;
+
+impl Scanner {
+    /// Feeds the next piece of the file.
+    pub fn update(&mut self, bytes: &[u8]) {
+        if self.found.is_some() {
+            return;
+        }
+        if self.head.len() < HEAD {
+            let take = (HEAD - self.head.len()).min(bytes.len());
+            self.head.extend_from_slice(&bytes[..take]);
+        }
+        // Search the seam with the previous piece too.
+        let mut window = std::mem::take(&mut self.tail);
+        window.extend_from_slice(bytes);
+        if window.windows(EICAR.len()).any(|w| w == EICAR) {
+            self.found = Some(Finding {
+                reason: "MALWARE_DETECTED",
+                what: "the EICAR test signature".into(),
+            });
+        }
+        let keep = window.len().min(EICAR.len() - 1);
+        self.tail = window[window.len() - keep..].to_vec();
+    }
+
+    /// The verdict once the whole file was fed.
+    pub fn finish(self) -> Option<Finding> {
+        self.found.or_else(|| disguise(&self.head))
+    }
+}
+
+/// An executable or script at the start of the file.
+fn disguise(head: &[u8]) -> Option<Finding> {
+    let found = |what: &str| {
+        Some(Finding {
+            reason: "EXECUTABLE",
+            what: what.into(),
+        })
+    };
+    if head.starts_with(b"MZ") {
+        return found("a Windows executable (PE)");
+    }
+    if head.starts_with(b"\x7fELF") {
+        return found("a Linux executable (ELF)");
+    }
+    let macho: [[u8; 4]; 5] = [
+        [0xfe, 0xed, 0xfa, 0xce],
+        [0xfe, 0xed, 0xfa, 0xcf],
+        [0xce, 0xfa, 0xed, 0xfe],
+        [0xcf, 0xfa, 0xed, 0xfe],
+        [0xca, 0xfe, 0xba, 0xbe],
+    ];
+    if macho.iter().any(|magic| head.starts_with(magic)) {
+        return found("a macOS executable (Mach-O)");
+    }
+    if head.starts_with(b"#!") {
+        return found("a script");
+    }
+    let text = String::from_utf8_lossy(head)
+        .trim_start_matches('\u{feff}')
+        .trim_start()
+        .to_ascii_lowercase();
+    if ["<!doctype html", "<html", "<script", "<svg", "<?xml"]
+        .iter()
+        .any(|t| text.starts_with(t))
+    {
+        return Some(Finding {
+            reason: "SCRIPT",
+            what: "an HTML or script document".into(),
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(pieces: &[&[u8]]) -> Option<&'static str> {
+        let mut scanner = Scanner::default();
+        for piece in pieces {
+            scanner.update(piece);
+        }
+        scanner.finish().map(|f| f.reason)
+    }
+
+    #[test]
+    fn eicar_is_found_anywhere_even_across_pieces() {
+        let (a, b) = EICAR.split_at(20);
+        assert_eq!(scan(&[b"RIFF....WAVE", a, b, b"more"]), Some("MALWARE_DETECTED"));
+        assert_eq!(scan(&[EICAR]), Some("MALWARE_DETECTED"));
+    }
+
+    #[test]
+    fn disguised_executables_and_scripts_are_found() {
+        assert_eq!(scan(&[b"\x7fELF\x02\x01\x01"]), Some("EXECUTABLE"));
+        assert_eq!(scan(&[b"MZ\x90\x00"]), Some("EXECUTABLE"));
+        assert_eq!(scan(&[b"#!/bin/sh\nrm -rf /"]), Some("EXECUTABLE"));
+        assert_eq!(scan(&[b"  <script>alert(1)</script>"]), Some("SCRIPT"));
+        assert_eq!(scan(&[b"ID3\x04\x00", &[0u8; 2000]]), None);
+    }
+}

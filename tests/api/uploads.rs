@@ -1,0 +1,591 @@
+//! Uploads: resumable chunks over gRPC and gRPC-Web, the client-streaming
+//! upload, concurrency, validation and scanning — each refusal leaving
+//! nothing behind.
+
+use debrief::pb::v1 as pb;
+use debrief::pb::v1::meeting_service_client::MeetingServiceClient;
+use debrief::pb::v1::upload_service_client::UploadServiceClient;
+use sha2::{Digest, Sha256};
+use tonic::Code;
+
+use crate::helpers::{Backend, TestApp, TestUser, details, spawn_app};
+use crate::on_both_backends;
+use crate::transports::grpc_web_channel;
+
+on_both_backends!(
+    a_wav_uploads_in_chunks_over_grpc_and_the_original_matches,
+    a_wav_uploads_in_chunks_over_grpc_web,
+    a_wav_uploads_through_the_client_stream,
+    two_appends_at_the_same_offset_commit_once,
+    bad_chunks_are_refused_with_the_committed_offset,
+    bad_files_are_rejected_and_leave_nothing_behind,
+    another_user_gets_not_found_for_every_upload_rpc,
+    cancelling_releases_the_storage_and_the_meeting,
+);
+
+pub const MIB: usize = 1 << 20;
+
+/// A 16-bit mono PCM WAV of `len` bytes in total (a quiet tone).
+pub fn wav(len: usize) -> Vec<u8> {
+    let data_len = len - 44;
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&u32::try_from(len - 8).unwrap().to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&16_000u32.to_le_bytes());
+    out.extend_from_slice(&32_000u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&u32::try_from(data_len).unwrap().to_le_bytes());
+    for i in 0..data_len / 2 {
+        let sample = ((i as f64 * 440.0 * std::f64::consts::TAU / 16_000.0).sin() * 3000.0) as i16;
+        out.extend_from_slice(&sample.to_le_bytes());
+    }
+    out.resize(len, 0);
+    out
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub async fn new_meeting(app: &TestApp, user: &TestUser) -> String {
+    MeetingServiceClient::new(app.channel.clone())
+        .create_meeting(user.request(pb::CreateMeetingRequest {
+            meeting: Some(pb::Meeting {
+                title: "Recorded".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .meeting
+        .unwrap()
+        .name
+}
+
+fn create_request(meeting: &str, file: &[u8], content_type: &str, name: &str) -> pb::CreateUploadRequest {
+    pb::CreateUploadRequest {
+        upload: Some(pb::Upload {
+            meeting: meeting.into(),
+            file_name: name.into(),
+            content_type: content_type.into(),
+            size_bytes: file.len() as i64,
+            sha256: sha256_hex(file),
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    }
+}
+
+fn append(name: &str, offset: usize, bytes: &[u8]) -> pb::AppendChunkRequest {
+    pb::AppendChunkRequest {
+        name: name.into(),
+        offset: offset as i64,
+        crc32c: Some(crc32c::crc32c(bytes)),
+        chunk: Some(debrief::pb::google::api::HttpBody {
+            content_type: "application/octet-stream".into(),
+            data: bytes.to_vec(),
+            extensions: vec![],
+        }),
+    }
+}
+
+/// Uploads `file` in 1 MiB chunks through `client`; returns the completion.
+async fn upload_in_chunks<T>(
+    client: &mut UploadServiceClient<T>,
+    user: &TestUser,
+    meeting: &str,
+    file: &[u8],
+    content_type: &str,
+) -> Result<pb::CompleteUploadResponse, tonic::Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = bytes::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let upload = client
+        .create_upload(user.request(create_request(meeting, file, content_type, "standup.wav")))
+        .await?
+        .into_inner()
+        .upload
+        .unwrap();
+    for (i, chunk) in file.chunks(MIB).enumerate() {
+        let committed = client
+            .append_chunk(user.request(append(&upload.name, i * MIB, chunk)))
+            .await?
+            .into_inner()
+            .committed_bytes;
+        assert_eq!(committed as usize, (i * MIB + chunk.len()));
+    }
+    client
+        .complete_upload(user.request(pb::CompleteUploadRequest { name: upload.name }))
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// The stored original of a meeting.
+async fn original(app: &TestApp, meeting: &pb::Meeting) -> Vec<u8> {
+    let id = meeting.name.trim_start_matches("meetings/");
+    std::fs::read(app.data_dir().join("objects/meetings").join(id).join("original"))
+        .expect("the original is stored")
+}
+
+/// Every object under the upload's prefix.
+fn upload_objects(app: &TestApp, upload: &str) -> usize {
+    let dir = app.data_dir().join("objects").join(upload);
+    walk(&dir)
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+async fn storage_used(app: &TestApp, user: &TestUser) -> (i64, i64) {
+    let usage = app
+        .usage()
+        .get_usage(user.request(pb::GetUsageRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .usage
+        .unwrap();
+    let storage = usage
+        .categories
+        .iter()
+        .find(|c| c.category == pb::UsageCategory::StorageBytes as i32)
+        .unwrap();
+    (storage.used, storage.reserved)
+}
+
+async fn a_wav_uploads_in_chunks_over_grpc_and_the_original_matches(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ann = app.sign_up("ann").await;
+    let meeting = new_meeting(&app, &ann).await;
+    let file = wav(20 * MIB);
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    let done = upload_in_chunks(&mut client, &ann, &meeting, &file, "audio/wav")
+        .await
+        .expect("upload");
+    let upload = done.upload.unwrap();
+    assert_eq!(upload.state(), pb::UploadState::Completed);
+    let meeting = done.meeting.unwrap();
+    assert_eq!(meeting.status(), pb::MeetingStatus::Queued);
+    let audio = meeting.audio.clone().expect("audio facts");
+    assert_eq!((audio.sample_rate_hz, audio.channels), (16_000, 1));
+    assert_eq!(audio.size_bytes as usize, file.len());
+    let seconds = audio.duration.unwrap().seconds;
+    assert!((650..=656).contains(&seconds), "{seconds}s");
+    assert_eq!(sha256_hex(&original(&app, &meeting).await), sha256_hex(&file));
+    assert_eq!(upload_objects(&app, &upload.name), 0, "chunk objects are removed");
+    assert_eq!(storage_used(&app, &ann).await, (file.len() as i64, 0));
+}
+
+async fn a_wav_uploads_in_chunks_over_grpc_web(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let bea = app.sign_up("bea").await;
+    let meeting = new_meeting(&app, &bea).await;
+    let file = wav(20 * MIB);
+    let mut client = UploadServiceClient::with_origin(grpc_web_channel(false), app.url().parse().unwrap());
+    let done = upload_in_chunks(&mut client, &bea, &meeting, &file, "audio/wav")
+        .await
+        .expect("upload over gRPC-Web");
+    assert_eq!(
+        sha256_hex(&original(&app, &done.meeting.unwrap()).await),
+        sha256_hex(&file)
+    );
+}
+
+async fn a_wav_uploads_through_the_client_stream(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let cal = app.sign_up("cal").await;
+    let meeting = new_meeting(&app, &cal).await;
+    let file = wav(20 * MIB);
+    let mut messages = vec![pb::UploadRequest {
+        kind: Some(pb::upload_request::Kind::Metadata(pb::Upload {
+            meeting: meeting.clone(),
+            file_name: "sync.wav".into(),
+            content_type: "audio/wav".into(),
+            size_bytes: file.len() as i64,
+            sha256: sha256_hex(&file),
+            ..Default::default()
+        })),
+    }];
+    // Odd-sized pieces: the server re-chunks them.
+    messages.extend(file.chunks(300_000).map(|piece| pb::UploadRequest {
+        kind: Some(pb::upload_request::Kind::Chunk(piece.to_vec())),
+    }));
+    let done = UploadServiceClient::new(app.channel.clone())
+        .upload(cal.request(futures::stream::iter(messages)))
+        .await
+        .expect("streamed upload")
+        .into_inner();
+    let meeting = done.meeting.unwrap();
+    assert_eq!(meeting.status(), pb::MeetingStatus::Queued);
+    assert_eq!(sha256_hex(&original(&app, &meeting).await), sha256_hex(&file));
+}
+
+async fn two_appends_at_the_same_offset_commit_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let dot = app.sign_up("dot").await;
+    let meeting = new_meeting(&app, &dot).await;
+    let file = wav(3 * MIB);
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    let upload = client
+        .create_upload(dot.request(create_request(&meeting, &file, "audio/wav", "a.wav")))
+        .await
+        .unwrap()
+        .into_inner()
+        .upload
+        .unwrap();
+    let mut forged = file[..MIB].to_vec();
+    forged[100] ^= 0xff;
+    let (mut first, mut second) = (client.clone(), client.clone());
+    let (a, b) = tokio::join!(
+        first.append_chunk(dot.request(append(&upload.name, 0, &file[..MIB]))),
+        second.append_chunk(dot.request(append(&upload.name, 0, &forged))),
+    );
+    let outcomes = [a.is_ok(), b.is_ok()];
+    assert_eq!(
+        outcomes.iter().filter(|ok| **ok).count(),
+        1,
+        "exactly one commits: {a:?} {b:?}"
+    );
+    let loser = a.err().or(b.err()).unwrap();
+    assert_eq!(loser.code(), Code::Aborted);
+    // If the forged one won, the real bytes are refused from here on; make
+    // the test deterministic by checking the stored chunk's bytes.
+    let winner_is_real = outcomes[0];
+    let rest = client
+        .append_chunk(dot.request(append(&upload.name, MIB, &file[MIB..2 * MIB])))
+        .await;
+    assert!(rest.is_ok());
+    client
+        .append_chunk(dot.request(append(&upload.name, 2 * MIB, &file[2 * MIB..])))
+        .await
+        .unwrap();
+    let done = client
+        .complete_upload(dot.request(pb::CompleteUploadRequest { name: upload.name }))
+        .await;
+    if winner_is_real {
+        let meeting = done.expect("complete").into_inner().meeting.unwrap();
+        assert_eq!(sha256_hex(&original(&app, &meeting).await), sha256_hex(&file));
+    } else {
+        let status = done.expect_err("the forged chunk fails the declared checksum");
+        assert_eq!(details(&status).error_info().unwrap().reason, "CHECKSUM_MISMATCH");
+    }
+    // Sending the committed first chunk again is a harmless repeat.
+}
+
+async fn bad_chunks_are_refused_with_the_committed_offset(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let eli = app.sign_up("eli").await;
+    let meeting = new_meeting(&app, &eli).await;
+    let file = wav(2 * MIB + 1000);
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    let upload = client
+        .create_upload(eli.request(create_request(&meeting, &file, "audio/wav", "b.wav")))
+        .await
+        .unwrap()
+        .into_inner()
+        .upload
+        .unwrap();
+    client
+        .append_chunk(eli.request(append(&upload.name, 0, &file[..MIB])))
+        .await
+        .unwrap();
+    // The same chunk again: a no-op.
+    let again = client
+        .append_chunk(eli.request(append(&upload.name, 0, &file[..MIB])))
+        .await
+        .unwrap();
+    assert_eq!(again.into_inner().committed_bytes, MIB as i64);
+    // Wrong offset: refused, with the resume point.
+    let status = client
+        .append_chunk(eli.request(append(&upload.name, 2 * MIB, &file[2 * MIB..])))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Aborted);
+    assert_eq!(
+        details(&status).error_info().unwrap().metadata["committed_bytes"],
+        MIB.to_string()
+    );
+    // CRC mismatch.
+    let mut bad_crc = append(&upload.name, MIB, &file[MIB..2 * MIB]);
+    bad_crc.crc32c = Some(12345);
+    let status = client.append_chunk(eli.request(bad_crc)).await.unwrap_err();
+    assert_eq!(crate::helpers::violation_fields(&status), ["crc32c"]);
+    // Past the declared size.
+    let status = client
+        .append_chunk(eli.request(append(&upload.name, MIB, &vec![0u8; 2 * MIB])))
+        .await
+        .unwrap_err();
+    assert_eq!(crate::helpers::violation_fields(&status), ["chunk"]);
+    let got = client
+        .get_upload(eli.request(pb::GetUploadRequest {
+            name: upload.name.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .upload
+        .unwrap();
+    assert_eq!(
+        got.committed_bytes, MIB as i64,
+        "nothing committed by the refusals"
+    );
+    let status = client
+        .complete_upload(eli.request(pb::CompleteUploadRequest { name: upload.name }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+}
+
+/// Uploads `file` whole and expects a refusal with `reason`; then checks
+/// that nothing of it remains and the storage is as before.
+async fn refused(app: &TestApp, user: &TestUser, file: &[u8], content_type: &str, name: &str, reason: &str) {
+    let before = storage_used(app, user).await;
+    let meeting = new_meeting(app, user).await;
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    let upload = client
+        .create_upload(user.request(create_request(&meeting, file, content_type, name)))
+        .await
+        .unwrap()
+        .into_inner()
+        .upload
+        .unwrap();
+    client
+        .append_chunk(user.request(append(&upload.name, 0, file)))
+        .await
+        .unwrap();
+    let status = client
+        .complete_upload(user.request(pb::CompleteUploadRequest {
+            name: upload.name.clone(),
+        }))
+        .await
+        .expect_err(name);
+    assert_eq!(status.code(), Code::InvalidArgument, "{name}: {status:?}");
+    assert_eq!(
+        details(&status).error_info().unwrap().reason,
+        reason,
+        "{name}: {}",
+        status.message()
+    );
+    assert_eq!(
+        storage_used(app, user).await,
+        before,
+        "{name}: storage given back"
+    );
+    assert_eq!(upload_objects(app, &upload.name), 0, "{name}: no object left");
+    let got = client
+        .get_upload(user.request(pb::GetUploadRequest { name: upload.name }))
+        .await
+        .unwrap()
+        .into_inner()
+        .upload
+        .unwrap();
+    assert_eq!(got.state(), pb::UploadState::Rejected);
+    assert_eq!(got.rejection_reason, reason);
+    let meeting = MeetingServiceClient::new(app.channel.clone())
+        .get_meeting(user.request(pb::GetMeetingRequest { name: meeting }))
+        .await
+        .unwrap()
+        .into_inner()
+        .meeting
+        .unwrap();
+    assert_eq!(
+        meeting.status(),
+        pb::MeetingStatus::AwaitingUpload,
+        "{name}: ready for another try"
+    );
+}
+
+/// A short MPEG-1 Layer III stream: an ID3 tag, then silent frames.
+fn mp3(frames: usize) -> Vec<u8> {
+    let mut out = b"ID3\x04\x00\x00\x00\x00\x00\x00".to_vec();
+    for _ in 0..frames {
+        // 128 kbit/s, 44.1 kHz, no padding: 417 bytes a frame.
+        let mut frame = vec![0u8; 417];
+        frame[..4].copy_from_slice(&[0xff, 0xfb, 0x90, 0x64]);
+        out.extend_from_slice(&frame);
+    }
+    out
+}
+
+async fn bad_files_are_rejected_and_leave_nothing_behind(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let fay = app.sign_up("fay").await;
+    let mut eicar = wav(64 << 10);
+    let signature = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    eicar[1000..1000 + signature.len()].copy_from_slice(signature);
+    let mut elf = b"\x7fELF\x02\x01\x01\x00".to_vec();
+    elf.resize(4096, 0);
+    let truncated = mp3(40)[..300].to_vec();
+    // A well-formed MP3 is accepted.
+    let meeting = new_meeting(&app, &fay).await;
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    let good = mp3(200);
+    let upload = client
+        .create_upload(fay.request(create_request(&meeting, &good, "audio/mpeg", "ok.mp3")))
+        .await
+        .unwrap()
+        .into_inner()
+        .upload
+        .unwrap();
+    client
+        .append_chunk(fay.request(append(&upload.name, 0, &good)))
+        .await
+        .unwrap();
+    let done = client
+        .complete_upload(fay.request(pb::CompleteUploadRequest { name: upload.name }))
+        .await
+        .expect("a valid MP3")
+        .into_inner();
+    assert_eq!(done.meeting.unwrap().audio.unwrap().codec, "mp3");
+    refused(
+        &app,
+        &fay,
+        &wav(64 << 10),
+        "audio/mpeg",
+        "wrong-type.mp3",
+        "UNSUPPORTED_FORMAT",
+    )
+    .await;
+    refused(
+        &app,
+        &fay,
+        b"just some notes, not audio\n",
+        "audio/wav",
+        "notes.wav",
+        "UNSUPPORTED_FORMAT",
+    )
+    .await;
+    refused(&app, &fay, &elf, "audio/mp4", "tool.m4a", "EXECUTABLE").await;
+    refused(&app, &fay, &eicar, "audio/wav", "eicar.wav", "MALWARE_DETECTED").await;
+    refused(&app, &fay, &truncated, "audio/mpeg", "cut.mp3", "CORRUPT_AUDIO").await;
+    assert!(
+        app.audit_actions(fay.id)
+            .await
+            .contains(&"upload.rejected_by_scanner".to_owned())
+    );
+}
+
+async fn another_user_gets_not_found_for_every_upload_rpc(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let gus = app.sign_up("gus").await;
+    let hal = app.sign_up("hal").await;
+    let meeting = new_meeting(&app, &gus).await;
+    let file = wav(MIB);
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    let status = client
+        .create_upload(hal.request(create_request(&meeting, &file, "audio/wav", "x.wav")))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "not their meeting");
+    let upload = client
+        .create_upload(gus.request(create_request(&meeting, &file, "audio/wav", "x.wav")))
+        .await
+        .unwrap()
+        .into_inner()
+        .upload
+        .unwrap();
+    let name = upload.name.clone();
+    let statuses = [
+        client
+            .get_upload(hal.request(pb::GetUploadRequest { name: name.clone() }))
+            .await
+            .unwrap_err(),
+        client
+            .append_chunk(hal.request(append(&name, 0, &file)))
+            .await
+            .unwrap_err(),
+        client
+            .complete_upload(hal.request(pb::CompleteUploadRequest { name: name.clone() }))
+            .await
+            .unwrap_err(),
+        client
+            .cancel_upload(hal.request(pb::CancelUploadRequest { name: name.clone() }))
+            .await
+            .unwrap_err(),
+    ];
+    for status in statuses {
+        assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    }
+    let mine = client
+        .get_upload(gus.request(pb::GetUploadRequest { name }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(mine.upload.unwrap().committed_bytes, 0, "untouched");
+}
+
+async fn cancelling_releases_the_storage_and_the_meeting(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ivy = app.sign_up("ivy").await;
+    let meeting = new_meeting(&app, &ivy).await;
+    let file = wav(2 * MIB);
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    let upload = client
+        .create_upload(ivy.request(create_request(&meeting, &file, "audio/wav", "c.wav")))
+        .await
+        .unwrap()
+        .into_inner()
+        .upload
+        .unwrap();
+    assert_eq!(
+        storage_used(&app, &ivy).await,
+        (0, file.len() as i64),
+        "reserved at creation"
+    );
+    let status = client
+        .create_upload(ivy.request(create_request(&meeting, &file, "audio/wav", "c.wav")))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "one upload at a time");
+    client
+        .append_chunk(ivy.request(append(&upload.name, 0, &file[..MIB])))
+        .await
+        .unwrap();
+    let cancelled = client
+        .cancel_upload(ivy.request(pb::CancelUploadRequest {
+            name: upload.name.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .upload
+        .unwrap();
+    assert_eq!(cancelled.state(), pb::UploadState::Cancelled);
+    assert_eq!(storage_used(&app, &ivy).await, (0, 0));
+    assert_eq!(upload_objects(&app, &upload.name), 0);
+    // The meeting takes a new upload.
+    let mut client2 = UploadServiceClient::new(app.channel.clone());
+    upload_in_chunks(&mut client2, &ivy, &meeting, &file, "audio/wav")
+        .await
+        .expect("a new upload");
+    // Over the plan's largest upload (the free plan allows 200 MiB).
+    let other = new_meeting(&app, &ivy).await;
+    let mut huge = create_request(&other, &file, "audio/wav", "huge.wav");
+    huge.upload.as_mut().unwrap().size_bytes = 300 << 20;
+    huge.upload.as_mut().unwrap().sha256 = String::new();
+    let status = client.create_upload(ivy.request(huge)).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(
+        details(&status).error_info().unwrap().metadata["category"],
+        "max_upload_bytes"
+    );
+}
