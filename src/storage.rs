@@ -50,6 +50,9 @@ impl std::fmt::Debug for Storage {
     }
 }
 
+/// Size of the parts of a multipart upload.
+const PART: usize = 5 << 20;
+
 fn failed(error: object_store::Error) -> AppError {
     AppError::internal(error)
 }
@@ -117,14 +120,16 @@ impl Storage {
     pub async fn put_file(&self, key: &str, path: &Path) -> AppResult<()> {
         let mut file = tokio::fs::File::open(path).await.map_err(AppError::internal)?;
         let upload = self.store.put_multipart(&Key::from(key)).await.map_err(failed)?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+        // 5 MiB parts (S3's smallest), at most two in flight: memory stays
+        // around 10 MiB per file whatever its size.
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
         let mut buffer = vec![0u8; 1 << 20];
         loop {
             let read = file.read(&mut buffer).await.map_err(AppError::internal)?;
             if read == 0 {
                 break;
             }
-            writer.wait_for_capacity(4).await.map_err(failed)?;
+            writer.wait_for_capacity(1).await.map_err(failed)?;
             writer.write(&buffer[..read]);
         }
         writer.finish().await.map_err(failed)?;

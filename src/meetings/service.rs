@@ -146,7 +146,21 @@ impl MeetingService for MeetingApi {
         let user_id = Caller::of(&request)?.user_id;
         let id = parse_name("name", &request.get_ref().name, "meetings")?;
         let scoped = self.state.db.as_user(user_id).await?;
+        let meeting = store::get(&scoped, id).await?;
         store::soft_delete(&scoped, id).await?;
+        let now = chrono::Utc::now();
+        // An upload in progress ends; a stored recording frees its storage.
+        let cancelled = crate::uploads::lifecycle::end_for_meeting(&scoped, id, now).await?;
+        if let (Some(size), Some(_)) = (meeting.size_bytes, &meeting.original_object) {
+            crate::usage::ledger::free(
+                &scoped,
+                user_id,
+                crate::usage::model::Category::StorageBytes,
+                size,
+                now,
+            )
+            .await?;
+        }
         audit::record(
             &scoped,
             &meta,
@@ -154,6 +168,9 @@ impl MeetingService for MeetingApi {
         )
         .await?;
         scoped.commit().await?;
+        if let Some(upload_id) = cancelled {
+            crate::uploads::lifecycle::delete_objects(&self.state, upload_id).await;
+        }
         Ok(Response::new(pb::DeleteMeetingResponse {}))
     }
 }

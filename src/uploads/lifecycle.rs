@@ -216,6 +216,25 @@ pub async fn end(
     Ok(true)
 }
 
+/// Cancels the active upload of a meeting being deleted, if any; returns
+/// its id so the caller deletes its objects after committing.
+pub async fn end_for_meeting(
+    scoped: &Scoped,
+    meeting_id: Uuid,
+    now: DateTime<Utc>,
+) -> AppResult<Option<Uuid>> {
+    let active = scoped
+        .find::<upload::Entity>()
+        .filter(upload::Column::MeetingId.eq(meeting_id))
+        .filter(upload::Column::State.eq(State::Active))
+        .one(scoped.txn())
+        .await?;
+    match active {
+        Some(upload) if end(scoped, &upload, Ending::Cancelled, now).await? => Ok(Some(upload.id)),
+        _ => Ok(None),
+    }
+}
+
 /// Deletes every object of an upload. Failures are logged: the expiry
 /// sweep deletes what is left.
 pub async fn delete_objects(state: &AppState, upload_id: Uuid) {

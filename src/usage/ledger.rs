@@ -359,6 +359,44 @@ pub async fn record(
     append_metric(scoped, user_id, category, amount, meeting_id, kind, now).await
 }
 
+/// Frees `amount` of an all-time category (storage of a deleted
+/// recording), never below zero.
+pub async fn free(
+    scoped: &Scoped,
+    user_id: Uuid,
+    category: Category,
+    amount: i64,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    if category.period() != LimitPeriod::Total || amount <= 0 {
+        return Err(AppError::internal(format!(
+            "cannot free {amount} of {category:?}"
+        )));
+    }
+    let counter = Counter {
+        user_id,
+        category,
+        period_start: ALL_TIME,
+    };
+    let freed = counter
+        .change(scoped, counter::Column::Used, -amount, now)
+        .filter(counter::Column::Used.gte(amount))
+        .exec(scoped.txn())
+        .await?;
+    if freed.rows_affected == 0 {
+        scoped
+            .update_many::<counter::Entity>()
+            .col_expr(counter::Column::Used, Expr::value(0))
+            .col_expr(counter::Column::UpdatedAt, Expr::value(now))
+            .filter(counter::Column::UserId.eq(user_id))
+            .filter(counter::Column::Category.eq(category))
+            .filter(counter::Column::PeriodStart.eq(ALL_TIME))
+            .exec(scoped.txn())
+            .await?;
+    }
+    Ok(())
+}
+
 /// Gives back the user's reservations that expired (in one category, or
 /// all). Each is removed before its amount is returned, so two callers can
 /// never return the same one twice.

@@ -23,6 +23,7 @@ on_both_backends!(
     shutdown_drains_calls_in_flight,
     migrate_commands_apply_revert_and_report,
     admin_create_user_bootstraps_an_admin_and_no_log_line_holds_a_secret,
+    an_upload_survives_kill_9_and_resumes_where_it_stopped,
 );
 
 async fn run(vars: &HashMap<String, String>, args: &[&str]) -> std::process::Output {
@@ -446,4 +447,124 @@ async fn admin_create_user_bootstraps_an_admin_and_no_log_line_holds_a_secret(ba
             );
         }
     }
+}
+
+async fn an_upload_survives_kill_9_and_resumes_where_it_stopped(backend: Backend) {
+    use debrief::pb::v1 as pb;
+    use debrief::pb::v1::upload_service_client::UploadServiceClient;
+
+    use crate::uploads::{MIB, new_meeting_via, sha256_hex, wav};
+
+    let (mut vars, _data_dir) = test_env(backend).await;
+    vars.insert("DEBRIEF_LOG_FORMAT".into(), "json".into());
+    let connect = |addr: String| async move {
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    };
+    let (mut child, addr, _log) = serve(&vars).await;
+    let channel = connect(addr).await;
+    let token = debrief::pb::v1::auth_service_client::AuthServiceClient::new(channel.clone())
+        .sign_up(pb::SignUpRequest {
+            email: "kill9@example.com".into(),
+            password: PASSWORD.into(),
+            display_name: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens
+        .unwrap()
+        .access_token;
+    let file = wav(10 * MIB);
+    let meeting = new_meeting_via(&channel, &token).await;
+    let mut uploads = UploadServiceClient::new(channel.clone());
+    let upload = uploads
+        .create_upload(bearer(
+            &token,
+            pb::CreateUploadRequest {
+                upload: Some(pb::Upload {
+                    meeting,
+                    file_name: "long.wav".into(),
+                    content_type: "audio/wav".into(),
+                    size_bytes: file.len() as i64,
+                    sha256: sha256_hex(&file),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .upload
+        .unwrap();
+    let chunk = |i: usize| crate::uploads::append(&upload.name, i * MIB, &file[i * MIB..(i + 1) * MIB]);
+    for i in 0..5 {
+        uploads.append_chunk(bearer(&token, chunk(i))).await.unwrap();
+    }
+    // The sixth chunk is in flight when the server dies.
+    let mut in_flight = uploads.clone();
+    let sixth = bearer(&token, chunk(5));
+    let pending = tokio::spawn(async move { in_flight.append_chunk(sixth).await });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let pid = child.id().expect("running").to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+    let _ = child.wait().await;
+    let _ = pending.await;
+
+    // A new process on the same database and storage.
+    let (child, addr, _log) = serve(&vars).await;
+    let channel = connect(addr).await;
+    let mut uploads = UploadServiceClient::new(channel);
+    let resumed = uploads
+        .get_upload(bearer(
+            &token,
+            pb::GetUploadRequest {
+                name: upload.name.clone(),
+            },
+        ))
+        .await
+        .expect("the upload survived")
+        .into_inner()
+        .upload
+        .unwrap();
+    let committed = resumed.committed_bytes as usize;
+    assert!(
+        committed == 5 * MIB || committed == 6 * MIB,
+        "committed {committed}"
+    );
+    for i in committed / MIB..10 {
+        uploads.append_chunk(bearer(&token, chunk(i))).await.unwrap();
+    }
+    let done = uploads
+        .complete_upload(bearer(&token, pb::CompleteUploadRequest { name: upload.name }))
+        .await
+        .expect("completes after the restart")
+        .into_inner();
+    let meeting = done.meeting.unwrap();
+    let id = meeting.name.trim_start_matches("meetings/");
+    let stored = std::fs::read(
+        _data_dir
+            .path()
+            .join("objects/meetings")
+            .join(id)
+            .join("original"),
+    )
+    .unwrap();
+    assert_eq!(
+        sha256_hex(&stored),
+        sha256_hex(&file),
+        "no committed byte was lost"
+    );
+    stop(child, _log).await;
 }

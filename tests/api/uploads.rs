@@ -21,6 +21,9 @@ on_both_backends!(
     bad_files_are_rejected_and_leave_nothing_behind,
     another_user_gets_not_found_for_every_upload_rpc,
     cancelling_releases_the_storage_and_the_meeting,
+    deleting_a_meeting_frees_its_storage_and_ends_its_upload,
+    clamd_detections_reject_the_upload,
+    an_unreachable_clamd_keeps_the_upload_for_a_retry,
 );
 
 pub const MIB: usize = 1 << 20;
@@ -84,7 +87,29 @@ fn create_request(meeting: &str, file: &[u8], content_type: &str, name: &str) ->
     }
 }
 
-fn append(name: &str, offset: usize, bytes: &[u8]) -> pb::AppendChunkRequest {
+/// A new meeting through a channel, for tests that run the binary.
+pub async fn new_meeting_via(channel: &tonic::transport::Channel, token: &str) -> String {
+    MeetingServiceClient::new(channel.clone())
+        .create_meeting(crate::helpers::bearer(
+            token,
+            pb::CreateMeetingRequest {
+                meeting: Some(pb::Meeting {
+                    title: "Recorded".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .meeting
+        .unwrap()
+        .name
+}
+
+/// An AppendChunk request with the chunk's CRC32C.
+pub fn append(name: &str, offset: usize, bytes: &[u8]) -> pb::AppendChunkRequest {
     pb::AppendChunkRequest {
         name: name.into(),
         offset: offset as i64,
@@ -357,7 +382,14 @@ async fn bad_chunks_are_refused_with_the_committed_offset(backend: Backend) {
 
 /// Uploads `file` whole and expects a refusal with `reason`; then checks
 /// that nothing of it remains and the storage is as before.
-async fn refused(app: &TestApp, user: &TestUser, file: &[u8], content_type: &str, name: &str, reason: &str) {
+async fn refused(
+    app: &TestApp,
+    user: &TestUser,
+    file: &[u8],
+    content_type: &str,
+    name: &str,
+    reason: &str,
+) -> tonic::Status {
     let before = storage_used(app, user).await;
     let meeting = new_meeting(app, user).await;
     let mut client = UploadServiceClient::new(app.channel.clone());
@@ -412,6 +444,7 @@ async fn refused(app: &TestApp, user: &TestUser, file: &[u8], content_type: &str
         pb::MeetingStatus::AwaitingUpload,
         "{name}: ready for another try"
     );
+    status
 }
 
 /// A short MPEG-1 Layer III stream: an ID3 tag, then silent frames.
@@ -588,4 +621,106 @@ async fn cancelling_releases_the_storage_and_the_meeting(backend: Backend) {
         details(&status).error_info().unwrap().metadata["category"],
         "max_upload_bytes"
     );
+}
+
+async fn deleting_a_meeting_frees_its_storage_and_ends_its_upload(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let jo = app.sign_up("jo").await;
+    let file = wav(MIB);
+    let stored = new_meeting(&app, &jo).await;
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    upload_in_chunks(&mut client, &jo, &stored, &file, "audio/wav")
+        .await
+        .unwrap();
+    let pending = new_meeting(&app, &jo).await;
+    let upload = client
+        .create_upload(jo.request(create_request(&pending, &file, "audio/wav", "p.wav")))
+        .await
+        .unwrap()
+        .into_inner()
+        .upload
+        .unwrap();
+    client
+        .append_chunk(jo.request(append(&upload.name, 0, &file[..MIB / 2])))
+        .await
+        .unwrap();
+    assert_eq!(
+        storage_used(&app, &jo).await,
+        (file.len() as i64, file.len() as i64)
+    );
+    let mut meetings = MeetingServiceClient::new(app.channel.clone());
+    for name in [stored, pending] {
+        meetings
+            .delete_meeting(jo.request(pb::DeleteMeetingRequest { name }))
+            .await
+            .unwrap();
+    }
+    assert_eq!(storage_used(&app, &jo).await, (0, 0));
+    assert_eq!(upload_objects(&app, &upload.name), 0);
+    let got = client
+        .get_upload(jo.request(pb::GetUploadRequest { name: upload.name }))
+        .await
+        .unwrap()
+        .into_inner()
+        .upload
+        .unwrap();
+    assert_eq!(got.state(), pb::UploadState::Cancelled);
+}
+
+async fn clamd_detections_reject_the_upload(backend: Backend) {
+    let clamd = crate::helpers::clamd::addr();
+    let app = crate::helpers::spawn_app_with(backend, |vars| {
+        vars.insert("DEBRIEF_CLAMD_ADDR".into(), clamd);
+    })
+    .await;
+    let kim = app.sign_up("kim").await;
+    // A clean recording passes both scanners.
+    let meeting = new_meeting(&app, &kim).await;
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    upload_in_chunks(&mut client, &kim, &meeting, &wav(2 * MIB), "audio/wav")
+        .await
+        .expect("clean");
+    // One that only ClamAV's signature matches is refused.
+    let mut infected = wav(2 * MIB);
+    let marker = crate::helpers::clamd::MARKER;
+    infected[MIB + 7..MIB + 7 + marker.len()].copy_from_slice(marker);
+    let status = refused(
+        &app,
+        &kim,
+        &infected,
+        "audio/wav",
+        "infected.wav",
+        "MALWARE_DETECTED",
+    )
+    .await;
+    assert!(
+        status.message().contains("Debrief.Test.Marker"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        app.audit_actions(kim.id)
+            .await
+            .contains(&"upload.rejected_by_scanner".to_owned())
+    );
+}
+
+async fn an_unreachable_clamd_keeps_the_upload_for_a_retry(backend: Backend) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let app = crate::helpers::spawn_app_with(backend, |vars| {
+        vars.insert("DEBRIEF_CLAMD_ADDR".into(), closed);
+    })
+    .await;
+    let lea = app.sign_up("lea").await;
+    let meeting = new_meeting(&app, &lea).await;
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    let status = upload_in_chunks(&mut client, &lea, &meeting, &wav(MIB), "audio/wav")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(details(&status).retry_info().is_some());
 }

@@ -1,6 +1,7 @@
 //! Test harness: a real server on a random loopback port with a fresh
 //! database, built by the same `Application::build` as `main`.
 
+pub mod clamd;
 pub mod postgres;
 
 use std::collections::HashMap;

@@ -5,10 +5,15 @@
 //! ```text
 //! cargo run --release --bin debrief-bench -- [SCENARIO...] [--addr http://host:port]
 //!     [--concurrency 32] [--connections 4] [--duration 10s] [--warmup 2s] [--json PATH]
+//!     [--uploads 8] [--upload-size 256MiB]
 //! ```
 //!
 //! Without `--addr` it starts a server in this process on a temporary SQLite
-//! data directory (client and server then share the machine's cores).
+//! data directory (client and server then share the machine's cores). The
+//! `upload` scenario, run only when named, starts the `debrief` binary built
+//! beside it instead, so the server's peak memory can be measured alone.
+
+mod upload;
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +53,12 @@ struct Args {
     /// Unmeasured time before each scenario.
     #[arg(long, default_value = "2s", value_parser = duration)]
     warmup: Duration,
+    /// Concurrent uploads in the `upload` scenario.
+    #[arg(long, default_value_t = 8)]
+    uploads: usize,
+    /// Size of each upload in the `upload` scenario, e.g. 256MiB.
+    #[arg(long, default_value = "256MiB", value_parser = size)]
+    upload_size: usize,
     /// Where to write the JSON results (default: target/bench/<time>.json).
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -65,6 +76,10 @@ enum Scenario {
     /// debrief.v1.ProfileService/GetProfile with a bearer access token: JWT
     /// verification, the cached session check and one scoped read.
     Profile,
+    /// Concurrent large uploads (CreateUpload, AppendChunk, CompleteUpload)
+    /// against a `debrief serve` child: MB/s and the server's peak RSS.
+    /// Runs only when named.
+    Upload,
 }
 
 impl Scenario {
@@ -74,6 +89,7 @@ impl Scenario {
             Self::Reflection => "grpc.reflection.v1.ServerReflection (ListServices)",
             Self::Plans => "debrief.v1.UsageService/ListPlans",
             Self::Profile => "debrief.v1.ProfileService/GetProfile (bearer)",
+            Self::Upload => "debrief.v1.UploadService (resumable upload)",
         }
     }
 
@@ -116,6 +132,11 @@ impl Scenario {
                 request.metadata_mut().insert("authorization", bearer);
                 ProfileServiceClient::new(channel).get_profile(request).await?;
             }
+            Self::Upload => {
+                return Err(tonic::Status::unimplemented(
+                    "the upload scenario runs on its own",
+                ));
+            }
         }
         Ok(())
     }
@@ -139,6 +160,10 @@ struct Row {
     first_error: Option<String>,
 }
 
+fn size(value: &str) -> Result<usize, String> {
+    debrief::config::parse_size(value).ok_or_else(|| format!("{value:?}: expected e.g. 256MiB"))
+}
+
 fn duration(value: &str) -> Result<Duration, String> {
     debrief::config::parse_duration(value).ok_or_else(|| format!("{value:?}: expected e.g. 10s or 500ms"))
 }
@@ -146,11 +171,15 @@ fn duration(value: &str) -> Result<Duration, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let scenarios = if args.scenarios.is_empty() {
+    let upload = args.scenarios.contains(&Scenario::Upload);
+    let scenarios: Vec<Scenario> = if args.scenarios.is_empty() {
         Scenario::value_variants().to_vec()
     } else {
         args.scenarios.clone()
-    };
+    }
+    .into_iter()
+    .filter(|s| *s != Scenario::Upload)
+    .collect();
     let _data_dir;
     let (addr, shutdown) = match &args.addr {
         Some(addr) => (addr.clone(), None),
@@ -201,6 +230,13 @@ async fn main() -> anyhow::Result<()> {
         rows.push(run(scenario, &channels, &token, &args).await);
     }
     print_table(&addr, &rows);
+    let upload = if upload {
+        let result = upload::run(args.uploads, args.upload_size).await?;
+        println!("\nupload: {result:#?}");
+        Some(result)
+    } else {
+        None
+    };
 
     let path = args.json.clone().unwrap_or_else(|| {
         let secs = std::time::SystemTime::now()
@@ -212,7 +248,8 @@ async fn main() -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&path, serde_json::to_vec_pretty(&rows)?)?;
+    let report = serde_json::json!({ "rows": rows, "upload": upload });
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
     println!("\nresults written to {}", path.display());
     if let Some(token) = shutdown {
         token.cancel();

@@ -1,0 +1,244 @@
+//! The upload scenario: N concurrent uploads of one large WAV through the
+//! resumable RPCs, against a `debrief serve` child process, so the
+//! server's peak memory (VmHWM) can be read on its own.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use debrief::pb::v1 as pb;
+use debrief::pb::v1::auth_service_client::AuthServiceClient;
+use debrief::pb::v1::meeting_service_client::MeetingServiceClient;
+use debrief::pb::v1::upload_service_client::UploadServiceClient;
+use debrief::pb::v1::usage_service_client::UsageServiceClient;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tonic::transport::Channel;
+
+/// What the scenario measured.
+#[derive(Debug, Serialize)]
+pub struct UploadResult {
+    uploads: usize,
+    bytes_each: usize,
+    seconds: f64,
+    megabytes_per_second: f64,
+    server_peak_rss_mib: f64,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+const ADMIN: &str = "bench-admin@example.com";
+const PASSWORD: &str = "bench-Marker-violet-2026";
+
+fn bearer<T>(token: &str, message: T) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    Ok(request)
+}
+
+/// A 16 kHz mono 16-bit WAV of `len` bytes.
+fn wav(len: usize) -> Vec<u8> {
+    let data = len - 44;
+    let u32_le = |v: usize| u32::try_from(v).unwrap_or(u32::MAX).to_le_bytes();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&u32_le(len - 8));
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&u32_le(16));
+    out.extend_from_slice(&[1, 0, 1, 0]); // PCM, mono
+    out.extend_from_slice(&u32_le(16_000));
+    out.extend_from_slice(&u32_le(32_000));
+    out.extend_from_slice(&[2, 0, 16, 0]); // block align, bits
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&u32_le(data));
+    out.extend((0..data).map(|i| (i % 251) as u8));
+    out
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Runs `uploads` concurrent uploads of `size` bytes each.
+pub async fn run(uploads: usize, size: usize) -> anyhow::Result<UploadResult> {
+    let exe = std::env::current_exe()?.with_file_name("debrief");
+    if !exe.exists() {
+        bail!(
+            "{} is missing: build it with `cargo build --release`",
+            exe.display()
+        );
+    }
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let env = |command: &mut tokio::process::Command| {
+        command
+            .env("DEBRIEF_DATA_DIR", dir.path())
+            .env("DEBRIEF_ADDR", format!("127.0.0.1:{port}"))
+            .env("DEBRIEF_LOG", "warn")
+            .env("DEBRIEF_AUTH_RATE_LIMIT", "1000");
+    };
+    let mut admin = tokio::process::Command::new(&exe);
+    env(&mut admin);
+    let created = admin
+        .args(["admin", "create-user", "--email", ADMIN, "--role", "admin"])
+        .env("DEBRIEF_ADMIN_PASSWORD", PASSWORD)
+        .output()
+        .await?;
+    if !created.status.success() {
+        bail!("creating the admin: {}", String::from_utf8_lossy(&created.stderr));
+    }
+    let mut serve = tokio::process::Command::new(&exe);
+    env(&mut serve);
+    let mut server = serve
+        .arg("serve")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = server.id().context("server pid")?;
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))?.connect_lazy();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut auth = AuthServiceClient::new(channel.clone());
+    let admin_token = loop {
+        match auth
+            .sign_in(pb::SignInRequest {
+                email: ADMIN.into(),
+                password: PASSWORD.into(),
+            })
+            .await
+        {
+            Ok(response) => break response.into_inner().tokens.context("tokens")?.access_token,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => bail!("the server did not start: {e}"),
+        }
+    };
+    let signed_up = auth
+        .sign_up(pb::SignUpRequest {
+            email: "bench-uploader@example.com".into(),
+            password: PASSWORD.into(),
+            display_name: "Bench".into(),
+        })
+        .await?
+        .into_inner();
+    let user = signed_up.user.context("user")?.name;
+    let token = signed_up.tokens.context("tokens")?.access_token;
+    // The Team plan takes uploads of this size.
+    UsageServiceClient::new(channel.clone())
+        .set_user_plan(bearer(
+            &admin_token,
+            pb::SetUserPlanRequest {
+                user,
+                plan: "plans/team".into(),
+                ..Default::default()
+            },
+        )?)
+        .await?;
+
+    let file = Arc::new(wav(size));
+    let sha256: String = Sha256::digest(file.as_slice())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..uploads)
+        .map(|_| {
+            let (channel, token, file, sha256) =
+                (channel.clone(), token.clone(), file.clone(), sha256.clone());
+            tokio::spawn(async move { upload_one(channel, &token, &file, &sha256).await })
+        })
+        .collect();
+    let mut errors = 0;
+    let mut first_error = None;
+    for task in tasks {
+        if let Err(error) = task.await.map_err(anyhow::Error::from).and_then(|r| r) {
+            errors += 1;
+            first_error.get_or_insert_with(|| format!("{error:#}"));
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let server_peak_rss_mib = peak_rss_mib(pid);
+    let _ = server.kill().await;
+    let done = uploads - errors;
+    Ok(UploadResult {
+        uploads,
+        bytes_each: size,
+        seconds,
+        megabytes_per_second: (done * size) as f64 / (1 << 20) as f64 / seconds,
+        server_peak_rss_mib,
+        errors,
+        first_error,
+    })
+}
+
+async fn upload_one(channel: Channel, token: &str, file: &[u8], sha256: &str) -> anyhow::Result<()> {
+    let meeting = MeetingServiceClient::new(channel.clone())
+        .create_meeting(bearer(
+            token,
+            pb::CreateMeetingRequest {
+                meeting: Some(pb::Meeting {
+                    title: "Bench".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        )?)
+        .await?
+        .into_inner()
+        .meeting
+        .context("meeting")?
+        .name;
+    let mut client = UploadServiceClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    let upload = client
+        .create_upload(bearer(
+            token,
+            pb::CreateUploadRequest {
+                upload: Some(pb::Upload {
+                    meeting,
+                    file_name: "bench.wav".into(),
+                    content_type: "audio/wav".into(),
+                    size_bytes: i64::try_from(file.len())?,
+                    sha256: sha256.to_owned(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        )?)
+        .await?
+        .into_inner()
+        .upload
+        .context("upload")?;
+    let chunk = usize::try_from(upload.max_chunk_bytes)?;
+    for (i, bytes) in file.chunks(chunk).enumerate() {
+        client
+            .append_chunk(bearer(
+                token,
+                pb::AppendChunkRequest {
+                    name: upload.name.clone(),
+                    offset: i64::try_from(i * chunk)?,
+                    crc32c: None,
+                    chunk: Some(debrief::pb::google::api::HttpBody {
+                        content_type: "application/octet-stream".into(),
+                        data: bytes.to_vec(),
+                        extensions: vec![],
+                    }),
+                },
+            )?)
+            .await?;
+    }
+    client
+        .complete_upload(bearer(token, pb::CompleteUploadRequest { name: upload.name })?)
+        .await?;
+    Ok(())
+}
