@@ -24,6 +24,7 @@ on_both_backends!(
     deleting_a_meeting_frees_its_storage_and_ends_its_upload,
     clamd_detections_reject_the_upload,
     an_unreachable_clamd_keeps_the_upload_for_a_retry,
+    idle_uploads_expire_and_give_everything_back,
 );
 
 pub const MIB: usize = 1 << 20;
@@ -558,6 +559,20 @@ async fn another_user_gets_not_found_for_every_upload_rpc(backend: Backend) {
     for status in statuses {
         assert_eq!(status.code(), Code::NotFound, "{status:?}");
     }
+    let metadata = create_request(&meeting, &file, "audio/wav", "x.wav")
+        .upload
+        .unwrap();
+    let streamed = client
+        .upload(hal.request(futures::stream::iter([pb::UploadRequest {
+            kind: Some(pb::upload_request::Kind::Metadata(metadata)),
+        }])))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        streamed.code(),
+        Code::NotFound,
+        "the stream cannot target their meeting either"
+    );
     let mine = client
         .get_upload(gus.request(pb::GetUploadRequest { name }))
         .await
@@ -723,4 +738,50 @@ async fn an_unreachable_clamd_keeps_the_upload_for_a_retry(backend: Backend) {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(details(&status).retry_info().is_some());
+}
+
+async fn idle_uploads_expire_and_give_everything_back(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let max = app.sign_up("max").await;
+    let meeting = new_meeting(&app, &max).await;
+    let file = wav(2 * MIB);
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    let upload = client
+        .create_upload(max.request(create_request(&meeting, &file, "audio/wav", "idle.wav")))
+        .await
+        .unwrap()
+        .into_inner()
+        .upload
+        .unwrap();
+    client
+        .append_chunk(max.request(append(&upload.name, 0, &file[..MIB])))
+        .await
+        .unwrap();
+    let expire_time = upload.expire_time.unwrap();
+    let later = chrono::DateTime::from_timestamp(expire_time.seconds, 0).unwrap() + chrono::Duration::days(2);
+    // The sweep runs as the housekeeping task would, past the expiry.
+    debrief::housekeeping::run_once(&app.state, later).await;
+    let status = client
+        .get_upload(max.request(pb::GetUploadRequest {
+            name: upload.name.clone(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(details(&status).error_info().unwrap().reason, "UPLOAD_EXPIRED");
+    let status = client
+        .append_chunk(max.request(append(&upload.name, MIB, &file[MIB..])))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(storage_used(&app, &max).await, (0, 0));
+    assert_eq!(upload_objects(&app, &upload.name), 0);
+    let meeting = MeetingServiceClient::new(app.channel.clone())
+        .get_meeting(max.request(pb::GetMeetingRequest { name: meeting }))
+        .await
+        .unwrap()
+        .into_inner()
+        .meeting
+        .unwrap();
+    assert_eq!(meeting.status(), pb::MeetingStatus::AwaitingUpload);
 }

@@ -62,6 +62,8 @@ pub struct TestApp {
     pub db: Db,
     /// Every email the server sent.
     pub mailer: Arc<RecordingMailer>,
+    /// The state the server's handlers share (for calling internals).
+    pub state: debrief::AppState,
     vars: HashMap<String, String>,
     shutdown: CancellationToken,
     server: Option<JoinHandle<Result<(), debrief::server::ServerError>>>,
@@ -113,6 +115,7 @@ async fn start(vars: HashMap<String, String>, data_dir: tempfile::TempDir) -> Te
         .expect("the server starts");
     let addr = app.local_addr();
     let db = app.state().db.clone();
+    let state = app.state().clone();
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
     let channel = Channel::from_shared(format!("http://{addr}"))
@@ -123,6 +126,7 @@ async fn start(vars: HashMap<String, String>, data_dir: tempfile::TempDir) -> Te
         channel,
         db,
         mailer,
+        state,
         vars,
         shutdown,
         server: Some(server),
