@@ -123,6 +123,24 @@ pub fn append(name: &str, offset: usize, bytes: &[u8]) -> pb::AppendChunkRequest
     }
 }
 
+/// Starts an upload of `file` (declaring its SHA-256).
+async fn start(
+    client: &mut UploadServiceClient<tonic::transport::Channel>,
+    user: &TestUser,
+    meeting: &str,
+    file: &[u8],
+    content_type: &str,
+    name: &str,
+) -> pb::Upload {
+    client
+        .create_upload(user.request(create_request(meeting, file, content_type, name)))
+        .await
+        .unwrap_or_else(|e| panic!("create upload {name}: {e:?}"))
+        .into_inner()
+        .upload
+        .unwrap()
+}
+
 /// Uploads `file` in 1 MiB chunks through `client`; returns the completion.
 async fn upload_in_chunks<T>(
     client: &mut UploadServiceClient<T>,
@@ -271,13 +289,7 @@ async fn two_appends_at_the_same_offset_commit_once(backend: Backend) {
     let meeting = new_meeting(&app, &dot).await;
     let file = wav(3 * MIB);
     let mut client = UploadServiceClient::new(app.channel.clone());
-    let upload = client
-        .create_upload(dot.request(create_request(&meeting, &file, "audio/wav", "a.wav")))
-        .await
-        .unwrap()
-        .into_inner()
-        .upload
-        .unwrap();
+    let upload = start(&mut client, &dot, &meeting, &file, "audio/wav", "a.wav").await;
     let mut forged = file[..MIB].to_vec();
     forged[100] ^= 0xff;
     let (mut first, mut second) = (client.clone(), client.clone());
@@ -323,13 +335,7 @@ async fn bad_chunks_are_refused_with_the_committed_offset(backend: Backend) {
     let meeting = new_meeting(&app, &eli).await;
     let file = wav(2 * MIB + 1000);
     let mut client = UploadServiceClient::new(app.channel.clone());
-    let upload = client
-        .create_upload(eli.request(create_request(&meeting, &file, "audio/wav", "b.wav")))
-        .await
-        .unwrap()
-        .into_inner()
-        .upload
-        .unwrap();
+    let upload = start(&mut client, &eli, &meeting, &file, "audio/wav", "b.wav").await;
     client
         .append_chunk(eli.request(append(&upload.name, 0, &file[..MIB])))
         .await
@@ -394,13 +400,7 @@ async fn refused(
     let before = storage_used(app, user).await;
     let meeting = new_meeting(app, user).await;
     let mut client = UploadServiceClient::new(app.channel.clone());
-    let upload = client
-        .create_upload(user.request(create_request(&meeting, file, content_type, name)))
-        .await
-        .unwrap()
-        .into_inner()
-        .upload
-        .unwrap();
+    let upload = start(&mut client, user, &meeting, file, content_type, name).await;
     client
         .append_chunk(user.request(append(&upload.name, 0, file)))
         .await
@@ -473,13 +473,7 @@ async fn bad_files_are_rejected_and_leave_nothing_behind(backend: Backend) {
     let meeting = new_meeting(&app, &fay).await;
     let mut client = UploadServiceClient::new(app.channel.clone());
     let good = mp3(200);
-    let upload = client
-        .create_upload(fay.request(create_request(&meeting, &good, "audio/mpeg", "ok.mp3")))
-        .await
-        .unwrap()
-        .into_inner()
-        .upload
-        .unwrap();
+    let upload = start(&mut client, &fay, &meeting, &good, "audio/mpeg", "ok.mp3").await;
     client
         .append_chunk(fay.request(append(&upload.name, 0, &good)))
         .await
@@ -530,13 +524,7 @@ async fn another_user_gets_not_found_for_every_upload_rpc(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "not their meeting");
-    let upload = client
-        .create_upload(gus.request(create_request(&meeting, &file, "audio/wav", "x.wav")))
-        .await
-        .unwrap()
-        .into_inner()
-        .upload
-        .unwrap();
+    let upload = start(&mut client, &gus, &meeting, &file, "audio/wav", "x.wav").await;
     let name = upload.name.clone();
     let statuses = [
         client
@@ -587,13 +575,7 @@ async fn cancelling_releases_the_storage_and_the_meeting(backend: Backend) {
     let meeting = new_meeting(&app, &ivy).await;
     let file = wav(2 * MIB);
     let mut client = UploadServiceClient::new(app.channel.clone());
-    let upload = client
-        .create_upload(ivy.request(create_request(&meeting, &file, "audio/wav", "c.wav")))
-        .await
-        .unwrap()
-        .into_inner()
-        .upload
-        .unwrap();
+    let upload = start(&mut client, &ivy, &meeting, &file, "audio/wav", "c.wav").await;
     assert_eq!(
         storage_used(&app, &ivy).await,
         (0, file.len() as i64),
@@ -648,13 +630,7 @@ async fn deleting_a_meeting_frees_its_storage_and_ends_its_upload(backend: Backe
         .await
         .unwrap();
     let pending = new_meeting(&app, &jo).await;
-    let upload = client
-        .create_upload(jo.request(create_request(&pending, &file, "audio/wav", "p.wav")))
-        .await
-        .unwrap()
-        .into_inner()
-        .upload
-        .unwrap();
+    let upload = start(&mut client, &jo, &pending, &file, "audio/wav", "p.wav").await;
     client
         .append_chunk(jo.request(append(&upload.name, 0, &file[..MIB / 2])))
         .await
@@ -746,13 +722,7 @@ async fn idle_uploads_expire_and_give_everything_back(backend: Backend) {
     let meeting = new_meeting(&app, &max).await;
     let file = wav(2 * MIB);
     let mut client = UploadServiceClient::new(app.channel.clone());
-    let upload = client
-        .create_upload(max.request(create_request(&meeting, &file, "audio/wav", "idle.wav")))
-        .await
-        .unwrap()
-        .into_inner()
-        .upload
-        .unwrap();
+    let upload = start(&mut client, &max, &meeting, &file, "audio/wav", "idle.wav").await;
     client
         .append_chunk(max.request(append(&upload.name, 0, &file[..MIB])))
         .await
