@@ -49,6 +49,9 @@ pub struct Config {
     /// `DEBRIEF_CLAMD_ADDR`: `host:port` of a ClamAV daemon that scans every
     /// upload as well; unset for the built-in scanner only.
     pub clamd_addr: Option<String>,
+    /// `AWS_*`: settings of S3-compatible storage (keys, region, endpoint,
+    /// `AWS_ALLOW_HTTP`), read like the AWS tools do.
+    pub s3_settings: Vec<(String, Secret)>,
     /// `DEBRIEF_UPLOAD_EXPIRY`: how long an unfinished upload may sit idle.
     pub upload_expiry: Duration,
     /// `DEBRIEF_DELETED_RETENTION`: how long a deleted meeting's data is
@@ -193,6 +196,16 @@ impl Config {
                 .get("DEBRIEF_CLAMD_ADDR")
                 .filter(|a| !a.is_empty())
                 .map(str::to_owned),
+            s3_settings: {
+                let mut settings: Vec<(String, Secret)> = vars
+                    .0
+                    .iter()
+                    .filter(|(key, _)| key.starts_with("AWS_"))
+                    .map(|(key, value)| (key.clone(), Secret::new(value.clone())))
+                    .collect();
+                settings.sort_by(|a, b| a.0.cmp(&b.0));
+                settings
+            },
             upload_expiry: positive(
                 vars.duration("DEBRIEF_UPLOAD_EXPIRY", "24h")?,
                 "DEBRIEF_UPLOAD_EXPIRY",

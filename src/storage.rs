@@ -1,7 +1,8 @@
 //! Object storage for recordings: the local filesystem under the data
 //! directory by default, or any S3-compatible service when
 //! `DEBRIEF_STORAGE_URL` is `s3://bucket[/prefix]` (credentials, region and
-//! endpoint from the usual `AWS_*` variables).
+//! endpoint from the usual `AWS_*` variables, read with the rest of the
+//! configuration).
 //!
 //! Keys are built by the application from ids, never from file names.
 
@@ -84,9 +85,13 @@ impl Storage {
                 let bucket = parsed
                     .host_str()
                     .ok_or_else(|| StorageError::Url("no bucket".into()))?;
-                let s3 = object_store::aws::AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .build()?;
+                let mut builder = object_store::aws::AmazonS3Builder::new();
+                for (key, value) in &config.s3_settings {
+                    if let Ok(key) = key.to_ascii_lowercase().parse() {
+                        builder = builder.with_config(key, value.expose());
+                    }
+                }
+                let s3 = builder.with_bucket_name(bucket).build()?;
                 let prefix = parsed.path().trim_matches('/');
                 let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
                     Arc::new(s3)

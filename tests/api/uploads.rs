@@ -25,6 +25,7 @@ on_both_backends!(
     clamd_detections_reject_the_upload,
     an_unreachable_clamd_keeps_the_upload_for_a_retry,
     idle_uploads_expire_and_give_everything_back,
+    uploads_work_on_s3_compatible_storage,
 );
 
 pub const MIB: usize = 1 << 20;
@@ -754,4 +755,38 @@ async fn idle_uploads_expire_and_give_everything_back(backend: Backend) {
         .meeting
         .unwrap();
     assert_eq!(meeting.status(), pb::MeetingStatus::AwaitingUpload);
+}
+
+async fn uploads_work_on_s3_compatible_storage(backend: Backend) {
+    let (bucket_url, vars) = crate::helpers::s3::bucket_env().await;
+    let app = crate::helpers::spawn_app_with(backend, |env| env.extend(vars)).await;
+    let ned = app.sign_up("ned").await;
+    let meeting = new_meeting(&app, &ned).await;
+    let file = wav(3 * MIB);
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    let done = upload_in_chunks(&mut client, &ned, &meeting, &file, "audio/wav")
+        .await
+        .expect("upload to S3");
+    let meeting = done.meeting.unwrap();
+    let id = meeting.name.trim_start_matches("meetings/");
+    let http = reqwest::Client::new();
+    let original = http
+        .get(format!("{bucket_url}/recordings/meetings/{id}/original"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(original.status(), 200);
+    assert_eq!(sha256_hex(&original.bytes().await.unwrap()), sha256_hex(&file));
+    let listing = http
+        .get(format!("{bucket_url}?list-type=2&prefix=recordings/uploads/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        listing.contains("<KeyCount>0</KeyCount>"),
+        "chunk objects are removed: {listing}"
+    );
 }

@@ -3,6 +3,7 @@
 
 pub mod clamd;
 pub mod postgres;
+pub mod s3;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
