@@ -1,5 +1,6 @@
 //! Periodic work every instance does while it serves: giving back expired
-//! usage reservations, expiring idle uploads, and purging meetings deleted longer ago than the
+//! usage reservations, expiring idle uploads, removing temporary files left
+//! by a crash, and purging meetings deleted longer ago than the
 //! retention. Each task is safe to run on several instances at once.
 
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) {
         Ok(expired) => tracing::info!(expired, "expired idle uploads"),
         Err(error) => tracing::warn!(%error, "could not expire idle uploads"),
     }
+    remove_stale_temporary_files(&state.config.data_dir.join("tmp")).await;
     let cutoff = now
         - chrono::Duration::from_std(state.config.deleted_retention).unwrap_or(chrono::Duration::days(30));
     match crate::meetings::store::purge_deleted(&state.db, cutoff).await {
@@ -50,5 +52,28 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) {
             tracing::info!(purged = purged.len(), "purged deleted meetings");
         }
         Err(error) => tracing::warn!(%error, "could not purge deleted meetings"),
+    }
+}
+
+/// Temporary files older than this were left by a process that died while
+/// completing an upload (completion takes minutes at most).
+const STALE_TEMPORARY_FILE: Duration = Duration::from_secs(24 * 3600);
+
+/// Removes files in `dir` last changed before [`STALE_TEMPORARY_FILE`].
+async fn remove_stale_temporary_files(dir: &std::path::Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let stale = entry
+            .metadata()
+            .await
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMPORARY_FILE);
+        if stale && let Err(error) = tokio::fs::remove_file(entry.path()).await {
+            tracing::warn!(%error, path = %entry.path().display(), "could not remove a stale temporary file");
+        }
     }
 }

@@ -26,6 +26,7 @@ on_both_backends!(
     an_unreachable_clamd_keeps_the_upload_for_a_retry,
     idle_uploads_expire_and_give_everything_back,
     uploads_work_on_s3_compatible_storage,
+    housekeeping_removes_temporary_files_left_by_a_crash,
 );
 
 pub const MIB: usize = 1 << 20;
@@ -789,4 +790,24 @@ async fn uploads_work_on_s3_compatible_storage(backend: Backend) {
         listing.contains("<KeyCount>0</KeyCount>"),
         "chunk objects are removed: {listing}"
     );
+}
+
+async fn housekeeping_removes_temporary_files_left_by_a_crash(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let tmp = app.data_dir().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let stale = tmp.join("upload-left-by-a-crash");
+    let fresh = tmp.join("upload-in-progress");
+    std::fs::write(&stale, b"partial").unwrap();
+    std::fs::write(&fresh, b"partial").unwrap();
+    let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 24 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(two_days_ago)
+        .unwrap();
+    debrief::housekeeping::run_once(&app.state, chrono::Utc::now()).await;
+    assert!(!stale.exists(), "a day-old temporary file is removed");
+    assert!(fresh.exists(), "a completion in progress keeps its file");
 }
