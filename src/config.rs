@@ -54,9 +54,27 @@ pub struct Config {
     pub s3_settings: Vec<(String, Secret)>,
     /// `DEBRIEF_UPLOAD_EXPIRY`: how long an unfinished upload may sit idle.
     pub upload_expiry: Duration,
+    /// Live event streams.
+    pub events: EventsConfig,
     /// `DEBRIEF_DELETED_RETENTION`: how long a deleted meeting's data is
     /// kept before it is purged.
     pub deleted_retention: Duration,
+}
+
+/// Settings of the event log and its streams.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// `DEBRIEF_EVENT_HEARTBEAT`: how often an idle stream gets a heartbeat
+    /// (and re-reads the log, catching any missed wake-up).
+    pub heartbeat: Duration,
+    /// `DEBRIEF_MAX_STREAMS_PER_USER`: open event streams per user and
+    /// instance; the next one is refused.
+    pub max_streams_per_user: usize,
+    /// `DEBRIEF_STREAM_SLOW_TIMEOUT`: how long a stream may stay unable to
+    /// take more events before it is ended as too slow.
+    pub slow_timeout: Duration,
+    /// `DEBRIEF_EVENT_RETENTION`: how long events are kept.
+    pub retention: Duration,
 }
 
 /// Settings of accounts, tokens and sign-in protection.
@@ -188,6 +206,24 @@ impl Config {
                 .unwrap_or("http://localhost:3000/settings/plan")
                 .to_owned(),
             deleted_retention: vars.duration("DEBRIEF_DELETED_RETENTION", "30d")?,
+            events: EventsConfig {
+                heartbeat: positive(
+                    vars.duration("DEBRIEF_EVENT_HEARTBEAT", "15s")?,
+                    "DEBRIEF_EVENT_HEARTBEAT",
+                )?,
+                max_streams_per_user: positive(
+                    vars.parse("DEBRIEF_MAX_STREAMS_PER_USER", "10", "a whole number")?,
+                    "DEBRIEF_MAX_STREAMS_PER_USER",
+                )?,
+                slow_timeout: positive(
+                    vars.duration("DEBRIEF_STREAM_SLOW_TIMEOUT", "10s")?,
+                    "DEBRIEF_STREAM_SLOW_TIMEOUT",
+                )?,
+                retention: positive(
+                    vars.duration("DEBRIEF_EVENT_RETENTION", "7d")?,
+                    "DEBRIEF_EVENT_RETENTION",
+                )?,
+            },
             storage_url: vars
                 .get("DEBRIEF_STORAGE_URL")
                 .filter(|u| !u.is_empty())

@@ -103,10 +103,14 @@ pub enum AppError {
     /// The service cannot answer now (shutting down, dependency down).
     #[error("{message}")]
     Unavailable {
+        /// Stable reason code, e.g. `SCANNER_UNAVAILABLE`.
+        reason: &'static str,
         /// When to try again, if known.
         retry_after: Option<Duration>,
         /// Explanation for the caller.
         message: String,
+        /// Extra facts for clients, e.g. where to resume a stream.
+        metadata: HashMap<String, String>,
     },
     /// A database failure. Never shown to the caller.
     #[error("database error: {0}")]
@@ -254,9 +258,14 @@ impl From<AppError> for Status {
                 info(&mut details, "RATE_LIMITED", HashMap::new());
                 Code::ResourceExhausted
             }
-            AppError::Unavailable { retry_after, .. } => {
+            AppError::Unavailable {
+                reason,
+                retry_after,
+                metadata,
+                ..
+            } => {
                 details.set_retry_info(retry_after);
-                info(&mut details, "UNAVAILABLE", HashMap::new());
+                info(&mut details, reason, metadata);
                 Code::Unavailable
             }
             AppError::Database(_) | AppError::Internal(_) => {

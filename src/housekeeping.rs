@@ -1,6 +1,6 @@
 //! Periodic work every instance does while it serves: giving back expired
 //! usage reservations, expiring idle uploads, removing temporary files left
-//! by a crash, and purging meetings deleted longer ago than the
+//! by a crash, pruning old events, and purging meetings deleted longer ago than the
 //! retention. Each task is safe to run on several instances at once.
 
 use std::time::Duration;
@@ -38,6 +38,13 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) {
         Err(error) => tracing::warn!(%error, "could not expire idle uploads"),
     }
     remove_stale_temporary_files(&state.config.data_dir.join("tmp")).await;
+    let events_cutoff =
+        now - chrono::Duration::from_std(state.config.events.retention).unwrap_or(chrono::Duration::days(7));
+    match crate::events::store::prune(&state.db, events_cutoff).await {
+        Ok(0) => {}
+        Ok(pruned) => tracing::info!(pruned, "pruned old events"),
+        Err(error) => tracing::warn!(%error, "could not prune old events"),
+    }
     let cutoff = now
         - chrono::Duration::from_std(state.config.deleted_retention).unwrap_or(chrono::Duration::days(30));
     match crate::meetings::store::purge_deleted(&state.db, cutoff).await {

@@ -32,6 +32,7 @@ use crate::auth::layer::AuthLayer;
 use crate::auth::mailer::{LogMailer, Mailer};
 use crate::config::Config;
 use crate::db::{ConnectError, Db};
+use crate::events::stream::Streams;
 use crate::pb::v1::{
     admin_service_server::AdminServiceServer, auth_service_server::AuthServiceServer,
     event_service_server::EventServiceServer, meeting_service_server::MeetingServiceServer,
@@ -53,6 +54,10 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// Where recordings are stored.
     pub storage: Storage,
+    /// The open event streams.
+    pub streams: Arc<Streams>,
+    /// Cancelled when the server starts shutting down.
+    pub shutdown: CancellationToken,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -120,11 +125,15 @@ impl Application {
 
         let auth = Arc::new(Auth::new(&config, db.clone(), mailer)?);
         let storage = Storage::open(&config)?;
+        let shutdown = CancellationToken::new();
+        let streams = Streams::new(db.clone(), config.events.clone(), shutdown.clone());
         let state = AppState {
             config: Arc::new(config),
             db,
             auth,
             storage,
+            streams,
+            shutdown: shutdown.clone(),
         };
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
@@ -135,7 +144,7 @@ impl Application {
             state,
             health,
             routes,
-            shutdown: CancellationToken::new(),
+            shutdown,
         })
     }
 
@@ -201,6 +210,7 @@ impl Application {
         tracing::info!(%addr, backend = ?state.db.backend(), "debrief is serving gRPC, gRPC-Web and HTTP");
 
         tokio::spawn(crate::housekeeping::run(state.clone(), shutdown.clone()));
+        tokio::spawn(crate::events::listener::run(state.db.clone(), shutdown.clone()));
         tokio::pin!(server);
         tokio::select! {
             result = &mut server => result?,
@@ -259,7 +269,10 @@ fn grpc_routes(
             UsageServiceServer,
             crate::usage::UsageApi::new(state.clone())
         ))
-        .add_service(limited!(EventServiceServer, crate::events::EventApi))
+        .add_service(limited!(
+            EventServiceServer,
+            crate::events::EventApi::new(state.clone())
+        ))
         .add_service(limited!(
             AdminServiceServer,
             crate::admin::AdminApi::new(state.clone())

@@ -15,6 +15,7 @@ mod m20261127_000004_usage_events_audit;
 mod m20261127_000005_identity_hardening;
 mod m20261127_000006_usage_reservations;
 mod m20261127_000007_upload_reservations;
+mod m20261127_000008_event_sequences;
 pub mod rls;
 mod util;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000005_identity_hardening::Migration),
             Box::new(m20261127_000006_usage_reservations::Migration),
             Box::new(m20261127_000007_upload_reservations::Migration),
+            Box::new(m20261127_000008_event_sequences::Migration),
         ]
     }
 }

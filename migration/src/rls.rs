@@ -36,6 +36,7 @@ pub const OWNED_TABLES: &[(&str, &str)] = &[
     ("usage_reservations", "user_id"),
     ("usage_warnings", "user_id"),
     ("events", "user_id"),
+    ("event_sequences", "user_id"),
     ("audit_log", "subject_user_id"),
 ];
 

@@ -6,6 +6,7 @@
 //! from the `migration` crate.
 
 mod scope;
+mod signals;
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use sea_orm::{
 };
 
 pub use scope::{Owned, Scope, Scoped};
+pub use signals::Signals;
 
 use crate::config::{Config, ConfigError};
 
@@ -24,6 +26,7 @@ use crate::config::{Config, ConfigError};
 #[derive(Clone, Debug)]
 pub struct Db {
     conn: DatabaseConnection,
+    signals: std::sync::Arc<Signals>,
 }
 
 /// Why the database could not be opened.
@@ -100,7 +103,10 @@ impl Db {
             }
         }
         let conn = Database::connect(options).await?;
-        let db = Self { conn };
+        let db = Self {
+            conn,
+            signals: Default::default(),
+        };
         if backend == DbBackend::Postgres {
             db.refuse_rls_bypass().await?;
         }
@@ -156,6 +162,11 @@ impl Db {
     /// Which database this is.
     pub fn backend(&self) -> DbBackend {
         self.conn.get_database_backend()
+    }
+
+    /// The per-user change signals of this process.
+    pub fn signals(&self) -> &std::sync::Arc<Signals> {
+        &self.signals
     }
 
     /// The unscoped connection. On Postgres it sees no user data at all

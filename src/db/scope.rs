@@ -17,7 +17,9 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::Db;
+use std::sync::{Arc, Mutex};
+
+use super::{Db, Signals};
 use crate::error::{AppError, AppResult};
 
 /// Whose data a transaction may touch.
@@ -52,6 +54,9 @@ pub trait Owned: EntityTrait {
 pub struct Scoped {
     txn: DatabaseTransaction,
     scope: Scope,
+    signals: Arc<Signals>,
+    /// Users to signal once the transaction commits.
+    pending: Mutex<Vec<Uuid>>,
 }
 
 impl Db {
@@ -83,7 +88,12 @@ impl Db {
             ))
             .await?;
         }
-        Ok(Scoped { txn, scope })
+        Ok(Scoped {
+            txn,
+            scope,
+            signals: self.signals().clone(),
+            pending: Mutex::default(),
+        })
     }
 }
 
@@ -146,9 +156,22 @@ impl Scoped {
         Ok(row.insert(&self.txn).await?)
     }
 
-    /// Commits the transaction.
+    /// Wakes the waiters on `user_id`'s signal once this transaction has
+    /// committed (never if it rolls back).
+    pub fn signal_after_commit(&self, user_id: Uuid) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if !pending.contains(&user_id) {
+            pending.push(user_id);
+        }
+    }
+
+    /// Commits the transaction, then sends the signals it asked for.
     pub async fn commit(self) -> AppResult<()> {
-        Ok(self.txn.commit().await?)
+        self.txn.commit().await?;
+        for user_id in self.pending.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            self.signals.wake(user_id);
+        }
+        Ok(())
     }
 
     fn write_owner(&self) -> Option<Uuid> {

@@ -1,5 +1,12 @@
 //! Events: the durable per-user event log and its live streams.
 
+pub mod entity;
+pub mod listener;
+pub mod model;
+pub mod publish;
 pub mod service;
+pub mod store;
+pub mod stream;
 
+pub use publish::publish;
 pub use service::EventApi;

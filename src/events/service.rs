@@ -1,10 +1,91 @@
 //! The gRPC EventService.
 
-use crate::pb::v1::event_service_server::EventService;
+use std::pin::Pin;
 
-/// EventService. Its RPCs answer UNIMPLEMENTED until they are built.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EventApi;
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+use super::model::to_proto;
+use super::store::{self, Filter};
+use crate::auth::Caller;
+use crate::error::AppError;
+use crate::pb::v1 as pb;
+use crate::pb::v1::event_service_server::EventService;
+use crate::server::AppState;
+
+/// EventService.
+#[derive(Clone, Debug)]
+pub struct EventApi {
+    state: AppState,
+}
+
+impl EventApi {
+    /// The service over the shared state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+/// A stream of frames, as tonic wants it.
+pub type FrameStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
-impl EventService for EventApi {}
+impl EventService for EventApi {
+    #[tracing::instrument(skip_all)]
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<FrameStream<pb::SubscribeResponse>>, Status> {
+        let user_id = Caller::of(&request)?.user_id;
+        let pb::SubscribeRequest {
+            after_event_id,
+            types,
+            meeting,
+        } = request.into_inner();
+        let filter = Filter::parse(&types, &meeting)?;
+        let slot = self.state.streams.open(user_id)?;
+        // Without a starting point the stream starts at the newest event.
+        let after = match after_event_id {
+            Some(id) if id < 0 => {
+                return Err(AppError::invalid("after_event_id", "must not be negative").into());
+            }
+            Some(id) => id,
+            None => {
+                let scoped = self.state.db.as_user(user_id).await?;
+                store::last_id(&scoped, user_id).await?
+            }
+        };
+        let stream = self.state.streams.stream(slot, after, filter, Vec::new());
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let user_id = Caller::of(&request)?.user_id;
+        let pb::ListEventsRequest {
+            after_event_id,
+            page_size,
+            types,
+            meeting,
+        } = request.into_inner();
+        let filter = Filter::parse(&types, &meeting)?;
+        let size = match page_size {
+            0 => 100,
+            n if n < 0 => return Err(AppError::invalid("page_size", "must not be negative").into()),
+            n => u64::try_from(n.min(500)).unwrap_or(500),
+        };
+        let scoped = self.state.db.as_user(user_id).await?;
+        let mut rows = store::read(&scoped, after_event_id.max(0), &filter, size + 1).await?;
+        let has_more = rows.len() as u64 > size;
+        rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+        let last_event_id = rows.last().map_or(after_event_id.max(0), |r| r.seq);
+        Ok(Response::new(pb::ListEventsResponse {
+            events: rows.iter().map(to_proto).collect(),
+            last_event_id,
+            has_more,
+        }))
+    }
+}

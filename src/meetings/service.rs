@@ -138,6 +138,40 @@ impl MeetingService for MeetingApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn watch_meeting(
+        &self,
+        request: Request<pb::WatchMeetingRequest>,
+    ) -> Reply<crate::events::service::FrameStream<pb::WatchMeetingResponse>> {
+        let user_id = Caller::of(&request)?.user_id;
+        let pb::WatchMeetingRequest { name, after_event_id } = request.into_inner();
+        let id = parse_name("name", &name, "meetings")?;
+        if after_event_id < 0 {
+            return Err(AppError::invalid("after_event_id", "must not be negative").into());
+        }
+        let scoped = self.state.db.as_user(user_id).await?;
+        let meeting = store::get(&scoped, id).await?;
+        let after = match after_event_id {
+            0 => crate::events::store::last_id(&scoped, user_id).await?,
+            id => id,
+        };
+        drop(scoped);
+        let slot = self.state.streams.open(user_id)?;
+        let filter = crate::events::store::Filter {
+            types: Vec::new(),
+            meeting_id: Some(id),
+        };
+        // The current state first, then what happens to it.
+        let first = vec![pb::WatchMeetingResponse {
+            kind: Some(pb::watch_meeting_response::Kind::Meeting(convert::to_proto(
+                &meeting,
+            ))),
+        }];
+        Ok(Response::new(Box::pin(
+            self.state.streams.stream(slot, after, filter, first),
+        )))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn delete_meeting(
         &self,
         request: Request<pb::DeleteMeetingRequest>,

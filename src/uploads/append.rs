@@ -18,6 +18,7 @@ use super::entity::{State, chunk, upload};
 use super::model::{MIN_CHUNK, max_chunk};
 use super::store;
 use crate::error::{AppError, AppResult};
+use crate::events::model::Payload;
 use crate::server::AppState;
 
 /// A chunk to append.
@@ -156,6 +157,12 @@ pub async fn append(state: &AppState, user_id: Uuid, id: Uuid, chunk: Chunk) -> 
                 updated_at: Set(now),
             })
             .await?;
+        let progress = Payload::UploadProgress {
+            upload: id,
+            committed_bytes: chunk.offset + len,
+            size_bytes: upload.size_bytes,
+        };
+        crate::events::publish(&scoped, user_id, Some(upload.meeting_id), progress).await?;
         scoped.commit().await?;
         return Ok(Appended {
             committed_bytes: chunk.offset + len,

@@ -18,8 +18,10 @@ const CHUNK: usize = 64 << 10;
 /// it finds something, None when clean.
 pub async fn scan(addr: &str, path: &Path) -> AppResult<Option<String>> {
     let unavailable = |what: String| AppError::Unavailable {
+        reason: "SCANNER_UNAVAILABLE",
         retry_after: Some(Duration::from_secs(30)),
         message: format!("the virus scanner is not available ({what}); try again later"),
+        metadata: Default::default(),
     };
     let run = async {
         let mut stream = TcpStream::connect(addr).await?;

@@ -23,6 +23,7 @@ use super::scan::Scanner;
 use super::store;
 use crate::context::RequestMeta;
 use crate::error::{AppError, AppResult};
+use crate::events::model::Payload;
 use crate::meetings::entity::{self as meeting, Status};
 use crate::server::AppState;
 use crate::usage::ledger;
@@ -137,6 +138,11 @@ pub async fn complete(
             .await?;
     }
     crate::processing::enqueue(&scoped, upload.meeting_id).await?;
+    let completed = Payload::UploadCompleted {
+        upload: id,
+        size_bytes: upload.size_bytes,
+    };
+    crate::events::publish(&scoped, user_id, Some(upload.meeting_id), completed).await?;
     let done = store::get(&scoped, id, now).await?;
     let meeting = crate::meetings::store::get(&scoped, upload.meeting_id).await?;
     scoped.commit().await?;

@@ -271,6 +271,12 @@ pub async fn reject(
     let result = async {
         let scoped = state.db.as_user(upload.user_id).await?;
         end(&scoped, upload, Ending::Rejected(reason), now).await?;
+        let rejected = crate::events::model::Payload::UploadRejected {
+            upload: upload.id,
+            reason: reason.to_owned(),
+            message: message.clone(),
+        };
+        crate::events::publish(&scoped, upload.user_id, Some(upload.meeting_id), rejected).await?;
         if matches!(reason, "MALWARE_DETECTED" | "EXECUTABLE" | "SCRIPT") {
             audit::record(
                 &scoped,

@@ -145,7 +145,7 @@ impl Counter {
             .into_iter()
             .filter(|t| level.saturating_mul(100) / limit >= i64::from(*t))
         {
-            warning::Entity::insert(warning::ActiveModel {
+            let inserted = warning::Entity::insert(warning::ActiveModel {
                 user_id: Set(self.user_id),
                 category: Set(self.category),
                 period_start: Set(self.period_start),
@@ -163,6 +163,16 @@ impl Counter {
             ])
             .exec(scoped.txn())
             .await?;
+            // Crossed just now (not recorded before): tell the user.
+            if matches!(inserted, sea_orm::TryInsertResult::Inserted(_)) {
+                let warning = crate::events::model::Payload::QuotaWarning {
+                    category: self.category.name().to_owned(),
+                    threshold_percent: threshold,
+                    used: level,
+                    limit,
+                };
+                crate::events::publish(scoped, self.user_id, None, warning).await?;
+            }
         }
         Ok(())
     }

@@ -27,6 +27,7 @@ const TABLES: &[&str] = &[
     "api_keys",
     "audit_log",
     "auth_sessions",
+    "event_sequences",
     "events",
     "exercise_attempts",
     "exercises",
@@ -91,7 +92,7 @@ async fn migrations_go_up_down_and_up_again(backend: Backend) {
     db.migrate().await.expect("up");
     assert_eq!(tables(&db).await, all);
     let status = db.migration_status().await.unwrap();
-    assert_eq!(status.len(), 7);
+    assert_eq!(status.len(), 8);
     assert!(status.iter().all(|(_, applied)| *applied));
 
     db.migrate_down(u32::try_from(status.len()).unwrap())

@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod database;
 mod errors;
+mod events;
 mod meetings;
 mod plans;
 mod profiles;

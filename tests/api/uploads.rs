@@ -143,6 +143,18 @@ async fn start(
         .unwrap()
 }
 
+/// Uploads a WAV in 1 MiB chunks over gRPC, expecting success.
+pub async fn upload_whole(
+    client: &mut UploadServiceClient<tonic::transport::Channel>,
+    user: &TestUser,
+    meeting: &str,
+    file: &[u8],
+) -> pb::CompleteUploadResponse {
+    upload_in_chunks(client, user, meeting, file, "audio/wav")
+        .await
+        .expect("upload")
+}
+
 /// Uploads `file` in 1 MiB chunks through `client`; returns the completion.
 async fn upload_in_chunks<T>(
     client: &mut UploadServiceClient<T>,
