@@ -13,6 +13,8 @@
 //! `upload` scenario, run only when named, starts the `debrief` binary built
 //! beside it instead, so the server's peak memory can be measured alone.
 
+mod child;
+mod events;
 mod upload;
 
 use std::time::{Duration, Instant};
@@ -59,6 +61,15 @@ struct Args {
     /// Size of each upload in the `upload` scenario, e.g. 256MiB.
     #[arg(long, default_value = "256MiB", value_parser = size)]
     upload_size: usize,
+    /// Idle streams open while the `events` scenario measures latency.
+    #[arg(long, default_value_t = 1000)]
+    idle_streams: usize,
+    /// Idle streams the `events` scenario opens to measure memory.
+    #[arg(long, default_value_t = 10_000)]
+    memory_streams: usize,
+    /// Events timed by the `events` scenario.
+    #[arg(long, default_value_t = 500)]
+    event_samples: usize,
     /// Where to write the JSON results (default: target/bench/<time>.json).
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -80,6 +91,9 @@ enum Scenario {
     /// against a `debrief serve` child: MB/s and the server's peak RSS.
     /// Runs only when named.
     Upload,
+    /// Event publish → receipt latency with many idle streams open, and a
+    /// server's memory holding many idle streams. Runs only when named.
+    Events,
 }
 
 impl Scenario {
@@ -90,6 +104,7 @@ impl Scenario {
             Self::Plans => "debrief.v1.UsageService/ListPlans",
             Self::Profile => "debrief.v1.ProfileService/GetProfile (bearer)",
             Self::Upload => "debrief.v1.UploadService (resumable upload)",
+            Self::Events => "debrief.v1.EventService/Subscribe (latency, memory)",
         }
     }
 
@@ -132,10 +147,8 @@ impl Scenario {
                 request.metadata_mut().insert("authorization", bearer);
                 ProfileServiceClient::new(channel).get_profile(request).await?;
             }
-            Self::Upload => {
-                return Err(tonic::Status::unimplemented(
-                    "the upload scenario runs on its own",
-                ));
+            Self::Upload | Self::Events => {
+                return Err(tonic::Status::unimplemented("this scenario runs on its own"));
             }
         }
         Ok(())
@@ -172,13 +185,14 @@ fn duration(value: &str) -> Result<Duration, String> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let upload = args.scenarios.contains(&Scenario::Upload);
+    let events = args.scenarios.contains(&Scenario::Events);
     let scenarios: Vec<Scenario> = if args.scenarios.is_empty() {
         Scenario::value_variants().to_vec()
     } else {
         args.scenarios.clone()
     }
     .into_iter()
-    .filter(|s| *s != Scenario::Upload)
+    .filter(|s| !matches!(s, Scenario::Upload | Scenario::Events))
     .collect();
     let _data_dir;
     let (addr, shutdown) = match &args.addr {
@@ -248,7 +262,14 @@ async fn main() -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let report = serde_json::json!({ "rows": rows, "upload": upload });
+    let events = if events {
+        let result = events::run(args.idle_streams, args.event_samples, args.memory_streams).await?;
+        println!("\nevents: {result:#?}");
+        Some(result)
+    } else {
+        None
+    };
+    let report = serde_json::json!({ "rows": rows, "upload": upload, "events": events });
     std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
     println!("\nresults written to {}", path.display());
     if let Some(token) = shutdown {

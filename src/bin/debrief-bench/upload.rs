@@ -2,19 +2,19 @@
 //! resumable RPCs, against a `debrief serve` child process, so the
 //! server's peak memory (VmHWM) can be read on its own.
 
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use debrief::pb::v1 as pb;
-use debrief::pb::v1::auth_service_client::AuthServiceClient;
 use debrief::pb::v1::meeting_service_client::MeetingServiceClient;
 use debrief::pb::v1::upload_service_client::UploadServiceClient;
 use debrief::pb::v1::usage_service_client::UsageServiceClient;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tonic::transport::Channel;
+
+use crate::child::{ChildServer, bearer};
 
 /// What the scenario measured.
 #[derive(Debug, Serialize)]
@@ -26,17 +26,6 @@ pub struct UploadResult {
     server_peak_rss_mib: f64,
     errors: usize,
     first_error: Option<String>,
-}
-
-const ADMIN: &str = "bench-admin@example.com";
-const PASSWORD: &str = "bench-Marker-violet-2026";
-
-fn bearer<T>(token: &str, message: T) -> anyhow::Result<tonic::Request<T>> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
-    Ok(request)
 }
 
 /// A 16 kHz mono 16-bit WAV of `len` bytes.
@@ -58,84 +47,15 @@ fn wav(len: usize) -> Vec<u8> {
     out
 }
 
-fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
 /// Runs `uploads` concurrent uploads of `size` bytes each.
 pub async fn run(uploads: usize, size: usize) -> anyhow::Result<UploadResult> {
-    let exe = std::env::current_exe()?.with_file_name("debrief");
-    if !exe.exists() {
-        bail!(
-            "{} is missing: build it with `cargo build --release`",
-            exe.display()
-        );
-    }
-    let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let env = |command: &mut tokio::process::Command| {
-        command
-            .env("DEBRIEF_DATA_DIR", dir.path())
-            .env("DEBRIEF_ADDR", format!("127.0.0.1:{port}"))
-            .env("DEBRIEF_LOG", "warn")
-            .env("DEBRIEF_AUTH_RATE_LIMIT", "1000");
-    };
-    let mut admin = tokio::process::Command::new(&exe);
-    env(&mut admin);
-    let created = admin
-        .args(["admin", "create-user", "--email", ADMIN, "--role", "admin"])
-        .env("DEBRIEF_ADMIN_PASSWORD", PASSWORD)
-        .output()
-        .await?;
-    if !created.status.success() {
-        bail!("creating the admin: {}", String::from_utf8_lossy(&created.stderr));
-    }
-    let mut serve = tokio::process::Command::new(&exe);
-    env(&mut serve);
-    let mut server = serve
-        .arg("serve")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = server.id().context("server pid")?;
-    let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))?.connect_lazy();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut auth = AuthServiceClient::new(channel.clone());
-    let admin_token = loop {
-        match auth
-            .sign_in(pb::SignInRequest {
-                email: ADMIN.into(),
-                password: PASSWORD.into(),
-            })
-            .await
-        {
-            Ok(response) => break response.into_inner().tokens.context("tokens")?.access_token,
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-            Err(e) => bail!("the server did not start: {e}"),
-        }
-    };
-    let signed_up = auth
-        .sign_up(pb::SignUpRequest {
-            email: "bench-uploader@example.com".into(),
-            password: PASSWORD.into(),
-            display_name: "Bench".into(),
-        })
-        .await?
-        .into_inner();
-    let user = signed_up.user.context("user")?.name;
-    let token = signed_up.tokens.context("tokens")?.access_token;
+    let server = ChildServer::start(&[]).await?;
+    let channel = server.connect().await?;
+    let (user, token) = server.sign_up("bench-uploader@example.com").await?;
     // The Team plan takes uploads of this size.
     UsageServiceClient::new(channel.clone())
         .set_user_plan(bearer(
-            &admin_token,
+            &server.admin_token,
             pb::SetUserPlanRequest {
                 user,
                 plan: "plans/team".into(),
@@ -166,8 +86,8 @@ pub async fn run(uploads: usize, size: usize) -> anyhow::Result<UploadResult> {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let server_peak_rss_mib = peak_rss_mib(pid);
-    let _ = server.kill().await;
+    let (_, server_peak_rss_mib) = server.memory_mib();
+    server.stop().await;
     let done = uploads - errors;
     Ok(UploadResult {
         uploads,

@@ -1,0 +1,136 @@
+//! A `debrief serve` child process on a temporary SQLite data directory,
+//! with an admin account, for scenarios that measure the server alone.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use debrief::pb::v1 as pb;
+use debrief::pb::v1::auth_service_client::AuthServiceClient;
+use tonic::transport::Channel;
+
+const ADMIN: &str = "bench-admin@example.com";
+/// The password of every benchmark account.
+pub const PASSWORD: &str = "bench-Marker-violet-2026";
+
+/// A running server process.
+pub struct ChildServer {
+    process: tokio::process::Child,
+    /// Its process id.
+    pub pid: u32,
+    /// `http://127.0.0.1:port`.
+    pub url: String,
+    /// An access token of its admin.
+    pub admin_token: String,
+    _dir: tempfile::TempDir,
+}
+
+/// A request with a bearer token.
+pub fn bearer<T>(token: &str, message: T) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    Ok(request)
+}
+
+impl ChildServer {
+    /// Starts the `debrief` binary built beside this one, with `env` added.
+    pub async fn start(env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?.with_file_name("debrief");
+        if !exe.exists() {
+            bail!(
+                "{} is missing: build it with `cargo build --release`",
+                exe.display()
+            );
+        }
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let command = || {
+            let mut command = tokio::process::Command::new(&exe);
+            command
+                .env("DEBRIEF_DATA_DIR", dir.path())
+                .env("DEBRIEF_ADDR", format!("127.0.0.1:{port}"))
+                .env("DEBRIEF_LOG", "warn")
+                .env("DEBRIEF_AUTH_RATE_LIMIT", "100000")
+                .envs(env.iter().copied());
+            command
+        };
+        let created = command()
+            .args(["admin", "create-user", "--email", ADMIN, "--role", "admin"])
+            .env("DEBRIEF_ADMIN_PASSWORD", PASSWORD)
+            .output()
+            .await?;
+        if !created.status.success() {
+            bail!("creating the admin: {}", String::from_utf8_lossy(&created.stderr));
+        }
+        let process = command()
+            .arg("serve")
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = process.id().context("server pid")?;
+        let url = format!("http://127.0.0.1:{port}");
+        let mut auth = AuthServiceClient::new(Channel::from_shared(url.clone())?.connect_lazy());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let admin_token = loop {
+            let signed_in = auth
+                .sign_in(pb::SignInRequest {
+                    email: ADMIN.into(),
+                    password: PASSWORD.into(),
+                })
+                .await;
+            match signed_in {
+                Ok(response) => break response.into_inner().tokens.context("tokens")?.access_token,
+                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => bail!("the server did not start: {e}"),
+            }
+        };
+        Ok(Self {
+            process,
+            pid,
+            url,
+            admin_token,
+            _dir: dir,
+        })
+    }
+
+    /// A new connection to it.
+    pub async fn connect(&self) -> anyhow::Result<Channel> {
+        Ok(Channel::from_shared(self.url.clone())?.connect().await?)
+    }
+
+    /// Signs up an account; returns its user name and access token.
+    pub async fn sign_up(&self, email: &str) -> anyhow::Result<(String, String)> {
+        let signed_up = AuthServiceClient::new(self.connect().await?)
+            .sign_up(pb::SignUpRequest {
+                email: email.into(),
+                password: PASSWORD.into(),
+                display_name: "Bench".into(),
+            })
+            .await?
+            .into_inner();
+        Ok((
+            signed_up.user.context("user")?.name,
+            signed_up.tokens.context("tokens")?.access_token,
+        ))
+    }
+
+    /// Resident memory now and at its peak, in MiB (Linux).
+    pub fn memory_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                .map_or(0.0, |kib| kib / 1024.0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Stops it.
+    pub async fn stop(mut self) {
+        let _ = self.process.kill().await;
+    }
+}
