@@ -454,3 +454,32 @@ async fn an_event_published_on_one_instance_reaches_a_subscriber_on_another() {
     assert_eq!(got.id, ids[0]);
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_wake_up_is_caught_at_the_next_heartbeat() {
+    let app = spawn_app_with(Backend::Sqlite, |vars| {
+        vars.insert("DEBRIEF_EVENT_HEARTBEAT".into(), "300ms".into());
+    })
+    .await;
+    let mo = app.sign_up("mo").await;
+    let mut stream = subscribe(&app, &mo, None).await;
+    // Another handle on the same SQLite file has its own signals: its
+    // commit wakes nobody in the server, as a lost notification would.
+    let elsewhere = debrief::db::Db::connect(&app.state.config).await.unwrap();
+    let scoped = elsewhere.as_user(mo.id).await.unwrap();
+    let payload = Payload::SystemNotice {
+        title: "unannounced".into(),
+        message: String::new(),
+    };
+    let id = debrief::events::publish(&scoped, mo.id, None, payload)
+        .await
+        .unwrap();
+    scoped.commit().await.unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(next_event(&mut stream).await.unwrap().id, id);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
