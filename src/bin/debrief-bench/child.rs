@@ -1,5 +1,6 @@
 //! A `debrief serve` child process on a temporary SQLite data directory,
-//! with an admin account, for scenarios that measure the server alone.
+//! with an admin account, for scenarios that measure the server alone; and
+//! the account helpers every scenario uses.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -32,6 +33,23 @@ pub fn bearer<T>(token: &str, message: T) -> anyhow::Result<tonic::Request<T>> {
         .metadata_mut()
         .insert("authorization", format!("Bearer {token}").parse()?);
     Ok(request)
+}
+
+/// Signs up an account through `channel`; returns its user name
+/// (`users/{id}`) and access token.
+pub async fn sign_up(channel: Channel, email: &str) -> anyhow::Result<(String, String)> {
+    let signed_up = AuthServiceClient::new(channel)
+        .sign_up(pb::SignUpRequest {
+            email: email.into(),
+            password: PASSWORD.into(),
+            display_name: "Bench".into(),
+        })
+        .await?
+        .into_inner();
+    Ok((
+        signed_up.user.context("user")?.name,
+        signed_up.tokens.context("tokens")?.access_token,
+    ))
 }
 
 impl ChildServer {
@@ -102,18 +120,7 @@ impl ChildServer {
 
     /// Signs up an account; returns its user name and access token.
     pub async fn sign_up(&self, email: &str) -> anyhow::Result<(String, String)> {
-        let signed_up = AuthServiceClient::new(self.connect().await?)
-            .sign_up(pb::SignUpRequest {
-                email: email.into(),
-                password: PASSWORD.into(),
-                display_name: "Bench".into(),
-            })
-            .await?
-            .into_inner();
-        Ok((
-            signed_up.user.context("user")?.name,
-            signed_up.tokens.context("tokens")?.access_token,
-        ))
+        sign_up(self.connect().await?, email).await
     }
 
     /// Resident memory now and at its peak, in MiB (Linux).

@@ -8,14 +8,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use debrief::events::model::Payload;
 use debrief::pb::v1 as pb;
-use debrief::pb::v1::auth_service_client::AuthServiceClient;
 use debrief::pb::v1::event_service_client::EventServiceClient;
 use debrief::{Application, Config};
 use serde::Serialize;
 use tonic::codec::Streaming;
 use tonic::transport::Channel;
 
-use crate::child::{ChildServer, PASSWORD, bearer};
+use crate::child::{ChildServer, bearer, sign_up};
 
 /// Streams per HTTP/2 connection (servers allow a few hundred at most).
 const STREAMS_PER_CONNECTION: usize = 100;
@@ -54,24 +53,6 @@ async fn open_idle(url: &str, token: &str, count: usize) -> anyhow::Result<Vec<t
     Ok(readers)
 }
 
-async fn sign_up(channel: Channel, email: &str) -> anyhow::Result<(uuid::Uuid, String)> {
-    let response = AuthServiceClient::new(channel)
-        .sign_up(pb::SignUpRequest {
-            email: email.into(),
-            password: PASSWORD.into(),
-            display_name: "Bench".into(),
-        })
-        .await?
-        .into_inner();
-    let id = response
-        .user
-        .context("user")?
-        .name
-        .trim_start_matches("users/")
-        .parse()?;
-    Ok((id, response.tokens.context("tokens")?.access_token))
-}
-
 async fn next_event(stream: &mut Streaming<pb::SubscribeResponse>) -> anyhow::Result<i64> {
     loop {
         let message = stream.message().await?.context("stream ended")?;
@@ -99,6 +80,7 @@ pub async fn run(idle: usize, samples: usize, memory_streams: usize) -> anyhow::
     let channel = Channel::from_shared(url.clone())?.connect().await?;
     let (_, idle_token) = sign_up(channel.clone(), "bench-idle@example.com").await?;
     let (watcher, token) = sign_up(channel.clone(), "bench-watcher@example.com").await?;
+    let watcher: uuid::Uuid = watcher.trim_start_matches("users/").parse()?;
     let idle_readers = open_idle(&url, &idle_token, idle).await?;
     let mut stream = EventServiceClient::new(channel)
         .subscribe(bearer(&token, pb::SubscribeRequest::default())?)

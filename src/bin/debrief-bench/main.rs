@@ -21,10 +21,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use debrief::pb::v1::auth_service_client::AuthServiceClient;
 use debrief::pb::v1::profile_service_client::ProfileServiceClient;
 use debrief::pb::v1::usage_service_client::UsageServiceClient;
-use debrief::pb::v1::{GetProfileRequest, ListPlansRequest, SignUpRequest};
+use debrief::pb::v1::{GetProfileRequest, ListPlansRequest};
 use debrief::{Application, Config};
 use serde::Serialize;
 use tonic::transport::Channel;
@@ -33,6 +32,9 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+
+/// The `authorization` header of authenticated scenarios.
+type Authorization = tonic::metadata::MetadataValue<tonic::metadata::Ascii>;
 
 #[derive(Parser)]
 #[command(about = "Benchmark a debrief server")]
@@ -108,7 +110,7 @@ impl Scenario {
         }
     }
 
-    async fn call(self, channel: Channel, token: &str) -> Result<(), tonic::Status> {
+    async fn call(self, channel: Channel, authorization: &Authorization) -> Result<(), tonic::Status> {
         match self {
             Self::Health => {
                 HealthClient::new(channel)
@@ -141,10 +143,9 @@ impl Scenario {
             }
             Self::Profile => {
                 let mut request = tonic::Request::new(GetProfileRequest {});
-                let bearer = format!("Bearer {token}")
-                    .parse()
-                    .map_err(|_| tonic::Status::internal("token is not a header value"))?;
-                request.metadata_mut().insert("authorization", bearer);
+                request
+                    .metadata_mut()
+                    .insert("authorization", authorization.clone());
                 ProfileServiceClient::new(channel).get_profile(request).await?;
             }
             Self::Upload | Self::Events => {
@@ -223,25 +224,18 @@ async fn main() -> anyhow::Result<()> {
     }
     // Authenticated scenarios act as a fresh account.
     let token = if scenarios.contains(&Scenario::Profile) {
-        let response = AuthServiceClient::new(channels[0].clone())
-            .sign_up(SignUpRequest {
-                email: format!("bench-{}@example.com", uuid::Uuid::now_v7()),
-                password: "bench-Marker-violet-2026".into(),
-                display_name: "Bench".into(),
-            })
+        let email = format!("bench-{}@example.com", uuid::Uuid::now_v7());
+        child::sign_up(channels[0].clone(), &email)
             .await
-            .context("signing up the benchmark account")?;
-        response
-            .into_inner()
-            .tokens
-            .map(|t| t.access_token)
-            .unwrap_or_default()
+            .context("signing up the benchmark account")?
+            .1
     } else {
         String::new()
     };
+    let authorization: Authorization = format!("Bearer {token}").parse()?;
     let mut rows = Vec::new();
     for scenario in scenarios {
-        rows.push(run(scenario, &channels, &token, &args).await);
+        rows.push(run(scenario, &channels, &authorization, &args).await);
     }
     print_table(&addr, &rows);
     let upload = if upload {
@@ -278,14 +272,14 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(scenario: Scenario, channels: &[Channel], token: &str, args: &Args) -> Row {
+async fn run(scenario: Scenario, channels: &[Channel], authorization: &Authorization, args: &Args) -> Row {
     let start = Instant::now();
     let measure_from = start + args.warmup;
     let end = measure_from + args.duration;
     let workers: Vec<_> = (0..args.concurrency.max(1))
         .map(|i| {
             let channel = channels[i % channels.len()].clone();
-            let token = token.to_owned();
+            let authorization = authorization.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut errors = 0u64;
@@ -295,7 +289,7 @@ async fn run(scenario: Scenario, channels: &[Channel], token: &str, args: &Args)
                     if began >= end {
                         break;
                     }
-                    let result = scenario.call(channel.clone(), &token).await;
+                    let result = scenario.call(channel.clone(), &authorization).await;
                     if began >= measure_from {
                         match result {
                             Ok(()) => latencies.push(began.elapsed().as_micros() as u64),
