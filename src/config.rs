@@ -102,6 +102,9 @@ pub struct AuthConfig {
     /// `DEBRIEF_AUTH_RATE_LIMIT`: requests per minute per IP address to the
     /// SignUp, SignIn, RefreshSession and RequestPasswordReset RPCs.
     pub rate_limit_per_minute: u32,
+    /// `DEBRIEF_AUTH_FAILURE_LIMIT`: requests with a wrong token or API key
+    /// per minute per IP address before the address is refused for a while.
+    pub failed_auth_per_minute: u32,
     /// `DEBRIEF_SIGN_IN_MAX_FAILURES`: consecutive failures for one email
     /// before it is locked (an IP address gets four times as many).
     pub max_sign_in_failures: u32,
@@ -294,6 +297,14 @@ impl AuthConfig {
                     "a whole number of requests per minute",
                 )?,
                 "DEBRIEF_AUTH_RATE_LIMIT",
+            )?,
+            failed_auth_per_minute: positive(
+                vars.parse(
+                    "DEBRIEF_AUTH_FAILURE_LIMIT",
+                    "60",
+                    "a whole number of failures per minute",
+                )?,
+                "DEBRIEF_AUTH_FAILURE_LIMIT",
             )?,
             max_sign_in_failures: positive(
                 vars.parse("DEBRIEF_SIGN_IN_MAX_FAILURES", "5", "a whole number")?,

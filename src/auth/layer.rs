@@ -63,6 +63,8 @@ pub struct Authenticator {
     sessions: Cache<Uuid, user::Role>,
     /// API key hash → the key while it is valid.
     api_keys: Cache<String, CachedKey>,
+    /// Failed authentications per address.
+    failures: super::throttle::FailureGate,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -82,13 +84,14 @@ fn unauthenticated(reason: &'static str, message: &str) -> AppError {
 
 impl Authenticator {
     /// An authenticator over the keys and the database.
-    pub fn new(keys: Arc<KeySet>, db: Db, recheck: std::time::Duration) -> Self {
+    pub fn new(keys: Arc<KeySet>, db: Db, recheck: std::time::Duration, failures_per_minute: u32) -> Self {
         Self {
             keys,
             db,
             recheck,
             sessions: Mutex::default(),
             api_keys: Mutex::default(),
+            failures: super::throttle::FailureGate::new(failures_per_minute),
         }
     }
 
@@ -330,7 +333,32 @@ where
         let auth = self.auth.clone();
         Either::Right(Box::pin(async move {
             let path = request.uri().path();
-            let resolved = auth.authenticate(request.headers()).await.and_then(|caller| {
+            let ip = request
+                .extensions()
+                .get::<tonic::transport::server::TcpConnectInfo>()
+                .and_then(|info| info.remote_addr())
+                .map(|addr| addr.ip());
+            let resolved = match auth.failures.check(ip) {
+                Err(refused) => Err(refused),
+                Ok(()) => match auth.authenticate(request.headers()).await {
+                    // A forged or guessed credential counts against the
+                    // address; a missing or expired one does not.
+                    Err(AppError::Unauthenticated { reason, message })
+                        if matches!(
+                            reason,
+                            "TOKEN_INVALID" | "API_KEY_INVALID" | "CREDENTIALS_INVALID"
+                        ) =>
+                    {
+                        Err(auth
+                            .failures
+                            .failed(ip)
+                            .err()
+                            .unwrap_or(AppError::Unauthenticated { reason, message }))
+                    }
+                    other => other,
+                },
+            }
+            .and_then(|caller| {
                 caller.authorize(path)?;
                 Ok(caller)
             });

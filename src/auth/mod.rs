@@ -59,7 +59,12 @@ impl Auth {
         )?);
         Ok(Self {
             config: auth.clone(),
-            authenticator: Arc::new(layer::Authenticator::new(keys.clone(), db, auth.session_recheck)),
+            authenticator: Arc::new(layer::Authenticator::new(
+                keys.clone(),
+                db,
+                auth.session_recheck,
+                auth.failed_auth_per_minute,
+            )),
             keys,
             throttle: throttle::Throttle::new(auth),
             mailer,

@@ -169,6 +169,73 @@ impl Throttle {
     }
 }
 
+/// Failed authentications per IP address (bad tokens, unknown API keys):
+/// past the limit, the address is refused for a while before any lookup.
+pub struct FailureGate {
+    rate: DefaultKeyedRateLimiter<IpAddr>,
+    blocked: std::sync::Mutex<std::collections::HashMap<IpAddr, std::time::Instant>>,
+}
+
+impl std::fmt::Debug for FailureGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FailureGate").finish_non_exhaustive()
+    }
+}
+
+fn too_many_failures(wait: Duration) -> AppError {
+    AppError::RateLimited {
+        retry_after: wait.max(Duration::from_secs(1)),
+        message: "too many failed authentications from this address; try again later".into(),
+    }
+}
+
+impl FailureGate {
+    /// A gate allowing `per_minute` failures per address.
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            rate: DefaultKeyedRateLimiter::keyed(Quota::per_minute(
+                NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN),
+            )),
+            blocked: Default::default(),
+        }
+    }
+
+    /// Refuses an address that failed too often, until its wait is over.
+    pub fn check(&self, ip: Option<IpAddr>) -> AppResult<()> {
+        let Some(ip) = ip else { return Ok(()) };
+        let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        match blocked.get(&ip).copied() {
+            Some(until) if until > std::time::Instant::now() => {
+                Err(too_many_failures(until - std::time::Instant::now()))
+            }
+            Some(_) => {
+                blocked.remove(&ip);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failure; the one over the limit blocks the address.
+    pub fn failed(&self, ip: Option<IpAddr>) -> AppResult<()> {
+        let Some(ip) = ip else { return Ok(()) };
+        if self.rate.len() > 100_000 {
+            self.rate.retain_recent();
+        }
+        self.rate.check_key(&ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+            if blocked.len() > 100_000 {
+                blocked.retain(|_, until| *until > std::time::Instant::now());
+            }
+            blocked.insert(ip, std::time::Instant::now() + wait);
+            too_many_failures(wait)
+        })
+    }
+}
+
 impl FailureKeys {
     fn all(&self) -> Vec<String> {
         std::iter::once(self.email.clone())

@@ -27,6 +27,7 @@ on_both_backends!(
     sign_out_ends_the_current_session,
     the_sixth_wrong_password_locks_the_email_until_the_backoff_passes,
     sign_in_is_rate_limited_per_address,
+    guessing_credentials_blocks_the_address_for_a_while,
 );
 
 async fn get_profile(app: &TestApp, token: &str) -> Result<pb::Profile, tonic::Status> {
@@ -487,4 +488,35 @@ async fn a_revocation_reaches_every_instance_within_the_recheck_interval() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+async fn guessing_credentials_blocks_the_address_for_a_while(backend: Backend) {
+    let app = spawn_app_with(backend, |vars| {
+        vars.insert("DEBRIEF_AUTH_FAILURE_LIMIT".into(), "5".into());
+    })
+    .await;
+    let pia = app.sign_up("pia").await;
+    // A missing credential does not count.
+    for _ in 0..10 {
+        let status = app
+            .profiles()
+            .get_profile(pb::GetProfileRequest {})
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    // Guessed API keys do.
+    for attempt in 1..=5 {
+        let status = get_profile(&app, &format!("dbk_guess{attempt}"))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "attempt {attempt}");
+    }
+    let status = get_profile(&app, "dbk_guess6").await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(details(&status).retry_info().is_some());
+    // While blocked, the address is refused before any lookup, even with
+    // a valid token.
+    let status = get_profile(&app, &pia.tokens.access_token).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
 }
