@@ -59,21 +59,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A new meeting of `user`, awaiting its upload.
 pub async fn new_meeting(app: &TestApp, user: &TestUser) -> String {
-    MeetingServiceClient::new(app.channel.clone())
-        .create_meeting(user.request(pb::CreateMeetingRequest {
-            meeting: Some(pb::Meeting {
-                title: "Recorded".into(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .meeting
-        .unwrap()
-        .name
+    new_meeting_via(&app.channel, &user.tokens.access_token).await
 }
 
 fn create_request(meeting: &str, file: &[u8], content_type: &str, name: &str) -> pb::CreateUploadRequest {
