@@ -41,6 +41,18 @@ impl std::fmt::Debug for Throttle {
     }
 }
 
+/// Takes one cell of `ip`'s rate, or says how long until one is free.
+fn take(rate: &DefaultKeyedRateLimiter<IpAddr>, ip: IpAddr) -> Result<(), Duration> {
+    if rate.len() > 100_000 {
+        rate.retain_recent();
+    }
+    rate.check_key(&ip).map_err(|not_until| {
+        not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ))
+    })
+}
+
 /// The lockout keys of one sign-in attempt.
 #[derive(Debug, Clone)]
 pub struct FailureKeys {
@@ -72,17 +84,9 @@ impl Throttle {
     /// Counts one request from `ip` against its rate.
     pub fn check_rate(&self, ip: Option<IpAddr>) -> AppResult<()> {
         let Some(ip) = ip else { return Ok(()) };
-        if self.rate.len() > 100_000 {
-            self.rate.retain_recent();
-        }
-        self.rate.check_key(&ip).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
-            AppError::RateLimited {
-                retry_after: wait.max(Duration::from_secs(1)),
-                message: "too many requests from this address; try again later".into(),
-            }
+        take(&self.rate, ip).map_err(|wait| AppError::RateLimited {
+            retry_after: wait.max(Duration::from_secs(1)),
+            message: "too many requests from this address; try again later".into(),
         })
     }
 
@@ -219,13 +223,7 @@ impl FailureGate {
     /// Counts a failure; the one over the limit blocks the address.
     pub fn failed(&self, ip: Option<IpAddr>) -> AppResult<()> {
         let Some(ip) = ip else { return Ok(()) };
-        if self.rate.len() > 100_000 {
-            self.rate.retain_recent();
-        }
-        self.rate.check_key(&ip).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
+        take(&self.rate, ip).map_err(|wait| {
             let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
             if blocked.len() > 100_000 {
                 blocked.retain(|_, until| *until > std::time::Instant::now());

@@ -7,7 +7,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::entity::{limit_override, plan};
-use super::model::Category;
+use super::model::{Category, parse_limits};
 use crate::audit::{self, Entry};
 use crate::auth::entity::user;
 use crate::auth::model::{parse_name, plain_text};
@@ -54,27 +54,8 @@ impl PlanChange {
         if plan_id.is_empty() || plan_id.contains('/') {
             bad("plan".into(), "must be `plans/{plan}`, e.g. plans/pro");
         }
-        let mut overrides: Vec<(Category, Option<i64>)> = Vec::new();
-        for (i, limit) in limit_overrides.iter().enumerate() {
-            let category = pb::UsageCategory::try_from(limit.category)
-                .ok()
-                .and_then(Category::from_proto);
-            match category {
-                None => bad(
-                    format!("limit_overrides[{i}].category"),
-                    "must be a usage category",
-                ),
-                Some(category) if overrides.iter().any(|(c, _)| *c == category) => {
-                    bad(format!("limit_overrides[{i}].category"), "is listed twice");
-                }
-                Some(category) => {
-                    if !limit.unlimited && limit.limit < 0 {
-                        bad(format!("limit_overrides[{i}].limit"), "must not be negative");
-                    }
-                    overrides.push((category, (!limit.unlimited).then_some(limit.limit)));
-                }
-            }
-        }
+        let (overrides, bad_limits) = parse_limits("limit_overrides", &limit_overrides);
+        violations.extend(bad_limits);
         let reason = match plain_text("reason", &reason, 500) {
             Ok(reason) => reason,
             Err(AppError::InvalidArgument(v)) => {

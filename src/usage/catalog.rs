@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::convert;
 use super::entity::{plan, plan_limit};
 use super::limits::plan_with_limits;
-use super::model::Category;
+use super::model::{Category, parse_limits};
 use crate::audit::{self, Entry};
 use crate::auth::model::plain_text;
 use crate::context::RequestMeta;
@@ -75,25 +75,9 @@ fn parse(plan: &pb::Plan, paths: &[String]) -> AppResult<PlanEdit> {
         edit.monthly_price_cents = Some(plan.monthly_price_cents);
     }
     if wanted("limits", !plan.limits.is_empty()) {
-        for (i, limit) in plan.limits.iter().enumerate() {
-            let field = format!("plan.limits[{i}]");
-            match pb::UsageCategory::try_from(limit.category)
-                .ok()
-                .and_then(Category::from_proto)
-            {
-                None => bad(format!("{field}.category"), "must be a usage category".into()),
-                Some(category) if edit.limits.iter().any(|(c, _)| *c == category) => {
-                    bad(format!("{field}.category"), "is listed twice".into());
-                }
-                Some(category) => {
-                    if !limit.unlimited && limit.limit < 0 {
-                        bad(format!("{field}.limit"), "must not be negative".into());
-                    }
-                    edit.limits
-                        .push((category, (!limit.unlimited).then_some(limit.limit)));
-                }
-            }
-        }
+        let (limits, bad_limits) = parse_limits("plan.limits", &plan.limits);
+        edit.limits = limits;
+        violations.extend(bad_limits);
     }
     if violations.is_empty() {
         Ok(edit)

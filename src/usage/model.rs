@@ -86,6 +86,42 @@ impl Category {
     }
 }
 
+/// Validates a list of API limits (`field` is its path, e.g.
+/// `plan.limits`): each a known category listed once, not negative.
+/// Returns the category and limit (None: unlimited) of each good entry,
+/// with a violation for each bad one.
+pub fn parse_limits(
+    field: &str,
+    limits: &[crate::pb::v1::PlanLimit],
+) -> (Vec<(Category, Option<i64>)>, Vec<crate::error::FieldViolation>) {
+    let mut parsed: Vec<(Category, Option<i64>)> = Vec::new();
+    let mut violations = Vec::new();
+    let mut bad = |path: String, description: &str| {
+        violations.push(crate::error::FieldViolation {
+            field: path,
+            description: description.to_owned(),
+        });
+    };
+    for (i, limit) in limits.iter().enumerate() {
+        let category = UsageCategory::try_from(limit.category)
+            .ok()
+            .and_then(Category::from_proto);
+        match category {
+            None => bad(format!("{field}[{i}].category"), "must be a usage category"),
+            Some(category) if parsed.iter().any(|(c, _)| *c == category) => {
+                bad(format!("{field}[{i}].category"), "is listed twice");
+            }
+            Some(category) => {
+                if !limit.unlimited && limit.limit < 0 {
+                    bad(format!("{field}[{i}].limit"), "must not be negative");
+                }
+                parsed.push((category, (!limit.unlimited).then_some(limit.limit)));
+            }
+        }
+    }
+    (parsed, violations)
+}
+
 impl From<Category> for UsageCategory {
     fn from(category: Category) -> Self {
         match category {

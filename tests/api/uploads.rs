@@ -113,6 +113,21 @@ pub fn append(name: &str, offset: usize, bytes: &[u8]) -> pb::AppendChunkRequest
     }
 }
 
+/// An upload as GetUpload shows it.
+async fn fetch(
+    client: &mut UploadServiceClient<tonic::transport::Channel>,
+    user: &TestUser,
+    name: &str,
+) -> pb::Upload {
+    client
+        .get_upload(user.request(pb::GetUploadRequest { name: name.into() }))
+        .await
+        .unwrap_or_else(|e| panic!("get {name}: {e:?}"))
+        .into_inner()
+        .upload
+        .unwrap()
+}
+
 /// Starts an upload of `file` (declaring its SHA-256).
 async fn start(
     client: &mut UploadServiceClient<tonic::transport::Channel>,
@@ -369,15 +384,7 @@ async fn bad_chunks_are_refused_with_the_committed_offset(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(crate::helpers::violation_fields(&status), ["chunk"]);
-    let got = client
-        .get_upload(eli.request(pb::GetUploadRequest {
-            name: upload.name.clone(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .upload
-        .unwrap();
+    let got = fetch(&mut client, &eli, &upload.name).await;
     assert_eq!(
         got.committed_bytes, MIB as i64,
         "nothing committed by the refusals"
@@ -426,13 +433,7 @@ async fn refused(
         "{name}: storage given back"
     );
     assert_eq!(upload_objects(app, &upload.name), 0, "{name}: no object left");
-    let got = client
-        .get_upload(user.request(pb::GetUploadRequest { name: upload.name }))
-        .await
-        .unwrap()
-        .into_inner()
-        .upload
-        .unwrap();
+    let got = fetch(&mut client, user, &upload.name).await;
     assert_eq!(got.state(), pb::UploadState::Rejected);
     assert_eq!(got.rejection_reason, reason);
     let meeting = MeetingServiceClient::new(app.channel.clone())
@@ -650,13 +651,7 @@ async fn deleting_a_meeting_frees_its_storage_and_ends_its_upload(backend: Backe
     }
     assert_eq!(storage_used(&app, &jo).await, (0, 0));
     assert_eq!(upload_objects(&app, &upload.name), 0);
-    let got = client
-        .get_upload(jo.request(pb::GetUploadRequest { name: upload.name }))
-        .await
-        .unwrap()
-        .into_inner()
-        .upload
-        .unwrap();
+    let got = fetch(&mut client, &jo, &upload.name).await;
     assert_eq!(got.state(), pb::UploadState::Cancelled);
 }
 

@@ -67,18 +67,7 @@ fn start() -> Result<String, String> {
         .spawn()
         .map_err(|e| format!("{}: {e}", clamd.display()))?;
     // Stop it and remove its files once this test process is gone.
-    let script = format!(
-        "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill {clamd}; rm -rf {dir}",
-        me = std::process::id(),
-        clamd = child.id(),
-        dir = dir.display(),
-    );
-    let _ = Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
+    super::when_this_process_exits(&format!("kill {}; rm -rf {}", child.id(), dir.display()));
     let addr = format!("127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {

@@ -307,6 +307,22 @@ pub fn violation_fields(status: &tonic::Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Runs the shell command `cleanup` once this test process is gone, however
+/// it ends: a small shell loop outlives us. Stops the servers the tests
+/// start and removes their files.
+pub fn when_this_process_exits(cleanup: &str) {
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {cleanup}",
+        pid = std::process::id()
+    );
+    let _ = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}
+
 /// Logs to stderr when `TEST_LOG` is set.
 fn init_logging() {
     static ONCE: Once = Once::new();

@@ -9,7 +9,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database};
@@ -128,24 +128,15 @@ fn start_cluster() -> Result<Url, String> {
     Url::parse(&format!("postgres://postgres@127.0.0.1:{port}/postgres")).map_err(|e| e.to_string())
 }
 
-/// Stops the cluster and removes its files once this test process is gone,
-/// however it ends: a small shell loop outlives us and cleans up.
+/// Stops the cluster and removes its files once this test process is gone.
 fn watch_over(root: bool, bin: &Path, base: &Path, data: &Path) {
     let runuser = if root { "runuser -u postgres -- " } else { "" };
-    let script = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-         {runuser}{pg_ctl} -D {data} -m immediate stop; rm -rf {base}",
-        pid = std::process::id(),
+    super::when_this_process_exits(&format!(
+        "{runuser}{pg_ctl} -D {data} -m immediate stop; rm -rf {base}",
         pg_ctl = bin.join("pg_ctl").display(),
         data = data.display(),
         base = base.display(),
-    );
-    let _ = Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
+    ));
 }
 
 fn bin_dir() -> Result<PathBuf, String> {

@@ -29,17 +29,7 @@ fn start() -> Result<String, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("python3 -m moto.server: {e} (pip install 'moto[server]')"))?;
-    let script = format!(
-        "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill {moto}",
-        me = std::process::id(),
-        moto = child.id(),
-    );
-    let _ = Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
+    super::when_this_process_exits(&format!("kill {}", child.id()));
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
