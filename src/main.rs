@@ -19,8 +19,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server on DEBRIEF_ADDR (migrates the database first).
-    Serve,
+    /// Run the server on DEBRIEF_ADDR (migrates the database first), with
+    /// DEBRIEF_WORKERS processing workers inside it.
+    Serve {
+        /// Run no processing worker in this process (run `debrief worker`
+        /// elsewhere).
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Run processing workers only (DEBRIEF_WORKERS at once, at least one),
+    /// against the same database and storage as the servers.
+    Worker,
     /// Manage the database schema.
     Migrate {
         #[command(subcommand)]
@@ -84,7 +93,14 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     telemetry::init(&config);
     match cli.command {
-        Command::Serve => serve(config).await,
+        Command::Serve { no_worker } => {
+            let mut config = config;
+            if no_worker {
+                config.processing.workers = 0;
+            }
+            serve(config).await
+        }
+        Command::Worker => worker(config).await,
         Command::Migrate { action } => migrate(config, action).await,
         Command::Admin { action } => admin(config, action).await,
         Command::Keys { action } => keys(action),
@@ -141,6 +157,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown.cancel();
     });
     app.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn worker(config: Config) -> anyhow::Result<()> {
+    let db = Db::connect(&config).await?;
+    db.migrate().await.context("migrating up")?;
+    let storage = debrief::storage::Storage::open(&config)?;
+    let transcriber = debrief::processing::transcribe::from_config(&config.processing.transcriber);
+    let slots = config.processing.workers.max(1);
+    let pipeline = debrief::processing::pipeline::Pipeline {
+        config: std::sync::Arc::new(config),
+        db,
+        storage,
+        transcriber,
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            stop_signal().await;
+            shutdown.cancel();
+        }
+    });
+    tracing::info!(slots, "debrief worker is processing meetings");
+    debrief::processing::worker::run(pipeline, slots, shutdown).await;
     Ok(())
 }
 

@@ -58,6 +58,20 @@ pub struct AppState {
     pub streams: Arc<Streams>,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
+    /// The transcription provider.
+    pub transcriber: Arc<dyn crate::processing::transcribe::Transcriber>,
+}
+
+impl AppState {
+    /// The processing pipeline over this state.
+    pub fn pipeline(&self) -> crate::processing::pipeline::Pipeline {
+        crate::processing::pipeline::Pipeline {
+            config: self.config.clone(),
+            db: self.db.clone(),
+            storage: self.storage.clone(),
+            transcriber: self.transcriber.clone(),
+        }
+    }
 }
 
 /// Why the server could not start or stopped with an error.
@@ -127,7 +141,9 @@ impl Application {
         let storage = Storage::open(&config)?;
         let shutdown = CancellationToken::new();
         let streams = Streams::new(db.clone(), config.events.clone(), shutdown.clone());
+        let transcriber = crate::processing::transcribe::from_config(&config.processing.transcriber);
         let state = AppState {
+            transcriber,
             config: Arc::new(config),
             db,
             auth,
@@ -211,12 +227,21 @@ impl Application {
 
         tokio::spawn(crate::housekeeping::run(state.clone(), shutdown.clone()));
         tokio::spawn(crate::events::listener::run(state.db.clone(), shutdown.clone()));
+        let workers = tokio::spawn(crate::processing::worker::run(
+            state.pipeline(),
+            state.config.processing.workers,
+            shutdown.clone(),
+        ));
         tokio::pin!(server);
         tokio::select! {
             result = &mut server => result?,
             () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!(?grace, "calls still in flight after the grace period; closing them");
             }
+        }
+        // Workers hand their jobs back at shutdown; give them the grace too.
+        if tokio::time::timeout(grace, workers).await.is_err() {
+            tracing::warn!("workers still busy after the grace period");
         }
         tracing::info!("stopped");
         Ok(())
@@ -261,7 +286,7 @@ fn grpc_routes(
         ))
         .add_service(limited!(
             ProcessingServiceServer,
-            crate::processing::ProcessingApi
+            crate::processing::ProcessingApi::new(state.clone())
         ))
         .add_service(limited!(PracticeServiceServer, crate::practice::PracticeApi))
         .add_service(limited!(ProgressServiceServer, crate::progress::ProgressApi))

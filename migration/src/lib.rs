@@ -16,6 +16,7 @@ mod m20261127_000005_identity_hardening;
 mod m20261127_000006_usage_reservations;
 mod m20261127_000007_upload_reservations;
 mod m20261127_000008_event_sequences;
+mod m20261127_000009_processing;
 pub mod rls;
 mod util;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000006_usage_reservations::Migration),
             Box::new(m20261127_000007_upload_reservations::Migration),
             Box::new(m20261127_000008_event_sequences::Migration),
+            Box::new(m20261127_000009_processing::Migration),
         ]
     }
 }

@@ -47,6 +47,28 @@ pub enum Payload {
         /// The limit.
         limit: i64,
     },
+    /// A processing stage started, finished or failed.
+    ProcessingStage {
+        /// `started`, `completed` or `failed`.
+        phase: StagePhase,
+        /// The stage, e.g. `convert`.
+        stage: String,
+        /// Which attempt of the stage.
+        attempt: i32,
+        /// Overall progress, 0 to 100.
+        percent: f64,
+        /// Why it failed.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        error: String,
+        /// Whether it will be tried again by itself.
+        #[serde(default)]
+        will_retry: bool,
+    },
+    /// A meeting finished processing.
+    MeetingReady {
+        /// Whether it has a transcript.
+        has_transcript: bool,
+    },
     /// A message from the operators.
     SystemNotice {
         /// Title.
@@ -56,10 +78,28 @@ pub enum Payload {
     },
 }
 
+/// Which moment of a stage an event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StagePhase {
+    /// It started.
+    Started,
+    /// It finished (or was skipped).
+    Completed,
+    /// It failed.
+    Failed,
+}
+
 impl Payload {
     /// The stored type name.
     pub fn type_name(&self) -> &'static str {
         match self {
+            Self::ProcessingStage { phase, .. } => match phase {
+                StagePhase::Started => "processing_stage_started",
+                StagePhase::Completed => "processing_stage_completed",
+                StagePhase::Failed => "processing_stage_failed",
+            },
+            Self::MeetingReady { .. } => "meeting_ready",
             Self::UploadProgress { .. } => "upload_progress",
             Self::UploadCompleted { .. } => "upload_completed",
             Self::UploadRejected { .. } => "upload_rejected",
@@ -125,6 +165,26 @@ pub fn to_proto(row: &event::Model) -> pb::Event {
                 limit,
                 reset_time: None,
             }),
+            Payload::ProcessingStage {
+                stage,
+                attempt,
+                percent,
+                error,
+                will_retry,
+                ..
+            } => P::Stage(pb::StageProgress {
+                stage: pb::ProcessingStage::from_str_name(&format!(
+                    "PROCESSING_STAGE_{}",
+                    stage.to_ascii_uppercase()
+                ))
+                .unwrap_or_default()
+                .into(),
+                attempt,
+                percent,
+                error,
+                will_retry,
+            }),
+            Payload::MeetingReady { has_transcript } => P::MeetingReady(pb::MeetingReady { has_transcript }),
             Payload::SystemNotice { title, message } => P::SystemNotice(pb::SystemNotice { title, message }),
         });
     pb::Event {

@@ -10,10 +10,7 @@ pub fn to_proto(meeting: &entity::Model) -> pb::Meeting {
         file_name: file_name.clone(),
         content_type: meeting.content_type.clone().unwrap_or_default(),
         size_bytes: meeting.size_bytes.unwrap_or_default(),
-        duration: meeting.duration_ms.map(|ms| prost_types::Duration {
-            seconds: ms / 1000,
-            nanos: i32::try_from((ms % 1000) * 1_000_000).unwrap_or(0),
-        }),
+        duration: meeting.duration_ms.map(timestamps::ms_to_duration),
         codec: meeting.codec.clone().unwrap_or_default(),
         sample_rate_hz: meeting.sample_rate_hz.unwrap_or_default(),
         channels: meeting.channels.unwrap_or_default(),

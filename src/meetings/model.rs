@@ -195,7 +195,7 @@ impl Status {
             Self::AwaitingUpload => &[Self::Uploading],
             Self::Uploading => &[Self::Uploaded, Self::AwaitingUpload],
             Self::Uploaded => &[Self::Queued],
-            Self::Queued => &[Self::Processing],
+            Self::Queued => &[Self::Processing, Self::Failed],
             Self::Processing => &[
                 Self::Ready,
                 Self::AwaitingTranscription,

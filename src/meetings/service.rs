@@ -16,8 +16,7 @@ use crate::pb::v1::meeting_service_server::MeetingService;
 use crate::server::AppState;
 use crate::timestamps;
 
-/// MeetingService. Transcripts, analyses and watching answer UNIMPLEMENTED
-/// until processing and events are built.
+/// MeetingService.
 #[derive(Clone, Debug)]
 pub struct MeetingApi {
     state: AppState,
@@ -172,6 +171,29 @@ impl MeetingService for MeetingApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn get_transcript(
+        &self,
+        request: Request<pb::GetTranscriptRequest>,
+    ) -> Reply<pb::GetTranscriptResponse> {
+        let user_id = Caller::of(&request)?.user_id;
+        let id = meeting_of("name", &request.get_ref().name, "/transcript")?;
+        let scoped = self.state.db.as_user(user_id).await?;
+        Ok(Response::new(pb::GetTranscriptResponse {
+            transcript: Some(crate::processing::results::transcript(&scoped, id).await?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_analysis(&self, request: Request<pb::GetAnalysisRequest>) -> Reply<pb::GetAnalysisResponse> {
+        let user_id = Caller::of(&request)?.user_id;
+        let id = meeting_of("name", &request.get_ref().name, "/analysis")?;
+        let scoped = self.state.db.as_user(user_id).await?;
+        Ok(Response::new(pb::GetAnalysisResponse {
+            analysis: Some(crate::processing::results::analysis(&scoped, id).await?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn delete_meeting(
         &self,
         request: Request<pb::DeleteMeetingRequest>,
@@ -207,4 +229,12 @@ impl MeetingService for MeetingApi {
         }
         Ok(Response::new(pb::DeleteMeetingResponse {}))
     }
+}
+
+/// The meeting id in `meetings/{id}{suffix}`.
+pub fn meeting_of(field: &str, name: &str, suffix: &str) -> Result<uuid::Uuid, AppError> {
+    let meeting = name
+        .strip_suffix(suffix)
+        .ok_or_else(|| AppError::invalid(field, format!("must be `meetings/{{meeting}}{suffix}`")))?;
+    parse_name(field, meeting, "meetings")
 }

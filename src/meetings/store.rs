@@ -162,6 +162,19 @@ pub async fn transition(scoped: &Scoped, id: Uuid, from: &[Status], to: Status) 
     Ok(moved.rows_affected == 1)
 }
 
+/// Records why a meeting's processing failed, in words for its owner.
+pub async fn set_failure(scoped: &Scoped, id: Uuid, reason: &str) -> AppResult<()> {
+    scoped
+        .update_many::<entity::Entity>()
+        .col_expr(entity::Column::FailureReason, Expr::value(reason))
+        .col_expr(entity::Column::CurrentStage, Expr::value(None::<String>))
+        .col_expr(entity::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(entity::Column::Id.eq(id))
+        .exec(scoped.txn())
+        .await?;
+    Ok(())
+}
+
 /// Marks a meeting deleted; it disappears from every read at once.
 pub async fn soft_delete(scoped: &Scoped, id: Uuid) -> AppResult<()> {
     let now = Utc::now();

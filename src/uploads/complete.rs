@@ -137,7 +137,7 @@ pub async fn complete(
             .commit(&scoped, upload.size_bytes, Some(upload.meeting_id), now)
             .await?;
     }
-    crate::processing::enqueue(&scoped, upload.meeting_id).await?;
+    crate::processing::enqueue(state, &scoped, user_id, upload.meeting_id).await?;
     let completed = Payload::UploadCompleted {
         upload: id,
         size_bytes: upload.size_bytes,

@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use symphonia::core::codecs::CodecParameters;
-use symphonia::core::codecs::audio::AudioDecoderOptions;
+use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::formats::probe::Hint;
-use symphonia::core::formats::{FormatOptions, TrackType};
+use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 
@@ -43,13 +43,31 @@ fn unplayable(reason: &'static str, message: impl Into<String>) -> Unplayable {
     }
 }
 
-/// Probes the file at `path` (blocking: call from a blocking thread).
-pub fn probe(path: &Path, extension: &str) -> Result<AudioFacts, Unplayable> {
+/// A recording opened for decoding: its container reader, the audio
+/// track and a decoder for it.
+pub struct Opened {
+    /// The container reader.
+    pub format: Box<dyn FormatReader>,
+    /// The audio track's id.
+    pub track_id: u32,
+    /// Samples per second.
+    pub sample_rate: u32,
+    /// Channel count (0 when the container does not say).
+    pub channels: usize,
+    /// Length, when the container says.
+    pub duration_ms: Option<i64>,
+    /// The decoder.
+    pub decoder: Box<dyn AudioDecoder>,
+}
+
+/// Opens the file at `path` for decoding (blocking: call from a blocking
+/// thread). `extension` hints at the container.
+pub fn open(path: &Path, extension: &str) -> Result<Opened, Unplayable> {
     let file = std::fs::File::open(path).map_err(|e| unplayable("UNREADABLE", e.to_string()))?;
     let stream = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
     hint.with_extension(extension);
-    let mut format = symphonia::default::get_probe()
+    let format = symphonia::default::get_probe()
         .probe(
             &hint,
             stream,
@@ -84,7 +102,7 @@ pub fn probe(path: &Path, extension: &str) -> Result<AudioFacts, Unplayable> {
             .map(|t| (t.as_secs_f64() * 1000.0) as i64),
         _ => None,
     };
-    let mut decoder = symphonia::default::get_codecs()
+    let decoder = symphonia::default::get_codecs()
         .make_audio_decoder(&params, &AudioDecoderOptions::default())
         .map_err(|e| {
             unplayable(
@@ -92,6 +110,26 @@ pub fn probe(path: &Path, extension: &str) -> Result<AudioFacts, Unplayable> {
                 format!("the audio codec is not supported ({e})"),
             )
         })?;
+    Ok(Opened {
+        format,
+        track_id,
+        sample_rate,
+        channels,
+        duration_ms,
+        decoder,
+    })
+}
+
+/// Probes the file at `path` (blocking: call from a blocking thread).
+pub fn probe(path: &Path, extension: &str) -> Result<AudioFacts, Unplayable> {
+    let Opened {
+        mut format,
+        track_id,
+        sample_rate,
+        channels,
+        duration_ms,
+        mut decoder,
+    } = open(path, extension)?;
     let codec = decoder.codec_info().short_name.to_owned();
     let mut decoded = 0;
     while decoded < PACKETS_TO_DECODE {

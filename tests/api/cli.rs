@@ -224,14 +224,14 @@ async fn migrate_commands_apply_revert_and_report(backend: Backend) {
         String::from_utf8(output.stdout).unwrap()
     };
     let before = status(run(&vars, &["migrate", "status"]).await);
-    assert_eq!(before.lines().count(), 8, "{before}");
+    assert_eq!(before.lines().count(), 9, "{before}");
     assert!(before.lines().all(|l| l.starts_with("pending")), "{before}");
 
     status(run(&vars, &["migrate", "up"]).await);
     let applied = status(run(&vars, &["migrate", "status"]).await);
     assert!(applied.lines().all(|l| l.starts_with("applied")), "{applied}");
 
-    status(run(&vars, &["migrate", "down", "--steps", "8"]).await);
+    status(run(&vars, &["migrate", "down", "--steps", "9"]).await);
     let reverted = status(run(&vars, &["migrate", "status"]).await);
     assert!(reverted.lines().all(|l| l.starts_with("pending")), "{reverted}");
 

@@ -32,12 +32,16 @@ const TABLES: &[&str] = &[
     "exercise_attempts",
     "exercises",
     "meeting_analyses",
+    "meeting_audio",
+    "meeting_segments",
     "meeting_transcripts",
     "meetings",
     "modules",
     "plan_limits",
+    "plan_sampling_configs",
     "plans",
     "practice_sessions",
+    "processing_jobs",
     "processing_stage_runs",
     "profiles",
     "refresh_tokens",
@@ -51,6 +55,7 @@ const TABLES: &[&str] = &[
     "usage_warnings",
     "user_limit_overrides",
     "user_progress",
+    "user_sampling_configs",
     "user_tokens",
     "users",
 ];
@@ -92,7 +97,7 @@ async fn migrations_go_up_down_and_up_again(backend: Backend) {
     db.migrate().await.expect("up");
     assert_eq!(tables(&db).await, all);
     let status = db.migration_status().await.unwrap();
-    assert_eq!(status.len(), 8);
+    assert_eq!(status.len(), 9);
     assert!(status.iter().all(|(_, applied)| *applied));
 
     db.migrate_down(u32::try_from(status.len()).unwrap())

@@ -129,8 +129,8 @@ async fn a_message_over_the_configured_size_is_refused(backend: Backend) {
 async fn rpcs_not_built_yet_answer_unimplemented(backend: Backend) {
     let app = spawn_app(backend).await;
     let user = app.sign_up("early").await;
-    let status = debrief::pb::v1::meeting_service_client::MeetingServiceClient::new(app.channel.clone())
-        .get_transcript(user.request(debrief::pb::v1::GetTranscriptRequest::default()))
+    let status = debrief::pb::v1::practice_service_client::PracticeServiceClient::new(app.channel.clone())
+        .list_modules(user.request(debrief::pb::v1::ListModulesRequest::default()))
         .await
         .expect_err("not built yet");
     assert_eq!(status.code(), Code::Unimplemented);

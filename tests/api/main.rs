@@ -12,6 +12,7 @@ mod errors;
 mod events;
 mod meetings;
 mod plans;
+mod processing;
 mod profiles;
 mod transports;
 mod uploads;

@@ -84,6 +84,10 @@ pub async fn test_env(backend: Backend) -> (HashMap<String, String>, tempfile::T
         ("DEBRIEF_SHUTDOWN_GRACE".to_owned(), "2s".to_owned()),
         // Tests sign in far more often than people do.
         ("DEBRIEF_AUTH_RATE_LIMIT".to_owned(), "10000".to_owned()),
+        // Uploaded meetings stay queued unless a test starts workers (the
+        // processing tests do), so other tests see the states they set up.
+        ("DEBRIEF_WORKERS".to_owned(), "0".to_owned()),
+        ("DEBRIEF_JOB_POLL".to_owned(), "100ms".to_owned()),
     ]);
     if backend == Backend::Postgres {
         vars.insert("DATABASE_URL".to_owned(), postgres::fresh_database().await);
@@ -149,6 +153,11 @@ impl TestApp {
         vars.insert("DEBRIEF_DATA_DIR".into(), data_dir.path().display().to_string());
         configure(&mut vars);
         start(vars, data_dir).await
+    }
+
+    /// The environment the server started with.
+    pub fn vars(&self) -> &HashMap<String, String> {
+        &self.vars
     }
 
     /// The server's data directory (SQLite file, local objects).

@@ -1,0 +1,353 @@
+//! The durable job queue: one `processing_jobs` row per meeting, claimed
+//! with a lease that its worker renews while alive.
+//!
+//! - A claim takes the oldest runnable job — pending and due, or running
+//!   with a lapsed lease (its worker died) — unless its owner already has as
+//!   many jobs running as their plan allows (`concurrent_jobs`).
+//! - Every write a worker makes for a job is fenced: it checks in the same
+//!   transaction that the worker still holds the job, so a worker that lost
+//!   its lease can never write twice.
+//! - A failed attempt waits an exponential backoff with jitter; after the
+//!   last attempt the job is dead (the dead letter) until `RetryProcessing`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement,
+};
+use uuid::Uuid;
+
+use super::entity::{JobState, job};
+use crate::db::{Db, Scoped};
+use crate::error::{AppError, AppResult};
+use crate::usage::limits::Allowance;
+use crate::usage::model::Category;
+
+/// The one kind of job.
+pub const PROCESS_MEETING: &str = "process_meeting";
+
+fn later(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Queues the meeting's job (again, if it had one), due now.
+pub async fn enqueue(
+    scoped: &Scoped,
+    user_id: Uuid,
+    meeting_id: Uuid,
+    reservation_id: Option<Uuid>,
+    max_attempts: i32,
+) -> AppResult<()> {
+    let now = Utc::now();
+    let existing = scoped
+        .find::<job::Entity>()
+        .filter(job::Column::MeetingId.eq(meeting_id))
+        .one(scoped.txn())
+        .await?;
+    if existing.is_some() {
+        return requeue(scoped, meeting_id, reservation_id).await;
+    }
+    scoped
+        .insert(job::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(user_id),
+            meeting_id: Set(meeting_id),
+            kind: Set(PROCESS_MEETING.to_owned()),
+            state: Set(JobState::Pending),
+            attempts: Set(0),
+            max_attempts: Set(max_attempts),
+            run_at: Set(now),
+            lease_until: Set(None),
+            worker: Set(None),
+            last_error: Set(None),
+            reservation_id: Set(reservation_id),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .await?;
+    Ok(())
+}
+
+/// Makes the meeting's job pending again with fresh attempts (a retry).
+pub async fn requeue(scoped: &Scoped, meeting_id: Uuid, reservation_id: Option<Uuid>) -> AppResult<()> {
+    let now = Utc::now();
+    let mut update = scoped
+        .update_many::<job::Entity>()
+        .col_expr(job::Column::State, Expr::value(JobState::Pending))
+        .col_expr(job::Column::Attempts, Expr::value(0))
+        .col_expr(job::Column::RunAt, Expr::value(now))
+        .col_expr(job::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
+        .col_expr(job::Column::Worker, Expr::value(None::<String>))
+        .col_expr(job::Column::UpdatedAt, Expr::value(now))
+        .filter(job::Column::MeetingId.eq(meeting_id));
+    if reservation_id.is_some() {
+        update = update.col_expr(job::Column::ReservationId, Expr::value(reservation_id));
+    }
+    update.exec(scoped.txn()).await?;
+    Ok(())
+}
+
+/// The meeting's job, if it has one.
+pub async fn of_meeting(scoped: &Scoped, meeting_id: Uuid) -> AppResult<Option<job::Model>> {
+    Ok(scoped
+        .find::<job::Entity>()
+        .filter(job::Column::MeetingId.eq(meeting_id))
+        .one(scoped.txn())
+        .await?)
+}
+
+/// Claims the next runnable job for `worker`, holding it for `lease`.
+pub async fn claim(db: &Db, worker: &str, lease: Duration) -> AppResult<Option<job::Model>> {
+    let now = Utc::now();
+    let scoped = db.as_service().await?;
+    let postgres = scoped.txn().get_database_backend() == DbBackend::Postgres;
+    let mut query = scoped
+        .find::<job::Entity>()
+        .filter(
+            Condition::any()
+                .add(
+                    Condition::all()
+                        .add(job::Column::State.eq(JobState::Pending))
+                        .add(job::Column::RunAt.lte(now)),
+                )
+                .add(
+                    Condition::all()
+                        .add(job::Column::State.eq(JobState::Running))
+                        .add(job::Column::LeaseUntil.lt(now)),
+                ),
+        )
+        .order_by_asc(job::Column::RunAt)
+        .limit(16);
+    if postgres {
+        query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    for candidate in query.all(scoped.txn()).await? {
+        if postgres {
+            // Claims for one user take turns, so two workers cannot both
+            // take the user's last free slot.
+            scoped
+                .txn()
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
+                    [candidate.user_id.to_string().into()],
+                ))
+                .await?;
+        }
+        if let Some(limit) = Allowance::load(&scoped, candidate.user_id)
+            .await?
+            .limit(Category::ConcurrentJobs)
+        {
+            let running = scoped
+                .find::<job::Entity>()
+                .filter(job::Column::UserId.eq(candidate.user_id))
+                .filter(job::Column::State.eq(JobState::Running))
+                .filter(job::Column::LeaseUntil.gte(now))
+                .filter(job::Column::Id.ne(candidate.id))
+                .count(scoped.txn())
+                .await?;
+            if running >= u64::try_from(limit).unwrap_or(0) {
+                continue;
+            }
+        }
+        let taken = scoped
+            .update_many::<job::Entity>()
+            .col_expr(job::Column::State, Expr::value(JobState::Running))
+            .col_expr(job::Column::Attempts, Expr::value(candidate.attempts + 1))
+            .col_expr(job::Column::LeaseUntil, Expr::value(later(now, lease)))
+            .col_expr(job::Column::Worker, Expr::value(worker))
+            .col_expr(job::Column::UpdatedAt, Expr::value(now))
+            .filter(job::Column::Id.eq(candidate.id))
+            .filter(job::Column::State.eq(candidate.state))
+            .filter(job::Column::Attempts.eq(candidate.attempts))
+            .exec(scoped.txn())
+            .await?;
+        if taken.rows_affected == 1 {
+            scoped.commit().await?;
+            return Ok(Some(job::Model {
+                state: JobState::Running,
+                attempts: candidate.attempts + 1,
+                lease_until: Some(later(now, lease)),
+                worker: Some(worker.to_owned()),
+                updated_at: now,
+                ..candidate
+            }));
+        }
+    }
+    scoped.commit().await?;
+    Ok(None)
+}
+
+/// Extends `worker`'s lease on job `id`; false if the worker lost it.
+pub async fn renew(db: &Db, id: Uuid, worker: &str, lease: Duration) -> AppResult<bool> {
+    let scoped = db.as_service().await?;
+    let renewed = held(&scoped, id, worker)
+        .col_expr(job::Column::LeaseUntil, Expr::value(later(Utc::now(), lease)))
+        .exec(scoped.txn())
+        .await?;
+    scoped.commit().await?;
+    Ok(renewed.rows_affected == 1)
+}
+
+fn held(scoped: &Scoped, id: Uuid, worker: &str) -> sea_orm::UpdateMany<job::Entity> {
+    scoped
+        .update_many::<job::Entity>()
+        .col_expr(job::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(job::Column::Id.eq(id))
+        .filter(job::Column::State.eq(JobState::Running))
+        .filter(job::Column::Worker.eq(worker))
+}
+
+/// Fails the transaction unless `worker` still holds job `id`: every write
+/// of a job's results goes through this first.
+pub async fn fence(scoped: &Scoped, id: Uuid, worker: &str) -> AppResult<()> {
+    if held(scoped, id, worker).exec(scoped.txn()).await?.rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(AppError::Aborted {
+            reason: "JOB_LEASE_LOST",
+            message: "another worker took over this job".into(),
+            metadata: Default::default(),
+        })
+    }
+}
+
+/// Ends the job: done.
+pub async fn succeed(scoped: &Scoped, id: Uuid, worker: &str) -> AppResult<()> {
+    settle(scoped, id, worker, JobState::Succeeded, None, Utc::now(), None).await
+}
+
+/// Ends the attempt with `error`: pending again after `wait`, or dead.
+pub async fn fail(
+    scoped: &Scoped,
+    id: Uuid,
+    worker: &str,
+    error: &str,
+    retry_after: Option<Duration>,
+) -> AppResult<()> {
+    let now = Utc::now();
+    match retry_after {
+        Some(wait) => {
+            settle(
+                scoped,
+                id,
+                worker,
+                JobState::Pending,
+                Some(error),
+                later(now, wait),
+                None,
+            )
+            .await
+        }
+        None => settle(scoped, id, worker, JobState::Dead, Some(error), now, None).await,
+    }
+}
+
+/// Hands the job back untouched (the worker is shutting down): due now,
+/// without counting the attempt.
+pub async fn release(scoped: &Scoped, job: &job::Model, worker: &str) -> AppResult<()> {
+    settle(
+        scoped,
+        job.id,
+        worker,
+        JobState::Pending,
+        job.last_error.as_deref(),
+        Utc::now(),
+        Some(job.attempts - 1),
+    )
+    .await
+}
+
+async fn settle(
+    scoped: &Scoped,
+    id: Uuid,
+    worker: &str,
+    state: JobState,
+    error: Option<&str>,
+    run_at: DateTime<Utc>,
+    attempts: Option<i32>,
+) -> AppResult<()> {
+    let mut update = held(scoped, id, worker)
+        .col_expr(job::Column::State, Expr::value(state))
+        .col_expr(job::Column::RunAt, Expr::value(run_at))
+        .col_expr(job::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
+        .col_expr(job::Column::Worker, Expr::value(None::<String>));
+    if let Some(error) = error {
+        update = update.col_expr(job::Column::LastError, Expr::value(error));
+    }
+    if let Some(attempts) = attempts {
+        update = update.col_expr(job::Column::Attempts, Expr::value(attempts.max(0)));
+    }
+    if update.exec(scoped.txn()).await?.rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(AppError::Aborted {
+            reason: "JOB_LEASE_LOST",
+            message: "another worker took over this job".into(),
+            metadata: Default::default(),
+        })
+    }
+}
+
+/// Forgets the reservation once it is settled.
+pub async fn clear_reservation(scoped: &Scoped, id: Uuid) -> AppResult<()> {
+    scoped
+        .update_many::<job::Entity>()
+        .col_expr(job::Column::ReservationId, Expr::value(None::<Uuid>))
+        .filter(job::Column::Id.eq(id))
+        .exec(scoped.txn())
+        .await?;
+    Ok(())
+}
+
+/// The wait before attempt `attempts + 1`: `base * 2^(attempts-1)`, at most
+/// `max`, of which a random half is taken off (jitter), so jobs that failed
+/// together do not come back together.
+pub fn backoff(attempts: i32, base: Duration, max: Duration) -> Duration {
+    let exponent = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(30);
+    let full = base.saturating_mul(1 << exponent).min(max);
+    let mut random = [0u8; 4];
+    let _ = getrandom::fill(&mut random);
+    let fraction = f64::from(u32::from_le_bytes(random)) / f64::from(u32::MAX);
+    full.mul_f64(0.5 + fraction / 2.0)
+}
+
+/// Jobs for `ListJobs`, newest first.
+pub async fn list(
+    scoped: &Scoped,
+    state: Option<JobState>,
+    before: Option<Uuid>,
+    limit: u64,
+) -> AppResult<Vec<job::Model>> {
+    let mut query = scoped
+        .find::<job::Entity>()
+        .order_by_desc(job::Column::Id)
+        .limit(limit);
+    if let Some(state) = state {
+        query = query.filter(job::Column::State.eq(state));
+    }
+    if let Some(before) = before {
+        query = query.filter(job::Column::Id.lt(before));
+    }
+    Ok(query.all(scoped.txn()).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_stops_at_the_maximum() {
+        let base = Duration::from_secs(10);
+        let max = Duration::from_secs(300);
+        for (attempts, full) in [(1, 10), (2, 20), (3, 40), (9, 300)] {
+            let wait = backoff(attempts, base, max);
+            let full = Duration::from_secs(full);
+            assert!(wait >= full / 2 && wait <= full, "{attempts}: {wait:?}");
+        }
+    }
+}

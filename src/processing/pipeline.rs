@@ -1,0 +1,888 @@
+//! The stages of processing one meeting, run by a worker holding its job.
+//!
+//! Each stage is recorded in `processing_stage_runs` and announced as
+//! events, and writes its results in the same transaction that marks it
+//! succeeded, fenced by the job's lease. A run resumes at the first stage
+//! whose latest run did not succeed, so a crash repeats at most the stage
+//! it interrupted; every stage replaces its own results rather than adding
+//! to them, so repeating one leaves no duplicates.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::Utc;
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+use uuid::Uuid;
+
+use super::analyze;
+use super::audio::{self, convert, vad};
+use super::entity::{
+    RunState, Stage, analysis, audio as meeting_audio, job, segment, stage_run, transcript,
+    transcript_segment,
+};
+use super::jobs;
+use super::sampling::{self, Piece};
+use super::transcribe::{Line, TranscribeError, Transcriber, Transcription};
+use crate::config::Config;
+use crate::db::{Db, Scoped};
+use crate::error::{AppError, AppResult};
+use crate::events::model::{Payload, StagePhase};
+use crate::meetings::entity::{self as meeting, Status};
+use crate::meetings::store;
+use crate::storage::Storage;
+use crate::uploads::model::{Container, container};
+use crate::usage::entity::metric;
+use crate::usage::ledger;
+use crate::usage::model::Category;
+
+/// The stages in order.
+pub const STAGES: [Stage; 7] = [
+    Stage::Validate,
+    Stage::Convert,
+    Stage::Segment,
+    Stage::Sample,
+    Stage::Transcribe,
+    Stage::Analyze,
+    Stage::Cleanup,
+];
+
+/// Overall progress when `stage` starts, 0 to 100.
+pub fn percent_at(stage: Stage) -> f64 {
+    let index = STAGES.iter().position(|s| *s == stage).unwrap_or(0);
+    index as f64 * 100.0 / STAGES.len() as f64
+}
+
+/// What the pipeline needs.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    /// Settings.
+    pub config: Arc<Config>,
+    /// The database.
+    pub db: Db,
+    /// Object storage.
+    pub storage: Storage,
+    /// The transcription provider.
+    pub transcriber: Arc<dyn Transcriber>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Transcript and analysis are ready.
+    Ready,
+    /// All but transcription is done; transcription is turned off.
+    Parked,
+    /// The meeting was deleted meanwhile.
+    Gone,
+}
+
+/// A failed stage.
+#[derive(Debug)]
+pub struct Failure {
+    /// The stage, when one had started.
+    pub run: Option<(Stage, i32)>,
+    /// Why, in words fit for the owner.
+    pub message: String,
+    /// Whether trying again cannot help.
+    pub permanent: bool,
+}
+
+impl Failure {
+    fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            run: None,
+            message: message.into(),
+            permanent: true,
+        }
+    }
+}
+
+impl From<AppError> for Failure {
+    fn from(error: AppError) -> Self {
+        let lost = matches!(
+            error,
+            AppError::Aborted {
+                reason: "JOB_LEASE_LOST",
+                ..
+            }
+        );
+        if !lost {
+            tracing::warn!(%error, "a processing stage failed");
+        }
+        Self {
+            run: None,
+            message: if lost {
+                "another worker took over".into()
+            } else {
+                "an internal error interrupted processing".into()
+            },
+            permanent: false,
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for Failure {
+    fn from(error: sea_orm::DbErr) -> Self {
+        AppError::from(error).into()
+    }
+}
+
+impl From<TranscribeError> for Failure {
+    fn from(error: TranscribeError) -> Self {
+        let permanent = matches!(error, TranscribeError::Permanent(_));
+        Self {
+            run: None,
+            message: error.to_string(),
+            permanent,
+        }
+    }
+}
+
+/// One run of the pipeline for one job.
+struct Run<'a> {
+    pipeline: &'a Pipeline,
+    job: &'a job::Model,
+    worker: &'a str,
+    meeting: meeting::Model,
+    original: PathBuf,
+    wav: PathBuf,
+}
+
+/// Storage prefix of a meeting's temporary objects.
+pub fn work_prefix(meeting_id: Uuid) -> String {
+    format!("meetings/{meeting_id}/work/")
+}
+
+fn audio_key(meeting_id: Uuid) -> String {
+    format!("{}audio.wav", work_prefix(meeting_id))
+}
+
+impl Pipeline {
+    /// Runs the job's remaining stages.
+    pub async fn run(&self, job: &job::Model, worker: &str) -> Result<Outcome, Failure> {
+        let scoped = self.db.as_service().await?;
+        jobs::fence(&scoped, job.id, worker).await?;
+        let meeting = match store::get(&scoped, job.meeting_id).await {
+            Ok(meeting) => meeting,
+            Err(AppError::NotFound { .. }) => return Ok(Outcome::Gone),
+            Err(e) => return Err(e.into()),
+        };
+        // Runs left `running` by a worker that died.
+        scoped
+            .update_many::<stage_run::Entity>()
+            .col_expr(stage_run::Column::State, Expr::value(RunState::Failed))
+            .col_expr(stage_run::Column::FinishedAt, Expr::value(Utc::now()))
+            .col_expr(
+                stage_run::Column::Error,
+                Expr::value("interrupted: the worker processing it stopped"),
+            )
+            .col_expr(stage_run::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(stage_run::Column::MeetingId.eq(meeting.id))
+            .filter(stage_run::Column::State.eq(RunState::Running))
+            .exec(scoped.txn())
+            .await?;
+        if meeting.status == Status::Queued {
+            store::transition(&scoped, meeting.id, &[Status::Queued], Status::Processing).await?;
+        }
+        let runs = scoped
+            .find::<stage_run::Entity>()
+            .filter(stage_run::Column::MeetingId.eq(meeting.id))
+            .order_by_asc(stage_run::Column::Attempt)
+            .all(scoped.txn())
+            .await?;
+        scoped.commit().await?;
+
+        let done = |stage: Stage| {
+            runs.iter()
+                .rfind(|r| r.stage == stage)
+                .is_some_and(|r| r.state == RunState::Succeeded)
+        };
+        let first = STAGES.iter().position(|s| !done(*s)).unwrap_or(STAGES.len());
+        let tmp = self.config.data_dir.join("tmp");
+        tokio::fs::create_dir_all(&tmp)
+            .await
+            .map_err(AppError::internal)?;
+        let run = Run {
+            pipeline: self,
+            job,
+            worker,
+            original: tmp.join(format!("work-{}-original", meeting.id)),
+            wav: tmp.join(format!("work-{}-audio.wav", meeting.id)),
+            meeting,
+        };
+        let result = run.stages(&STAGES[first..]).await;
+        run.remove_local_files().await;
+        result
+    }
+}
+
+impl Run<'_> {
+    async fn stages(&self, stages: &[Stage]) -> Result<Outcome, Failure> {
+        let mut parked = false;
+        for &stage in stages {
+            let attempt = self.begin(stage).await?;
+            let state = self.stage(stage, attempt, parked).await.map_err(|mut failure| {
+                failure.run = Some((stage, attempt));
+                failure
+            })?;
+            if stage == Stage::Transcribe && state == RunState::Skipped {
+                parked = true;
+            }
+        }
+        self.finish(parked).await
+    }
+
+    async fn stage(&self, stage: Stage, attempt: i32, parked: bool) -> Result<RunState, Failure> {
+        match stage {
+            Stage::Validate => self.validate(attempt).await,
+            Stage::Convert => self.convert(attempt).await,
+            Stage::Segment => self.segment(attempt).await,
+            Stage::Sample => self.sample(attempt).await,
+            Stage::Transcribe => self.transcribe(attempt).await,
+            Stage::Analyze => self.analyze(attempt).await,
+            Stage::Cleanup => self.cleanup(attempt, parked).await,
+        }
+    }
+
+    /// Records the start of a stage: its run, the meeting's current stage,
+    /// and an event. Returns the attempt number.
+    async fn begin(&self, stage: Stage) -> Result<i32, Failure> {
+        let scoped = self.pipeline.db.as_service().await?;
+        jobs::fence(&scoped, self.job.id, self.worker).await?;
+        let attempt = scoped
+            .find::<stage_run::Entity>()
+            .filter(stage_run::Column::MeetingId.eq(self.meeting.id))
+            .filter(stage_run::Column::Stage.eq(stage))
+            .order_by_desc(stage_run::Column::Attempt)
+            .one(scoped.txn())
+            .await?
+            .map_or(1, |r| r.attempt + 1);
+        let now = Utc::now();
+        scoped
+            .insert(stage_run::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                meeting_id: Set(self.meeting.id),
+                user_id: Set(self.meeting.user_id),
+                stage: Set(stage),
+                attempt: Set(attempt),
+                state: Set(RunState::Running),
+                started_at: Set(now),
+                finished_at: Set(None),
+                error: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .await?;
+        scoped
+            .update_many::<meeting::Entity>()
+            .col_expr(meeting::Column::CurrentStage, Expr::value(stage_name(stage)))
+            .col_expr(meeting::Column::UpdatedAt, Expr::value(now))
+            .filter(meeting::Column::Id.eq(self.meeting.id))
+            .exec(scoped.txn())
+            .await?;
+        self.announce(
+            &scoped,
+            stage,
+            attempt,
+            StagePhase::Started,
+            percent_at(stage),
+            "",
+            false,
+        )
+        .await?;
+        scoped.commit().await?;
+        Ok(attempt)
+    }
+
+    /// Marks the stage's run ended with `state`, in the transaction that
+    /// writes its results, and announces it.
+    async fn end(&self, scoped: &Scoped, stage: Stage, attempt: i32, state: RunState) -> AppResult<()> {
+        jobs::fence(scoped, self.job.id, self.worker).await?;
+        end_run(scoped, self.meeting.id, stage, attempt, state, None).await?;
+        let next = STAGES
+            .iter()
+            .position(|s| *s == stage)
+            .map_or(100.0, |i| (i + 1) as f64 * 100.0 / STAGES.len() as f64);
+        self.announce(scoped, stage, attempt, StagePhase::Completed, next, "", false)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn announce(
+        &self,
+        scoped: &Scoped,
+        stage: Stage,
+        attempt: i32,
+        phase: StagePhase,
+        percent: f64,
+        error: &str,
+        will_retry: bool,
+    ) -> AppResult<()> {
+        announce(
+            scoped,
+            &self.meeting,
+            stage,
+            attempt,
+            phase,
+            percent,
+            error,
+            will_retry,
+        )
+        .await
+    }
+
+    /// A stage that only writes its run.
+    async fn end_alone(&self, stage: Stage, attempt: i32, state: RunState) -> Result<RunState, Failure> {
+        let scoped = self.pipeline.db.as_service().await?;
+        self.end(&scoped, stage, attempt, state).await?;
+        scoped.commit().await?;
+        Ok(state)
+    }
+
+    async fn remove_local_files(&self) {
+        for path in [&self.original, &self.wav] {
+            let _ = tokio::fs::remove_file(path).await;
+        }
+    }
+
+    /// The original, downloaded once per run.
+    async fn original(&self) -> Result<&PathBuf, Failure> {
+        if tokio::fs::metadata(&self.original).await.is_err() {
+            let key = self
+                .meeting
+                .original_object
+                .as_deref()
+                .ok_or_else(|| Failure::permanent("the meeting has no stored recording"))?;
+            self.pipeline.storage.get_to_file(key, &self.original).await?;
+        }
+        Ok(&self.original)
+    }
+
+    /// The converted audio, downloaded once per run.
+    async fn converted(&self) -> Result<&PathBuf, Failure> {
+        if tokio::fs::metadata(&self.wav).await.is_err() {
+            self.pipeline
+                .storage
+                .get_to_file(&audio_key(self.meeting.id), &self.wav)
+                .await?;
+        }
+        Ok(&self.wav)
+    }
+
+    async fn validate(&self, attempt: i32) -> Result<RunState, Failure> {
+        let path = self.original().await?;
+        let size = tokio::fs::metadata(path).await.map_err(AppError::internal)?.len();
+        if Some(i64::try_from(size).unwrap_or(-1)) != self.meeting.size_bytes {
+            return Err(Failure::permanent(
+                "the stored recording is damaged (its size changed); upload it again",
+            ));
+        }
+        self.end_alone(Stage::Validate, attempt, RunState::Succeeded)
+            .await
+    }
+
+    async fn convert(&self, attempt: i32) -> Result<RunState, Failure> {
+        let input = self.original().await?.clone();
+        let extension = match self.meeting.content_type.as_deref().and_then(container) {
+            Some((Container::Mp3, _)) => "mp3",
+            Some((Container::Mp4, _)) => "m4a",
+            _ => "wav",
+        };
+        let output = self.wav.clone();
+        let converted = tokio::task::spawn_blocking(move || convert::convert(&input, extension, &output))
+            .await
+            .map_err(AppError::internal)?
+            .map_err(|e| match e {
+                convert::ConvertError::Unplayable(u) => Failure::permanent(u.message),
+                convert::ConvertError::Write(e) => AppError::internal(e).into(),
+            })?;
+        let key = audio_key(self.meeting.id);
+        self.pipeline.storage.put_file(&key, &self.wav).await?;
+        let scoped = self.pipeline.db.as_service().await?;
+        scoped
+            .delete_many::<meeting_audio::Entity>()
+            .filter(meeting_audio::Column::MeetingId.eq(self.meeting.id))
+            .exec(scoped.txn())
+            .await?;
+        let now = Utc::now();
+        scoped
+            .insert(meeting_audio::ActiveModel {
+                meeting_id: Set(self.meeting.id),
+                user_id: Set(self.meeting.user_id),
+                audio_object: Set(key),
+                duration_ms: Set(audio::frames_to_ms(converted.frames)),
+                speech_spans: Set(None),
+                strategy: Set(None),
+                coverage_percent: Set(None),
+                estimated_cost_micros: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .await?;
+        self.end(&scoped, Stage::Convert, attempt, RunState::Succeeded)
+            .await?;
+        scoped.commit().await?;
+        Ok(RunState::Succeeded)
+    }
+
+    async fn audio_row(&self, scoped: &Scoped) -> AppResult<meeting_audio::Model> {
+        scoped
+            .find::<meeting_audio::Entity>()
+            .filter(meeting_audio::Column::MeetingId.eq(self.meeting.id))
+            .one(scoped.txn())
+            .await?
+            .ok_or_else(|| AppError::internal("the converted audio's row is missing"))
+    }
+
+    async fn segment(&self, attempt: i32) -> Result<RunState, Failure> {
+        let path = self.converted().await?.clone();
+        let (levels, total_ms) = tokio::task::spawn_blocking(move || vad::frame_levels(&path))
+            .await
+            .map_err(AppError::internal)?
+            .map_err(AppError::internal)?;
+        let spans = vad::speech_spans(&levels, total_ms);
+        let scoped = self.pipeline.db.as_service().await?;
+        let settings = sampling::for_user(&scoped, self.meeting.user_id).await?;
+        let max_ms = settings.max_segment_ms.min(sampling::PROVIDER_MAX_SEGMENT_MS);
+        let pieces = vad::cut(total_ms, &spans, max_ms);
+        scoped
+            .delete_many::<segment::Entity>()
+            .filter(segment::Column::MeetingId.eq(self.meeting.id))
+            .exec(scoped.txn())
+            .await?;
+        let now = Utc::now();
+        for (position, piece) in pieces.iter().enumerate() {
+            scoped
+                .insert(segment::ActiveModel {
+                    meeting_id: Set(self.meeting.id),
+                    position: Set(i32::try_from(position).unwrap_or(i32::MAX)),
+                    user_id: Set(self.meeting.user_id),
+                    start_ms: Set(piece.0),
+                    end_ms: Set(piece.1),
+                    speech_ms: Set(vad::speech_within(&spans, *piece)),
+                    selected: Set(false),
+                    transcript: Set(None),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                })
+                .await?;
+        }
+        scoped
+            .update_many::<meeting_audio::Entity>()
+            .col_expr(
+                meeting_audio::Column::SpeechSpans,
+                Expr::value(serde_json::json!(spans)),
+            )
+            .col_expr(meeting_audio::Column::UpdatedAt, Expr::value(now))
+            .filter(meeting_audio::Column::MeetingId.eq(self.meeting.id))
+            .exec(scoped.txn())
+            .await?;
+        self.end(&scoped, Stage::Segment, attempt, RunState::Succeeded)
+            .await?;
+        scoped.commit().await?;
+        Ok(RunState::Succeeded)
+    }
+
+    async fn segments(&self, scoped: &Scoped) -> AppResult<Vec<segment::Model>> {
+        Ok(scoped
+            .find::<segment::Entity>()
+            .filter(segment::Column::MeetingId.eq(self.meeting.id))
+            .order_by_asc(segment::Column::Position)
+            .all(scoped.txn())
+            .await?)
+    }
+
+    async fn sample(&self, attempt: i32) -> Result<RunState, Failure> {
+        let scoped = self.pipeline.db.as_service().await?;
+        let settings = sampling::for_user(&scoped, self.meeting.user_id).await?;
+        let segments = self.segments(&scoped).await?;
+        let pieces: Vec<Piece> = segments
+            .iter()
+            .map(|s| Piece {
+                position: s.position,
+                duration_ms: s.end_ms - s.start_ms,
+                speech_ms: s.speech_ms,
+            })
+            .collect();
+        let price = self.pipeline.config.processing.price_per_minute_micros;
+        let choice = sampling::choose(settings.strategy, settings.budget_ms, &pieces, price);
+        let now = Utc::now();
+        for selected in [false, true] {
+            let mut update = scoped
+                .update_many::<segment::Entity>()
+                .col_expr(segment::Column::Selected, Expr::value(selected))
+                .col_expr(segment::Column::UpdatedAt, Expr::value(now))
+                .filter(segment::Column::MeetingId.eq(self.meeting.id));
+            if selected {
+                update = update.filter(segment::Column::Position.is_in(choice.positions.iter().copied()));
+            }
+            update.exec(scoped.txn()).await?;
+        }
+        scoped
+            .update_many::<meeting_audio::Entity>()
+            .col_expr(meeting_audio::Column::Strategy, Expr::value(settings.strategy))
+            .col_expr(
+                meeting_audio::Column::CoveragePercent,
+                Expr::value(choice.coverage_percent),
+            )
+            .col_expr(
+                meeting_audio::Column::EstimatedCostMicros,
+                Expr::value(choice.estimated_cost_micros),
+            )
+            .col_expr(meeting_audio::Column::UpdatedAt, Expr::value(now))
+            .filter(meeting_audio::Column::MeetingId.eq(self.meeting.id))
+            .exec(scoped.txn())
+            .await?;
+        if choice.estimated_cost_micros > 0 {
+            ledger::record(
+                &scoped,
+                self.meeting.user_id,
+                Category::AiCostMicros,
+                choice.estimated_cost_micros,
+                Some(self.meeting.id),
+                metric::Kind::Estimate,
+                now,
+            )
+            .await?;
+        }
+        self.end(&scoped, Stage::Sample, attempt, RunState::Succeeded)
+            .await?;
+        scoped.commit().await?;
+        Ok(RunState::Succeeded)
+    }
+
+    async fn transcribe(&self, attempt: i32) -> Result<RunState, Failure> {
+        let transcriber = &self.pipeline.transcriber;
+        let Some(model) = transcriber.model() else {
+            return self
+                .end_alone(Stage::Transcribe, attempt, RunState::Skipped)
+                .await;
+        };
+        let price = self.pipeline.config.processing.price_per_minute_micros;
+        let pending: Vec<segment::Model> = {
+            let scoped = self.pipeline.db.as_service().await?;
+            self.segments(&scoped).await?
+        };
+        for piece in pending.iter().filter(|s| s.selected && s.transcript.is_none()) {
+            let path = self.converted().await?.clone();
+            let (start, end) = (piece.start_ms, piece.end_ms);
+            let wav = tokio::task::spawn_blocking(move || audio::cut(&path, start, end))
+                .await
+                .map_err(AppError::internal)?
+                .map_err(AppError::internal)?;
+            let mut heard = transcriber.transcribe(wav).await?;
+            for line in &mut heard.lines {
+                line.start_ms = (line.start_ms + start).min(end);
+                line.end_ms = (line.end_ms + start).min(end);
+            }
+            let scoped = self.pipeline.db.as_service().await?;
+            jobs::fence(&scoped, self.job.id, self.worker).await?;
+            let now = Utc::now();
+            scoped
+                .update_many::<segment::Entity>()
+                .col_expr(
+                    segment::Column::Transcript,
+                    Expr::value(serde_json::to_value(&heard).map_err(AppError::internal)?),
+                )
+                .col_expr(segment::Column::UpdatedAt, Expr::value(now))
+                .filter(segment::Column::MeetingId.eq(self.meeting.id))
+                .filter(segment::Column::Position.eq(piece.position))
+                .exec(scoped.txn())
+                .await?;
+            ledger::record(
+                &scoped,
+                self.meeting.user_id,
+                Category::AiCostMicros,
+                sampling::cost_micros(end - start, price),
+                Some(self.meeting.id),
+                metric::Kind::Actual,
+                now,
+            )
+            .await?;
+            scoped.commit().await?;
+        }
+
+        let scoped = self.pipeline.db.as_service().await?;
+        let segments = self.segments(&scoped).await?;
+        let heard: Vec<Transcription> = segments
+            .iter()
+            .filter_map(|s| s.transcript.clone())
+            .filter_map(|t| serde_json::from_value(t).ok())
+            .collect();
+        let coverage = self.audio_row(&scoped).await?.coverage_percent.unwrap_or(0.0);
+        self.store_transcript(&scoped, &model, &heard, coverage).await?;
+        self.end(&scoped, Stage::Transcribe, attempt, RunState::Succeeded)
+            .await?;
+        scoped.commit().await?;
+        Ok(RunState::Succeeded)
+    }
+
+    async fn store_transcript(
+        &self,
+        scoped: &Scoped,
+        model: &str,
+        heard: &[Transcription],
+        coverage_percent: f64,
+    ) -> AppResult<()> {
+        let id = self.meeting.id;
+        scoped
+            .delete_many::<transcript_segment::Entity>()
+            .filter(transcript_segment::Column::MeetingId.eq(id))
+            .exec(scoped.txn())
+            .await?;
+        scoped
+            .delete_many::<transcript::Entity>()
+            .filter(transcript::Column::MeetingId.eq(id))
+            .exec(scoped.txn())
+            .await?;
+        let mut languages: Vec<&str> = heard.iter().map(|t| t.language.as_str()).collect();
+        languages.sort_unstable();
+        let language = languages
+            .chunk_by(|a, b| a == b)
+            .max_by_key(|run| run.len())
+            .and_then(|run| run.first())
+            .copied()
+            .unwrap_or("");
+        let now = Utc::now();
+        scoped
+            .insert(transcript::ActiveModel {
+                meeting_id: Set(id),
+                user_id: Set(self.meeting.user_id),
+                language: Set(language.to_owned()),
+                model: Set(model.to_owned()),
+                coverage_percent: Set(coverage_percent),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .await?;
+        let lines: Vec<&Line> = heard.iter().flat_map(|t| &t.lines).collect();
+        for (position, line) in lines.into_iter().enumerate() {
+            scoped
+                .insert(transcript_segment::ActiveModel {
+                    meeting_id: Set(id),
+                    user_id: Set(self.meeting.user_id),
+                    position: Set(i32::try_from(position).unwrap_or(i32::MAX)),
+                    start_ms: Set(line.start_ms),
+                    end_ms: Set(line.end_ms),
+                    text: Set(line.text.clone()),
+                    confidence: Set(line.confidence),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    ..Default::default()
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn analyze(&self, attempt: i32) -> Result<RunState, Failure> {
+        let scoped = self.pipeline.db.as_service().await?;
+        let audio_row = self.audio_row(&scoped).await?;
+        let spans: Vec<vad::Span> = audio_row
+            .speech_spans
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        let metrics = analyze::audio_metrics(audio_row.duration_ms, &spans);
+        let has_transcript = scoped
+            .find::<transcript::Entity>()
+            .filter(transcript::Column::MeetingId.eq(self.meeting.id))
+            .one(scoped.txn())
+            .await?
+            .is_some();
+        let text = if has_transcript {
+            let lines: Vec<Line> = scoped
+                .find::<transcript_segment::Entity>()
+                .filter(transcript_segment::Column::MeetingId.eq(self.meeting.id))
+                .order_by_asc(transcript_segment::Column::Position)
+                .all(scoped.txn())
+                .await?
+                .into_iter()
+                .map(|l| Line {
+                    start_ms: l.start_ms,
+                    end_ms: l.end_ms,
+                    text: l.text,
+                    confidence: l.confidence,
+                })
+                .collect();
+            let transcribed_speech: i64 = self
+                .segments(&scoped)
+                .await?
+                .iter()
+                .filter(|s| s.selected)
+                .map(|s| s.speech_ms)
+                .sum();
+            Some(analyze::text_metrics(
+                &lines,
+                transcribed_speech,
+                &self.pipeline.config.processing.filler_words,
+            ))
+        } else {
+            None
+        };
+        scoped
+            .delete_many::<analysis::Entity>()
+            .filter(analysis::Column::MeetingId.eq(self.meeting.id))
+            .exec(scoped.txn())
+            .await?;
+        let now = Utc::now();
+        scoped
+            .insert(analysis::ActiveModel {
+                meeting_id: Set(self.meeting.id),
+                user_id: Set(self.meeting.user_id),
+                total_ms: Set(metrics.total_ms),
+                speech_ms: Set(metrics.speech_ms),
+                speech_ratio: Set(metrics.speech_ratio),
+                pause_count: Set(metrics.pause_count),
+                average_pause_ms: Set(metrics.average_pause_ms),
+                longest_pause_ms: Set(metrics.longest_pause_ms),
+                longest_monologue_ms: Set(metrics.longest_monologue_ms),
+                words_per_minute: Set(text.as_ref().map(|t| t.words_per_minute)),
+                filler_word_count: Set(text.as_ref().map(|t| t.fillers.iter().map(|(_, c)| c).sum())),
+                filler_words: Set(serde_json::json!(
+                    text.as_ref()
+                        .map(|t| t
+                            .fillers
+                            .iter()
+                            .map(|(word, count)| serde_json::json!({"word": word, "count": count}))
+                            .collect::<Vec<_>>())
+                        .unwrap_or_default()
+                )),
+                question_count: Set(text.as_ref().map(|t| t.question_count)),
+                skill_scores: Set(serde_json::json!([])),
+                longest_monologue_words: Set(text.as_ref().map(|t| t.longest_monologue_words)),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .await?;
+        self.end(&scoped, Stage::Analyze, attempt, RunState::Succeeded)
+            .await?;
+        scoped.commit().await?;
+        Ok(RunState::Succeeded)
+    }
+
+    async fn cleanup(&self, attempt: i32, parked: bool) -> Result<RunState, Failure> {
+        if parked {
+            // The converted audio waits for transcription.
+            return self.end_alone(Stage::Cleanup, attempt, RunState::Skipped).await;
+        }
+        self.pipeline
+            .storage
+            .delete_prefix(&work_prefix(self.meeting.id))
+            .await?;
+        self.end_alone(Stage::Cleanup, attempt, RunState::Succeeded).await
+    }
+
+    /// The meeting is ready (or parked): settle its analysis minutes and
+    /// end the job, in one transaction.
+    async fn finish(&self, parked: bool) -> Result<Outcome, Failure> {
+        let scoped = self.pipeline.db.as_service().await?;
+        let now = Utc::now();
+        let to = if parked {
+            Status::AwaitingTranscription
+        } else {
+            Status::Ready
+        };
+        store::transition(&scoped, self.meeting.id, &[Status::Processing], to).await?;
+        scoped
+            .update_many::<meeting::Entity>()
+            .col_expr(meeting::Column::CurrentStage, Expr::value(None::<String>))
+            .col_expr(meeting::Column::FailureReason, Expr::value(None::<String>))
+            .col_expr(meeting::Column::ProcessedAt, Expr::value(now))
+            .filter(meeting::Column::Id.eq(self.meeting.id))
+            .exec(scoped.txn())
+            .await?;
+        settle_reservation(&scoped, self.job, &self.meeting, now).await?;
+        if !parked {
+            crate::events::publish(
+                &scoped,
+                self.meeting.user_id,
+                Some(self.meeting.id),
+                Payload::MeetingReady {
+                    has_transcript: self.pipeline.transcriber.model().is_some(),
+                },
+            )
+            .await?;
+        }
+        jobs::succeed(&scoped, self.job.id, self.worker).await?;
+        scoped.commit().await?;
+        Ok(if parked { Outcome::Parked } else { Outcome::Ready })
+    }
+}
+
+/// Commits the analysis minutes held for the meeting on its real length.
+async fn settle_reservation(
+    scoped: &Scoped,
+    job: &job::Model,
+    meeting: &meeting::Model,
+    now: chrono::DateTime<Utc>,
+) -> AppResult<()> {
+    let Some(id) = job.reservation_id else {
+        return Ok(());
+    };
+    if let Some(reservation) = ledger::find(scoped, id).await? {
+        let minutes = super::minutes(meeting.duration_ms.unwrap_or(0));
+        reservation.commit(scoped, minutes, Some(meeting.id), now).await?;
+    }
+    jobs::clear_reservation(scoped, job.id).await
+}
+
+/// Ends a stage run with `state` (and an error).
+pub async fn end_run(
+    scoped: &Scoped,
+    meeting_id: Uuid,
+    stage: Stage,
+    attempt: i32,
+    state: RunState,
+    error: Option<&str>,
+) -> AppResult<()> {
+    let now = Utc::now();
+    scoped
+        .update_many::<stage_run::Entity>()
+        .col_expr(stage_run::Column::State, Expr::value(state))
+        .col_expr(stage_run::Column::FinishedAt, Expr::value(now))
+        .col_expr(stage_run::Column::Error, Expr::value(error))
+        .col_expr(stage_run::Column::UpdatedAt, Expr::value(now))
+        .filter(stage_run::Column::MeetingId.eq(meeting_id))
+        .filter(stage_run::Column::Stage.eq(stage))
+        .filter(stage_run::Column::Attempt.eq(attempt))
+        .exec(scoped.txn())
+        .await?;
+    Ok(())
+}
+
+/// Publishes a stage event for the meeting's owner.
+#[allow(clippy::too_many_arguments)]
+pub async fn announce(
+    scoped: &Scoped,
+    meeting: &meeting::Model,
+    stage: Stage,
+    attempt: i32,
+    phase: StagePhase,
+    percent: f64,
+    error: &str,
+    will_retry: bool,
+) -> AppResult<()> {
+    crate::events::publish(
+        scoped,
+        meeting.user_id,
+        Some(meeting.id),
+        Payload::ProcessingStage {
+            phase,
+            stage: stage_name(stage),
+            attempt,
+            percent,
+            error: error.to_owned(),
+            will_retry,
+        },
+    )
+    .await
+    .map(|_| ())
+}
+
+/// The stored name of a stage, e.g. `convert`.
+pub fn stage_name(stage: Stage) -> String {
+    sea_orm::ActiveEnum::to_value(&stage)
+}

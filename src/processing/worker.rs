@@ -1,0 +1,179 @@
+//! Workers: claim jobs, run the pipeline while renewing the lease, and
+//! record how each attempt ended.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::entity::{RunState, job};
+use super::jobs;
+use super::pipeline::{self, Failure, Outcome, Pipeline};
+use crate::error::AppResult;
+use crate::events::model::StagePhase;
+use crate::meetings::entity::Status;
+use crate::meetings::store;
+
+/// Runs `slots` workers until `shutdown`; a job in progress at shutdown is
+/// handed back for another worker.
+pub async fn run(pipeline: Pipeline, slots: usize, shutdown: CancellationToken) {
+    let pipeline = Arc::new(pipeline);
+    let mut tasks = tokio::task::JoinSet::new();
+    for slot in 0..slots {
+        let worker = format!("{}-{}-{slot}", hostname(), std::process::id());
+        tasks.spawn(slot_loop(pipeline.clone(), worker, shutdown.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into())
+}
+
+async fn slot_loop(pipeline: Arc<Pipeline>, worker: String, shutdown: CancellationToken) {
+    let config = &pipeline.config.processing;
+    while !shutdown.is_cancelled() {
+        match jobs::claim(&pipeline.db, &worker, config.lease).await {
+            Ok(Some(job)) => {
+                if let Err(error) = attempt(&pipeline, &job, &worker, &shutdown).await {
+                    tracing::warn!(%error, job = %job.id, "could not record the end of a job's attempt");
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "could not claim a job"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(config.poll) => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
+}
+
+/// One attempt at `job`.
+async fn attempt(
+    pipeline: &Pipeline,
+    job: &job::Model,
+    worker: &str,
+    shutdown: &CancellationToken,
+) -> AppResult<()> {
+    let config = &pipeline.config.processing;
+    if job.attempts > job.max_attempts {
+        // Its workers keep dying: give up rather than loop forever.
+        let failure = Failure {
+            run: None,
+            message: "processing was interrupted too many times".into(),
+            permanent: true,
+        };
+        return record_failure(pipeline, job, worker, failure).await;
+    }
+    let lost = CancellationToken::new();
+    let heartbeat = {
+        let (db, lost, worker, id, lease) = (
+            pipeline.db.clone(),
+            lost.clone(),
+            worker.to_owned(),
+            job.id,
+            config.lease,
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                match jobs::renew(&db, id, &worker, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        lost.cancel();
+                        return;
+                    }
+                    Err(error) => tracing::warn!(%error, "could not renew a job's lease"),
+                }
+            }
+        })
+    };
+    let result = tokio::select! {
+        result = pipeline.run(job, worker) => Some(result),
+        () = lost.cancelled() => {
+            tracing::warn!(job = %job.id, "lost the job's lease; another worker has it");
+            None
+        }
+        () = shutdown.cancelled() => {
+            let scoped = pipeline.db.as_service().await?;
+            jobs::release(&scoped, job, worker).await?;
+            scoped.commit().await?;
+            None
+        }
+    };
+    heartbeat.abort();
+    match result {
+        None => Ok(()),
+        Some(Ok(outcome)) => {
+            if outcome == Outcome::Gone {
+                let scoped = pipeline.db.as_service().await?;
+                jobs::succeed(&scoped, job.id, worker).await?;
+                scoped.commit().await?;
+            }
+            tracing::info!(job = %job.id, ?outcome, "job finished");
+            Ok(())
+        }
+        Some(Err(failure)) => record_failure(pipeline, job, worker, failure).await,
+    }
+}
+
+/// Records a failed attempt: the stage run, an event, and the job either
+/// waiting for its next attempt or dead with the meeting failed.
+async fn record_failure(
+    pipeline: &Pipeline,
+    job: &job::Model,
+    worker: &str,
+    failure: Failure,
+) -> AppResult<()> {
+    let config = &pipeline.config.processing;
+    let will_retry = !failure.permanent && job.attempts < job.max_attempts;
+    tracing::warn!(job = %job.id, error = %failure.message, will_retry, "job attempt failed");
+    let scoped = pipeline.db.as_service().await?;
+    let wait = will_retry.then(|| jobs::backoff(job.attempts, config.backoff, config.backoff_max));
+    jobs::fail(&scoped, job.id, worker, &failure.message, wait).await?;
+    let meeting = match store::get(&scoped, job.meeting_id).await {
+        Ok(meeting) => meeting,
+        Err(crate::error::AppError::NotFound { .. }) => return scoped.commit().await,
+        Err(e) => return Err(e),
+    };
+    if let Some((stage, attempt)) = failure.run {
+        pipeline::end_run(
+            &scoped,
+            meeting.id,
+            stage,
+            attempt,
+            RunState::Failed,
+            Some(&failure.message),
+        )
+        .await?;
+        pipeline::announce(
+            &scoped,
+            &meeting,
+            stage,
+            attempt,
+            StagePhase::Failed,
+            pipeline::percent_at(stage),
+            &failure.message,
+            will_retry,
+        )
+        .await?;
+    }
+    if will_retry {
+        store::transition(&scoped, meeting.id, &[Status::Processing], Status::Queued).await?;
+    } else {
+        store::transition(
+            &scoped,
+            meeting.id,
+            &[Status::Queued, Status::Processing],
+            Status::Failed,
+        )
+        .await?;
+        store::set_failure(&scoped, meeting.id, &failure.message).await?;
+    }
+    scoped.commit().await
+}

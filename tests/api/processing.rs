@@ -1,0 +1,589 @@
+//! The processing pipeline through the real server: generated recordings
+//! with silences at known times, and a fake OpenAI-compatible provider on
+//! loopback that checks each multipart request.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use debrief::pb::v1 as pb;
+use debrief::pb::v1::event_service_client::EventServiceClient;
+use debrief::pb::v1::meeting_service_client::MeetingServiceClient;
+use debrief::pb::v1::processing_service_client::ProcessingServiceClient;
+use debrief::pb::v1::upload_service_client::UploadServiceClient;
+
+use crate::helpers::{Backend, TestApp, TestUser, spawn_app_with};
+use crate::on_both_backends;
+use crate::uploads::{new_meeting, upload_whole};
+
+on_both_backends!(
+    a_recording_is_segmented_transcribed_and_analysed,
+    without_a_transcriber_meetings_wait_and_a_retry_completes_them,
+    rate_limits_are_waited_out_and_a_dead_job_is_retried_by_hand,
+    speech_dense_sampling_stays_within_the_budget,
+);
+
+const RATE: u32 = 16_000;
+const API_KEY: &str = "sk-test-key";
+const SPOKEN: &str = "Um, so what do you think? I mean, we should ship it.";
+
+/// A mono WAV at `rate` Hz of `total_ms`, with speech-like bursts (noise
+/// whose loudness moves at a syllable rate) in `speech`, silence elsewhere.
+fn recording(total_ms: i64, speech: &[(i64, i64)], rate: u32) -> Vec<u8> {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut writer = hound::WavWriter::new(&mut out, spec).unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let frames = total_ms * i64::from(rate) / 1000;
+    for i in 0..frames {
+        let ms = i * 1000 / i64::from(rate);
+        let value = if speech.iter().any(|(s, e)| ms >= *s && ms < *e) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let noise = (seed >> 40) as f64 / f64::from(1u32 << 24) * 2.0 - 1.0;
+            let t = i as f64 / f64::from(rate);
+            let envelope = 0.35 + 0.65 * (std::f64::consts::PI * 4.0 * t).sin().abs();
+            (noise * envelope * 0.5 * f64::from(i16::MAX)) as i16
+        } else {
+            0
+        };
+        writer.write_sample(value).unwrap();
+        writer.write_sample(value).unwrap();
+    }
+    writer.finalize().unwrap();
+    out.into_inner()
+}
+
+/// How the fake provider answers.
+#[derive(Default)]
+struct Provider {
+    /// Statuses to answer first, in order (then 200).
+    queued: VecDeque<StatusCode>,
+    /// Answer 500 to everything.
+    broken: bool,
+    /// Requests seen, with the audio length each carried.
+    requests: Vec<i64>,
+}
+
+type Shared = Arc<Mutex<Provider>>;
+
+async fn transcriptions(
+    State(provider): State<Shared>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> axum::response::Response {
+    assert_eq!(
+        headers.get("authorization").and_then(|v| v.to_str().ok()),
+        Some(format!("Bearer {API_KEY}").as_str())
+    );
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let boundary = multer::parse_boundary(content_type).expect("a multipart request");
+    let mut form = multer::Multipart::new(body.into_data_stream(), boundary);
+    let (mut model, mut format, mut audio) = (None, None, None);
+    while let Some(field) = form.next_field().await.expect("a well-formed multipart body") {
+        match field.name() {
+            Some("model") => model = Some(field.text().await.unwrap()),
+            Some("response_format") => format = Some(field.text().await.unwrap()),
+            Some("file") => {
+                assert_eq!(
+                    field.content_type().map(|m| m.to_string()),
+                    Some("audio/wav".into())
+                );
+                audio = Some(field.bytes().await.unwrap());
+            }
+            other => panic!("unexpected field {other:?}"),
+        }
+    }
+    assert_eq!(model.as_deref(), Some("whisper-1"));
+    assert_eq!(format.as_deref(), Some("verbose_json"));
+    let audio = audio.expect("a file part");
+    let reader = hound::WavReader::new(std::io::Cursor::new(audio.to_vec())).expect("a WAV file");
+    assert_eq!((reader.spec().sample_rate, reader.spec().channels), (RATE, 1));
+    let duration_ms = i64::from(reader.duration()) * 1000 / i64::from(RATE);
+    let status = {
+        let mut provider = provider.lock().unwrap();
+        provider.requests.push(duration_ms);
+        if provider.broken {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            provider.queued.pop_front().unwrap_or(StatusCode::OK)
+        }
+    };
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return (status, [("retry-after", "1")], "slow down").into_response();
+    }
+    if status != StatusCode::OK {
+        return (status, "provider trouble").into_response();
+    }
+    let seconds = duration_ms as f64 / 1000.0;
+    axum::Json(serde_json::json!({
+        "task": "transcribe",
+        "language": "english",
+        "duration": seconds,
+        "text": SPOKEN,
+        "segments": [{"id": 0, "start": 0.0, "end": seconds, "text": SPOKEN, "avg_logprob": -0.1}],
+    }))
+    .into_response()
+}
+
+/// Starts the fake provider; returns its base URL and state.
+async fn fake_provider() -> (String, Shared) {
+    let shared: Shared = Arc::default();
+    let app = axum::Router::new()
+        .route("/v1/audio/transcriptions", axum::routing::post(transcriptions))
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), shared)
+}
+
+/// A server with one worker and the fake provider.
+async fn app_with_provider(backend: Backend, url: &str, extra: &[(&str, &str)]) -> TestApp {
+    let url = url.to_owned();
+    let extra: Vec<(String, String)> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    spawn_app_with(backend, move |vars| {
+        vars.insert("DEBRIEF_WORKERS".into(), "1".into());
+        vars.insert("DEBRIEF_TRANSCRIBER".into(), "openai".into());
+        vars.insert("DEBRIEF_TRANSCRIBER_URL".into(), url);
+        vars.insert("DEBRIEF_TRANSCRIBER_API_KEY".into(), API_KEY.into());
+        vars.insert("DEBRIEF_JOB_BACKOFF".into(), "100ms".into());
+        vars.extend(extra);
+    })
+    .await
+}
+
+/// Starts `debrief worker` on the server's database and storage, with the
+/// fake provider at `url` (or none).
+fn worker_process(app: &TestApp, url: Option<&str>, extra: &[(&str, &str)]) -> std::process::Child {
+    let mut vars = app.vars().clone();
+    vars.insert("DEBRIEF_WORKERS".into(), "1".into());
+    vars.insert("DEBRIEF_LOG".into(), "warn".into());
+    if let Some(url) = url {
+        vars.insert("DEBRIEF_TRANSCRIBER".into(), "openai".into());
+        vars.insert("DEBRIEF_TRANSCRIBER_URL".into(), url.into());
+        vars.insert("DEBRIEF_TRANSCRIBER_API_KEY".into(), API_KEY.into());
+    }
+    for (k, v) in extra {
+        vars.insert((*k).into(), (*v).into());
+    }
+    crate::helpers::debrief_command(&vars)
+        .arg("worker")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("a worker process")
+}
+
+/// Uploads `file` to a new meeting of `user`; returns the meeting's name.
+async fn upload(app: &TestApp, user: &TestUser, file: &[u8]) -> String {
+    let meeting = new_meeting(app, user).await;
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    upload_whole(&mut client, user, &meeting, file).await;
+    meeting
+}
+
+/// Waits until the meeting reaches one of `statuses`.
+async fn wait_for(
+    app: &TestApp,
+    user: &TestUser,
+    meeting: &str,
+    statuses: &[pb::MeetingStatus],
+) -> pb::Meeting {
+    let mut client = MeetingServiceClient::new(app.channel.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let found = client
+            .get_meeting(user.request(pb::GetMeetingRequest { name: meeting.into() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .meeting
+            .unwrap();
+        if statuses.contains(&found.status()) {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{meeting} stayed {:?} ({})",
+            found.status(),
+            found.failure_reason
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn ms(d: &Option<prost_types::Duration>) -> i64 {
+    d.as_ref()
+        .map_or(0, |d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000)
+}
+
+async fn get_status(
+    app: &TestApp,
+    user: &TestUser,
+    meeting: &str,
+) -> Result<pb::ProcessingStatus, tonic::Status> {
+    ProcessingServiceClient::new(app.channel.clone())
+        .get_processing_status(user.request(pb::GetProcessingStatusRequest {
+            name: format!("{meeting}/processingStatus"),
+        }))
+        .await
+        .map(|r| r.into_inner().processing_status.unwrap())
+}
+
+async fn get_transcript(
+    app: &TestApp,
+    user: &TestUser,
+    meeting: &str,
+) -> Result<pb::Transcript, tonic::Status> {
+    MeetingServiceClient::new(app.channel.clone())
+        .get_transcript(user.request(pb::GetTranscriptRequest {
+            name: format!("{meeting}/transcript"),
+        }))
+        .await
+        .map(|r| r.into_inner().transcript.unwrap())
+}
+
+async fn get_analysis(app: &TestApp, user: &TestUser, meeting: &str) -> Result<pb::Analysis, tonic::Status> {
+    MeetingServiceClient::new(app.channel.clone())
+        .get_analysis(user.request(pb::GetAnalysisRequest {
+            name: format!("{meeting}/analysis"),
+        }))
+        .await
+        .map(|r| r.into_inner().analysis.unwrap())
+}
+
+async fn retry(app: &TestApp, user: &TestUser, meeting: &str) -> Result<pb::ProcessingStatus, tonic::Status> {
+    ProcessingServiceClient::new(app.channel.clone())
+        .retry_processing(user.request(pb::RetryProcessingRequest { name: meeting.into() }))
+        .await
+        .map(|r| r.into_inner().processing_status.unwrap())
+}
+
+/// The three minutes of the end-to-end test: speech with pauses, five of
+/// them long enough to cut at.
+const SPEECH: &[(i64, i64)] = &[
+    (500, 20_000),
+    (20_600, 38_000),
+    (41_000, 70_000),
+    (72_500, 95_000),
+    (95_400, 120_000),
+    (124_000, 150_000),
+    (151_500, 178_000),
+];
+const TOTAL_MS: i64 = 180_000;
+
+fn silences() -> Vec<(i64, i64)> {
+    SPEECH.windows(2).map(|w| (w[0].1, w[1].0)).collect()
+}
+
+async fn a_recording_is_segmented_transcribed_and_analysed(backend: Backend) {
+    let (url, provider) = fake_provider().await;
+    let app = app_with_provider(backend, &url, &[]).await;
+    let dan = app.sign_up("dan").await;
+    let meeting = upload(&app, &dan, &recording(TOTAL_MS, SPEECH, 22_050)).await;
+    let done = wait_for(
+        &app,
+        &dan,
+        &meeting,
+        &[pb::MeetingStatus::Ready, pb::MeetingStatus::Failed],
+    )
+    .await;
+    assert_eq!(done.status(), pb::MeetingStatus::Ready, "{}", done.failure_reason);
+
+    let status = get_status(&app, &dan, &meeting).await.unwrap();
+    assert_eq!(status.percent, 100.0);
+    let stages: Vec<pb::ProcessingStage> = status.stage_runs.iter().map(|r| r.stage()).collect();
+    assert_eq!(stages.len(), 7, "{stages:?}");
+    assert!(
+        status
+            .stage_runs
+            .iter()
+            .all(|r| r.state() == pb::StageRunState::Succeeded && r.end_time.is_some())
+    );
+    assert!((status.coverage_percent - 100.0).abs() < 1e-6);
+
+    // Every piece was sent; each was cut inside a true silence of a second
+    // or more, and the transcript lines sit at the pieces' meeting times.
+    let transcript = get_transcript(&app, &dan, &meeting).await.unwrap();
+    assert_eq!(transcript.model, "openai/whisper-1");
+    let starts: Vec<i64> = transcript.segments.iter().map(|s| ms(&s.start_offset)).collect();
+    let long: Vec<(i64, i64)> = silences().into_iter().filter(|(s, e)| e - s >= 1000).collect();
+    assert_eq!(starts.len(), long.len() + 1, "{starts:?}");
+    assert_eq!(starts[0], 0);
+    for (cut, (s, e)) in starts[1..].iter().zip(&long) {
+        assert!(
+            *cut >= s - 250 && *cut <= e + 250,
+            "cut at {cut} outside the silence {s}..{e}"
+        );
+    }
+    let ends: Vec<i64> = transcript.segments.iter().map(|s| ms(&s.end_offset)).collect();
+    assert!((ends[ends.len() - 1] - TOTAL_MS).abs() <= 50, "{ends:?}");
+    let sent = provider.lock().unwrap().requests.clone();
+    assert_eq!(sent.len(), starts.len());
+
+    let analysis = get_analysis(&app, &dan, &meeting).await.unwrap();
+    let speech_ms: i64 = SPEECH.iter().map(|(s, e)| e - s).sum();
+    let truth = speech_ms as f64 / TOTAL_MS as f64;
+    assert!(
+        (analysis.speech_ratio - truth).abs() < 0.05 * truth,
+        "{} vs {truth}",
+        analysis.speech_ratio
+    );
+    assert!((analysis.silence_ratio - (1.0 - truth)).abs() < 0.05);
+    assert_eq!(analysis.pause_count, silences().len() as i32);
+    let longest_pause = silences().iter().map(|(s, e)| e - s).max().unwrap();
+    assert!(
+        (ms(&analysis.longest_pause) - longest_pause).abs() <= 100,
+        "{analysis:?}"
+    );
+    assert!((ms(&analysis.longest_monologue) - 29_000).abs() <= 100);
+    assert_eq!(analysis.question_count, Some(starts.len() as i32));
+    assert_eq!(analysis.filler_word_count, Some(2 * starts.len() as i32));
+    assert!(analysis.words_per_minute.unwrap() > 0.0);
+
+    // Temporary objects are gone; the original stays.
+    let id = meeting.trim_start_matches("meetings/");
+    let objects = app.state.storage.list(&format!("meetings/{id}/")).await.unwrap();
+    assert_eq!(objects, vec![format!("meetings/{id}/original")]);
+
+    // Events told the owner as it went.
+    let events = EventServiceClient::new(app.channel.clone())
+        .list_events(dan.request(pb::ListEventsRequest {
+            page_size: 200,
+            meeting: meeting.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let count = |kind: pb::EventType| events.iter().filter(|e| e.r#type() == kind).count();
+    assert_eq!(count(pb::EventType::ProcessingStageStarted), 7);
+    assert_eq!(count(pb::EventType::ProcessingStageCompleted), 7);
+    assert_eq!(count(pb::EventType::MeetingReady), 1);
+
+    // Nobody else sees any of it, or can retry it.
+    let eve = app.sign_up("eve").await;
+    for code in [
+        get_status(&app, &eve, &meeting).await.unwrap_err().code(),
+        get_transcript(&app, &eve, &meeting).await.unwrap_err().code(),
+        get_analysis(&app, &eve, &meeting).await.unwrap_err().code(),
+        retry(&app, &eve, &meeting).await.unwrap_err().code(),
+    ] {
+        assert_eq!(code, tonic::Code::NotFound);
+    }
+    // A ready meeting has nothing to retry.
+    assert_eq!(
+        retry(&app, &dan, &meeting).await.unwrap_err().code(),
+        tonic::Code::FailedPrecondition
+    );
+}
+
+/// A short recording: two bursts, so two pieces.
+fn short() -> Vec<u8> {
+    recording(12_000, &[(1000, 5000), (7000, 11_000)], RATE)
+}
+
+async fn without_a_transcriber_meetings_wait_and_a_retry_completes_them(backend: Backend) {
+    let (url, provider) = fake_provider().await;
+    // A worker without a provider parks the meeting; one with a provider
+    // finishes it after the retry.
+    let app = crate::helpers::spawn_app(backend).await;
+    let mut parking = worker_process(&app, None, &[]);
+    let fay = app.sign_up("fay").await;
+    let meeting = upload(&app, &fay, &short()).await;
+    let parked = wait_for(&app, &fay, &meeting, &[pb::MeetingStatus::AwaitingTranscription]).await;
+    let _ = parking.kill();
+    let _ = parking.wait();
+    assert_eq!(parked.failure_reason, "");
+    let runs = get_status(&app, &fay, &meeting).await.unwrap().stage_runs;
+    let transcribe = runs
+        .iter()
+        .find(|r| r.stage() == pb::ProcessingStage::Transcribe)
+        .unwrap();
+    assert_eq!(transcribe.state(), pb::StageRunState::Skipped);
+    let early = get_analysis(&app, &fay, &meeting).await.unwrap();
+    assert!(early.speech_ratio > 0.5 && early.words_per_minute.is_none());
+    assert_eq!(
+        get_transcript(&app, &fay, &meeting).await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+
+    let mut worker = worker_process(&app, Some(&url), &[]);
+    retry(&app, &fay, &meeting).await.unwrap();
+    wait_for(&app, &fay, &meeting, &[pb::MeetingStatus::Ready]).await;
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert_eq!(
+        provider.lock().unwrap().requests.len(),
+        2,
+        "one request per piece"
+    );
+    let text = get_transcript(&app, &fay, &meeting).await.unwrap();
+    assert_eq!(text.segments.len(), 2);
+    let later = get_analysis(&app, &fay, &meeting).await.unwrap();
+    assert!(later.words_per_minute.is_some());
+    assert!((later.speech_ratio - early.speech_ratio).abs() < 1e-9);
+}
+
+async fn rate_limits_are_waited_out_and_a_dead_job_is_retried_by_hand(backend: Backend) {
+    let (url, provider) = fake_provider().await;
+    let app = app_with_provider(
+        backend,
+        &url,
+        &[
+            ("DEBRIEF_JOB_MAX_ATTEMPTS", "2"),
+            ("DEBRIEF_TRANSCRIBER_RETRIES", "2"),
+        ],
+    )
+    .await;
+    let gus = app.sign_up("gus").await;
+
+    provider.lock().unwrap().queued = VecDeque::from([StatusCode::TOO_MANY_REQUESTS; 2]);
+    let first = upload(&app, &gus, &short()).await;
+    let done = wait_for(
+        &app,
+        &gus,
+        &first,
+        &[pb::MeetingStatus::Ready, pb::MeetingStatus::Failed],
+    )
+    .await;
+    assert_eq!(done.status(), pb::MeetingStatus::Ready, "{}", done.failure_reason);
+    // Two pieces: the first asked for three times.
+    assert_eq!(provider.lock().unwrap().requests.len(), 4);
+
+    provider.lock().unwrap().broken = true;
+    let second = upload(&app, &gus, &short()).await;
+    let failed = wait_for(&app, &gus, &second, &[pb::MeetingStatus::Failed]).await;
+    assert!(failed.failure_reason.contains("500"), "{}", failed.failure_reason);
+    let runs = get_status(&app, &gus, &second).await.unwrap().stage_runs;
+    let tries: Vec<_> = runs
+        .iter()
+        .filter(|r| r.stage() == pb::ProcessingStage::Transcribe)
+        .collect();
+    assert_eq!(tries.len(), 2);
+    assert!(
+        tries
+            .iter()
+            .all(|r| r.state() == pb::StageRunState::Failed && !r.error.is_empty())
+    );
+    let events = EventServiceClient::new(app.channel.clone())
+        .list_events(gus.request(pb::ListEventsRequest {
+            page_size: 200,
+            meeting: second.clone(),
+            types: vec![pb::EventType::ProcessingStageFailed.into()],
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let retried: Vec<bool> = events
+        .iter()
+        .map(|e| match &e.payload {
+            Some(pb::event::Payload::Stage(stage)) => stage.will_retry,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(retried, vec![true, false]);
+
+    provider.lock().unwrap().broken = false;
+    let again = retry(&app, &gus, &second).await.unwrap();
+    assert_eq!(again.meeting_status(), pb::MeetingStatus::Queued);
+    wait_for(&app, &gus, &second, &[pb::MeetingStatus::Ready]).await;
+    // Only the stages that had not finished ran again.
+    let runs = get_status(&app, &gus, &second).await.unwrap().stage_runs;
+    assert_eq!(
+        runs.iter()
+            .filter(|r| r.stage() == pb::ProcessingStage::Convert)
+            .count(),
+        1
+    );
+    assert_eq!(
+        get_transcript(&app, &gus, &second).await.unwrap().segments.len(),
+        2
+    );
+}
+
+async fn speech_dense_sampling_stays_within_the_budget(backend: Backend) {
+    let (url, provider) = fake_provider().await;
+    let app = app_with_provider(backend, &url, &[("DEBRIEF_TRANSCRIPTION_PRICE", "6000")]).await;
+    let hal = app.sign_up("hal").await;
+    let mut processing = ProcessingServiceClient::new(app.channel.clone());
+    let set = processing
+        .update_sampling_config(hal.request(pb::UpdateSamplingConfigRequest {
+            sampling_config: Some(pb::SamplingConfig {
+                name: "users/me/samplingConfig".into(),
+                strategy: pb::SamplingStrategy::SpeechDense.into(),
+                budget: Some(prost_types::Duration {
+                    seconds: 60,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["strategy".into(), "budget".into()],
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .sampling_config
+        .unwrap();
+    assert!(!set.inherited);
+    assert_eq!(set.price_per_minute_micros, 6000);
+
+    // Pieces of 20, 41, 31 and 11 seconds (cut in the middle of 2 s
+    // silences): by speech, the 41 s piece fits the minute, the 31 s and
+    // 20 s ones no longer do, the 11 s one does.
+    let speech = [(0, 19_000), (21_000, 60_000), (62_000, 91_000), (93_000, 102_000)];
+    let meeting = upload(&app, &hal, &recording(103_000, &speech, RATE)).await;
+    wait_for(&app, &hal, &meeting, &[pb::MeetingStatus::Ready]).await;
+    let sent = provider.lock().unwrap().requests.clone();
+    let chosen_ms: i64 = sent.iter().sum();
+    assert!(chosen_ms <= 60_000, "{sent:?}");
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        (sent[0] - 41_000).abs() <= 50 && (sent[1] - 11_000).abs() <= 50,
+        "{sent:?}"
+    );
+    let status = get_status(&app, &hal, &meeting).await.unwrap();
+    assert_eq!(
+        status.estimated_cost_micros,
+        (chosen_ms * 6000 + 30_000) / 60_000,
+        "price times the chosen minutes"
+    );
+    let speech_total: i64 = speech.iter().map(|(s, e)| e - s).sum();
+    assert!((status.coverage_percent - 48_000.0 * 100.0 / speech_total as f64).abs() < 1.5);
+    let transcript = get_transcript(&app, &hal, &meeting).await.unwrap();
+    let starts: Vec<i64> = transcript.segments.iter().map(|s| ms(&s.start_offset)).collect();
+    assert!(
+        (starts[0] - 20_000).abs() <= 250 && (starts[1] - 92_000).abs() <= 250,
+        "{starts:?}"
+    );
+
+    // Someone else's settings are not theirs to read.
+    let ivy = app.sign_up("ivy").await;
+    let err = processing
+        .get_sampling_config(ivy.request(pb::GetSamplingConfigRequest {
+            name: format!("users/{}/samplingConfig", hal.id),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+}
