@@ -63,7 +63,8 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) {
 }
 
 /// Temporary files older than this were left by a process that died while
-/// completing an upload (completion takes minutes at most).
+/// completing an upload or processing a meeting (each takes minutes, at
+/// most an hour or two for the longest recordings).
 const STALE_TEMPORARY_FILE: Duration = Duration::from_secs(24 * 3600);
 
 /// Removes files in `dir` last changed before [`STALE_TEMPORARY_FILE`].
@@ -79,7 +80,15 @@ async fn remove_stale_temporary_files(dir: &std::path::Path) {
             .ok()
             .and_then(|modified| modified.elapsed().ok())
             .is_some_and(|age| age > STALE_TEMPORARY_FILE);
-        if stale && let Err(error) = tokio::fs::remove_file(entry.path()).await {
+        if !stale {
+            continue;
+        }
+        let removed = match entry.file_type().await {
+            // A processing run's work directory.
+            Ok(kind) if kind.is_dir() => tokio::fs::remove_dir_all(entry.path()).await,
+            _ => tokio::fs::remove_file(entry.path()).await,
+        };
+        if let Err(error) = removed {
             tracing::warn!(%error, path = %entry.path().display(), "could not remove a stale temporary file");
         }
     }

@@ -200,21 +200,26 @@ impl Pipeline {
                 .is_some_and(|r| r.state == RunState::Succeeded)
         };
         let first = STAGES.iter().position(|s| !done(*s)).unwrap_or(STAGES.len());
+        // Local copies live in a directory of this run alone (removed when
+        // it ends; a killed worker's is swept by housekeeping), so a run
+        // never trusts a file another one left half-written.
         let tmp = self.config.data_dir.join("tmp");
         tokio::fs::create_dir_all(&tmp)
             .await
+            .map_err(AppError::internal)?;
+        let work = tempfile::Builder::new()
+            .prefix(&format!("work-{}-", meeting.id))
+            .tempdir_in(&tmp)
             .map_err(AppError::internal)?;
         let run = Run {
             pipeline: self,
             job,
             worker,
-            original: tmp.join(format!("work-{}-original", meeting.id)),
-            wav: tmp.join(format!("work-{}-audio.wav", meeting.id)),
+            original: work.path().join("original"),
+            wav: work.path().join("audio.wav"),
             meeting,
         };
-        let result = run.stages(&STAGES[first..]).await;
-        run.remove_local_files().await;
-        result
+        run.stages(&STAGES[first..]).await
     }
 }
 
@@ -339,12 +344,6 @@ impl Run<'_> {
         self.end(&scoped, stage, attempt, state).await?;
         scoped.commit().await?;
         Ok(state)
-    }
-
-    async fn remove_local_files(&self) {
-        for path in [&self.original, &self.wav] {
-            let _ = tokio::fs::remove_file(path).await;
-        }
     }
 
     /// The original, downloaded once per run.

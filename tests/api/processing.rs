@@ -17,13 +17,16 @@ use debrief::pb::v1::upload_service_client::UploadServiceClient;
 
 use crate::helpers::{Backend, TestApp, TestUser, spawn_app_with};
 use crate::on_both_backends;
-use crate::uploads::{new_meeting, upload_whole};
+use crate::uploads::{new_meeting, upload_in_chunks, upload_whole};
 
 on_both_backends!(
     a_recording_is_segmented_transcribed_and_analysed,
     without_a_transcriber_meetings_wait_and_a_retry_completes_them,
     rate_limits_are_waited_out_and_a_dead_job_is_retried_by_hand,
     speech_dense_sampling_stays_within_the_budget,
+    a_worker_killed_mid_stage_is_replaced_and_the_meeting_is_ready_once,
+    mp3_and_m4a_recordings_convert_to_16_khz_mono_of_the_same_length,
+    a_plans_concurrent_jobs_and_analysis_minutes_are_respected,
 );
 
 const RATE: u32 = 16_000;
@@ -70,6 +73,8 @@ struct Provider {
     queued: VecDeque<StatusCode>,
     /// Answer 500 to everything.
     broken: bool,
+    /// Hold every request without answering while set.
+    stalled: bool,
     /// Requests seen, with the audio length each carried.
     requests: Vec<i64>,
 }
@@ -112,6 +117,9 @@ async fn transcriptions(
     let reader = hound::WavReader::new(std::io::Cursor::new(audio.to_vec())).expect("a WAV file");
     assert_eq!((reader.spec().sample_rate, reader.spec().channels), (RATE, 1));
     let duration_ms = i64::from(reader.duration()) * 1000 / i64::from(RATE);
+    while provider.lock().unwrap().stalled {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let status = {
         let mut provider = provider.lock().unwrap();
         provider.requests.push(duration_ms);
@@ -125,7 +133,9 @@ async fn transcriptions(
         return (status, [("retry-after", "1")], "slow down").into_response();
     }
     if status != StatusCode::OK {
-        return (status, "provider trouble").into_response();
+        // Asks for no wait, so the test need not sit out the client's own
+        // backoff.
+        return (status, [("retry-after", "0")], "provider trouble").into_response();
     }
     let seconds = duration_ms as f64 / 1000.0;
     axum::Json(serde_json::json!({
@@ -224,6 +234,26 @@ async fn wait_for(
             found.failure_reason
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until one of `meetings` is in its transcribe stage.
+async fn wait_until_transcribing(app: &TestApp, user: &TestUser, meetings: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        for meeting in meetings {
+            let runs = get_status(app, user, meeting).await.unwrap().stage_runs;
+            if runs.iter().any(|r| {
+                r.stage() == pb::ProcessingStage::Transcribe && r.state() == pb::StageRunState::Running
+            }) {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "transcription never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -502,6 +532,30 @@ async fn rate_limits_are_waited_out_and_a_dead_job_is_retried_by_hand(backend: B
         .collect();
     assert_eq!(retried, vec![true, false]);
 
+    // Admins see the dead letter in the queue; nobody else sees the queue.
+    let boss = crate::usage::admin(&app).await;
+    let dead = ProcessingServiceClient::new(app.channel.clone())
+        .list_jobs(crate::helpers::bearer(
+            &boss,
+            pb::ListJobsRequest {
+                state: pb::JobState::Dead.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].meeting, second);
+    assert_eq!((dead[0].attempts, dead[0].max_attempts), (2, 2));
+    assert!(dead[0].last_error.contains("500"), "{:?}", dead[0]);
+    let refused = ProcessingServiceClient::new(app.channel.clone())
+        .list_jobs(gus.request(pb::ListJobsRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+
     provider.lock().unwrap().broken = false;
     let again = retry(&app, &gus, &second).await.unwrap();
     assert_eq!(again.meeting_status(), pb::MeetingStatus::Queued);
@@ -586,4 +640,169 @@ async fn speech_dense_sampling_stays_within_the_budget(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
+}
+
+async fn a_worker_killed_mid_stage_is_replaced_and_the_meeting_is_ready_once(backend: Backend) {
+    let (url, provider) = fake_provider().await;
+    provider.lock().unwrap().stalled = true;
+    let app = crate::helpers::spawn_app(backend).await;
+    let lease = [("DEBRIEF_JOB_LEASE", "2s")];
+    let mut doomed = worker_process(&app, Some(&url), &lease);
+    let jon = app.sign_up("jon").await;
+    let meeting = upload(&app, &jon, &short()).await;
+
+    // The worker is inside the transcribe stage, waiting on the provider.
+    wait_until_transcribing(&app, &jon, &[&meeting]).await;
+    doomed.kill().expect("SIGKILL the worker");
+    doomed.wait().unwrap();
+
+    provider.lock().unwrap().stalled = false;
+    let mut successor = worker_process(&app, Some(&url), &lease);
+    wait_for(&app, &jon, &meeting, &[pb::MeetingStatus::Ready]).await;
+    let _ = successor.kill();
+    let _ = successor.wait();
+
+    let runs = get_status(&app, &jon, &meeting).await.unwrap().stage_runs;
+    let transcribe: Vec<_> = runs
+        .iter()
+        .filter(|r| r.stage() == pb::ProcessingStage::Transcribe)
+        .map(|r| (r.attempt, r.state()))
+        .collect();
+    assert_eq!(
+        transcribe,
+        vec![(1, pb::StageRunState::Failed), (2, pb::StageRunState::Succeeded)]
+    );
+    // Stages finished before the kill did not run again.
+    assert_eq!(
+        runs.iter()
+            .filter(|r| r.stage() == pb::ProcessingStage::Convert)
+            .count(),
+        1
+    );
+    // Exactly one transcript (one line per piece), one analysis, one
+    // "ready", and no temporary objects left.
+    assert_eq!(
+        get_transcript(&app, &jon, &meeting).await.unwrap().segments.len(),
+        2
+    );
+    get_analysis(&app, &jon, &meeting).await.unwrap();
+    let events = EventServiceClient::new(app.channel.clone())
+        .list_events(jon.request(pb::ListEventsRequest {
+            page_size: 200,
+            meeting: meeting.clone(),
+            types: vec![pb::EventType::MeetingReady.into()],
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(events.len(), 1);
+    let id = meeting.trim_start_matches("meetings/");
+    let objects = app.state.storage.list(&format!("meetings/{id}/")).await.unwrap();
+    assert_eq!(objects, vec![format!("meetings/{id}/original")]);
+}
+
+async fn mp3_and_m4a_recordings_convert_to_16_khz_mono_of_the_same_length(backend: Backend) {
+    // Without a transcriber the converted audio is kept for later, so the
+    // test can read it.
+    let app = spawn_app_with(backend, |vars| {
+        vars.insert("DEBRIEF_WORKERS".into(), "2".into());
+    })
+    .await;
+    let kim = app.sign_up("kim").await;
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for (file, content_type) in [("speech.mp3", "audio/mpeg"), ("speech.m4a", "audio/mp4")] {
+        let bytes = std::fs::read(fixtures.join(file)).unwrap();
+        let meeting = new_meeting(&app, &kim).await;
+        let mut client = UploadServiceClient::new(app.channel.clone());
+        upload_in_chunks(&mut client, &kim, &meeting, &bytes, content_type)
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {e:?}"));
+        let parked = wait_for(
+            &app,
+            &kim,
+            &meeting,
+            &[
+                pb::MeetingStatus::AwaitingTranscription,
+                pb::MeetingStatus::Failed,
+            ],
+        )
+        .await;
+        assert_eq!(
+            parked.status(),
+            pb::MeetingStatus::AwaitingTranscription,
+            "{file}: {}",
+            parked.failure_reason
+        );
+        let id = meeting.trim_start_matches("meetings/");
+        let wav = app
+            .state
+            .storage
+            .get(&format!("meetings/{id}/work/audio.wav"))
+            .await
+            .unwrap();
+        let reader = hound::WavReader::new(std::io::Cursor::new(wav.to_vec())).unwrap();
+        let spec = reader.spec();
+        assert_eq!(
+            (spec.sample_rate, spec.channels, spec.bits_per_sample),
+            (RATE, 1, 16),
+            "{file}"
+        );
+        let seconds = f64::from(reader.duration()) / f64::from(RATE);
+        assert!((seconds - 6.0).abs() < 0.1, "{file}: {seconds} s");
+        // The silence from 2 s to 3 s is the one pause.
+        let analysis = get_analysis(&app, &kim, &meeting).await.unwrap();
+        assert_eq!(analysis.pause_count, 1, "{file}: {analysis:?}");
+        assert!(
+            (ms(&analysis.longest_pause) - 1000).abs() <= 150,
+            "{file}: {analysis:?}"
+        );
+    }
+}
+
+async fn a_plans_concurrent_jobs_and_analysis_minutes_are_respected(backend: Backend) {
+    let (url, provider) = fake_provider().await;
+    provider.lock().unwrap().stalled = true;
+    let app = app_with_provider(backend, &url, &[("DEBRIEF_WORKERS", "2")]).await;
+    let lea = app.sign_up("lea").await;
+    let boss = crate::usage::admin(&app).await;
+    crate::usage::set_plan(
+        &app,
+        &boss,
+        &lea,
+        "free",
+        &[
+            (pb::UsageCategory::ConcurrentJobs, 1),
+            (pb::UsageCategory::AnalysisMinutes, 2),
+        ],
+    )
+    .await;
+
+    // Two workers are free, but the plan runs one of lea's meetings at once.
+    let first = upload(&app, &lea, &short()).await;
+    let second = upload(&app, &lea, &short()).await;
+    wait_until_transcribing(&app, &lea, &[&first, &second]).await;
+    let runs = |status: pb::ProcessingStatus| status.stage_runs.len();
+    // Time for the free worker to claim the other meeting, were it allowed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = [
+        runs(get_status(&app, &lea, &first).await.unwrap()),
+        runs(get_status(&app, &lea, &second).await.unwrap()),
+    ];
+    assert!(started.contains(&0), "both ran at once: {started:?}");
+    provider.lock().unwrap().stalled = false;
+    for meeting in [&first, &second] {
+        wait_for(&app, &lea, meeting, &[pb::MeetingStatus::Ready]).await;
+    }
+
+    // Both minutes are used: a third recording is refused at completion,
+    // and its upload stays open for a retry after an upgrade.
+    let third = new_meeting(&app, &lea).await;
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    let refused = upload_in_chunks(&mut client, &lea, &third, &short(), "audio/wav")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("minute"), "{}", refused.message());
 }

@@ -159,7 +159,7 @@ pub async fn upload_whole(
 }
 
 /// Uploads `file` in 1 MiB chunks through `client`; returns the completion.
-async fn upload_in_chunks<T>(
+pub async fn upload_in_chunks<T>(
     client: &mut UploadServiceClient<T>,
     user: &TestUser,
     meeting: &str,

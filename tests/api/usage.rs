@@ -36,7 +36,7 @@ async fn app_with_upgrade_url(backend: Backend) -> TestApp {
 }
 
 /// An admin's access token.
-async fn admin(app: &TestApp) -> String {
+pub async fn admin(app: &TestApp) -> String {
     debrief::admin::users::create_user(&app.db, "boss@example.com", PASSWORD, Role::Admin, "Boss")
         .await
         .expect("admin");
@@ -47,7 +47,7 @@ async fn admin(app: &TestApp) -> String {
 }
 
 /// Gives `user` a plan with overrides through the API.
-async fn set_plan(
+pub async fn set_plan(
     app: &TestApp,
     admin: &str,
     user: &TestUser,
