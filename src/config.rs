@@ -85,6 +85,9 @@ pub struct ProcessingConfig {
     /// `DEBRIEF_TRANSCRIPTION_PRICE`: price per transcribed minute, in
     /// millionths of a US dollar, for estimates and the AI cost ledger.
     pub price_per_minute_micros: i64,
+    /// `DEBRIEF_ORIGINAL_RETENTION`: how long a processed meeting's
+    /// original recording is kept; None: for as long as the meeting.
+    pub original_retention: Option<Duration>,
     /// `DEBRIEF_FILLER_WORDS`: comma-separated filler words and phrases.
     pub filler_words: Vec<String>,
     /// The transcription provider.
@@ -408,6 +411,11 @@ impl ProcessingConfig {
                 "6000",
                 "a whole number of millionths of a dollar",
             )?,
+            original_retention: vars
+                .get("DEBRIEF_ORIGINAL_RETENTION")
+                .filter(|v| !v.is_empty())
+                .map(|_| vars.duration("DEBRIEF_ORIGINAL_RETENTION", ""))
+                .transpose()?,
             filler_words: vars
                 .get("DEBRIEF_FILLER_WORDS")
                 .unwrap_or("um,uh,er,ah,hmm,like,you know,i mean,sort of,kind of,basically,actually")

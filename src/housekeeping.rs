@@ -1,13 +1,15 @@
 //! Periodic work every instance does while it serves: giving back expired
 //! usage reservations, expiring idle uploads, removing temporary files left
-//! by a crash, pruning old events, and purging meetings deleted longer ago than the
-//! retention. Each task is safe to run on several instances at once.
+//! by a crash, pruning old events, deleting original recordings past their
+//! retention, and purging meetings deleted longer ago than the retention.
+//! Each task is safe to run on several instances at once.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+use crate::error::AppResult;
 use crate::server::AppState;
 
 /// How often the tasks run.
@@ -45,6 +47,11 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) {
         Ok(pruned) => tracing::info!(pruned, "pruned old events"),
         Err(error) => tracing::warn!(%error, "could not prune old events"),
     }
+    match delete_expired_originals(state, now).await {
+        Ok(0) => {}
+        Ok(deleted) => tracing::info!(deleted, "deleted original recordings past their retention"),
+        Err(error) => tracing::warn!(%error, "could not delete expired original recordings"),
+    }
     let cutoff = now
         - chrono::Duration::from_std(state.config.deleted_retention).unwrap_or(chrono::Duration::days(30));
     match crate::meetings::store::purge_deleted(&state.db, cutoff).await {
@@ -60,6 +67,24 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) {
         }
         Err(error) => tracing::warn!(%error, "could not purge deleted meetings"),
     }
+}
+
+/// Deletes the original recordings of meetings processed longer ago than
+/// the retention setting: the object first, then the reference, so a crash
+/// in between only repeats the deletion.
+async fn delete_expired_originals(state: &AppState, now: DateTime<Utc>) -> AppResult<usize> {
+    let Some(retention) = state.config.processing.original_retention else {
+        return Ok(0);
+    };
+    let cutoff = now - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let meetings = crate::meetings::store::with_expired_originals(&state.db, cutoff).await?;
+    for meeting in &meetings {
+        if let Some(key) = &meeting.original_object {
+            state.storage.delete(key).await?;
+        }
+        crate::meetings::store::forget_original(&state.db, meeting, now).await?;
+    }
+    Ok(meetings.len())
 }
 
 /// Temporary files older than this were left by a process that died while

@@ -192,6 +192,48 @@ pub async fn soft_delete(scoped: &Scoped, id: Uuid) -> AppResult<()> {
     Ok(())
 }
 
+/// Ready meetings processed before `cutoff` that still hold their
+/// original recording (a batch).
+pub async fn with_expired_originals(db: &Db, cutoff: DateTime<Utc>) -> AppResult<Vec<entity::Model>> {
+    let scoped = db.as_service().await?;
+    Ok(scoped
+        .find::<entity::Entity>()
+        .filter(entity::Column::Status.eq(Status::Ready))
+        .filter(entity::Column::ProcessedAt.lt(cutoff))
+        .filter(entity::Column::OriginalObject.is_not_null())
+        .filter(entity::Column::DeletedAt.is_null())
+        .limit(100)
+        .all(scoped.txn())
+        .await?)
+}
+
+/// Records that a meeting's original recording is gone and gives its
+/// storage back.
+pub async fn forget_original(db: &Db, meeting: &entity::Model, now: DateTime<Utc>) -> AppResult<()> {
+    let scoped = db.as_service().await?;
+    let forgotten = scoped
+        .update_many::<entity::Entity>()
+        .col_expr(entity::Column::OriginalObject, Expr::value(None::<String>))
+        .col_expr(entity::Column::UpdatedAt, Expr::value(now))
+        .filter(entity::Column::Id.eq(meeting.id))
+        .filter(entity::Column::OriginalObject.is_not_null())
+        .exec(scoped.txn())
+        .await?;
+    if forgotten.rows_affected == 1
+        && let Some(size) = meeting.size_bytes.filter(|s| *s > 0)
+    {
+        crate::usage::ledger::free(
+            &scoped,
+            meeting.user_id,
+            crate::usage::model::Category::StorageBytes,
+            size,
+            now,
+        )
+        .await?;
+    }
+    scoped.commit().await
+}
+
 /// Removes the rows of meetings deleted before `cutoff` (their uploads,
 /// transcripts and analyses go with them); returns their ids so the caller
 /// can delete their objects.

@@ -202,17 +202,24 @@ fn held(scoped: &Scoped, id: Uuid, worker: &str) -> sea_orm::UpdateMany<job::Ent
         .filter(job::Column::Worker.eq(worker))
 }
 
+/// The reason of the error a worker gets once it no longer holds its job.
+pub const LEASE_LOST: &str = "JOB_LEASE_LOST";
+
+fn lease_lost() -> AppError {
+    AppError::Aborted {
+        reason: LEASE_LOST,
+        message: "another worker took over this job".into(),
+        metadata: Default::default(),
+    }
+}
+
 /// Fails the transaction unless `worker` still holds job `id`: every write
 /// of a job's results goes through this first.
 pub async fn fence(scoped: &Scoped, id: Uuid, worker: &str) -> AppResult<()> {
     if held(scoped, id, worker).exec(scoped.txn()).await?.rows_affected == 1 {
         Ok(())
     } else {
-        Err(AppError::Aborted {
-            reason: "JOB_LEASE_LOST",
-            message: "another worker took over this job".into(),
-            metadata: Default::default(),
-        })
+        Err(lease_lost())
     }
 }
 
@@ -285,11 +292,7 @@ async fn settle(
     if update.exec(scoped.txn()).await?.rows_affected == 1 {
         Ok(())
     } else {
-        Err(AppError::Aborted {
-            reason: "JOB_LEASE_LOST",
-            message: "another worker took over this job".into(),
-            metadata: Default::default(),
-        })
+        Err(lease_lost())
     }
 }
 
@@ -334,6 +337,16 @@ pub async fn list(
         query = query.filter(job::Column::Id.lt(before));
     }
     Ok(query.all(scoped.txn()).await?)
+}
+
+/// How many jobs are in `state`.
+pub async fn count(scoped: &Scoped, state: JobState) -> AppResult<i64> {
+    let count = scoped
+        .find::<job::Entity>()
+        .filter(job::Column::State.eq(state))
+        .count(scoped.txn())
+        .await?;
+    Ok(i64::try_from(count).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -74,7 +74,7 @@ pub enum Outcome {
     Ready,
     /// All but transcription is done; transcription is turned off.
     Parked,
-    /// The meeting was deleted meanwhile.
+    /// The meeting was deleted meanwhile (the job ends all the same).
     Gone,
 }
 
@@ -160,13 +160,17 @@ fn audio_key(meeting_id: Uuid) -> String {
 }
 
 impl Pipeline {
-    /// Runs the job's remaining stages.
+    /// Runs the job's remaining stages; on success the job has ended.
     pub async fn run(&self, job: &job::Model, worker: &str) -> Result<Outcome, Failure> {
         let scoped = self.db.as_service().await?;
         jobs::fence(&scoped, job.id, worker).await?;
         let meeting = match store::get(&scoped, job.meeting_id).await {
             Ok(meeting) => meeting,
-            Err(AppError::NotFound { .. }) => return Ok(Outcome::Gone),
+            Err(AppError::NotFound { .. }) => {
+                jobs::succeed(&scoped, job.id, worker).await?;
+                scoped.commit().await?;
+                return Ok(Outcome::Gone);
+            }
             Err(e) => return Err(e.into()),
         };
         // Runs left `running` by a worker that died.
@@ -400,11 +404,7 @@ impl Run<'_> {
         let key = audio_key(self.meeting.id);
         self.pipeline.storage.put_file(&key, &self.wav).await?;
         let scoped = self.pipeline.db.as_service().await?;
-        scoped
-            .delete_many::<meeting_audio::Entity>()
-            .filter(meeting_audio::Column::MeetingId.eq(self.meeting.id))
-            .exec(scoped.txn())
-            .await?;
+        clear::<meeting_audio::Entity>(&scoped, meeting_audio::Column::MeetingId, self.meeting.id).await?;
         let now = Utc::now();
         scoped
             .insert(meeting_audio::ActiveModel {
@@ -446,11 +446,7 @@ impl Run<'_> {
         let settings = sampling::for_user(&scoped, self.meeting.user_id).await?;
         let max_ms = settings.max_segment_ms.min(sampling::PROVIDER_MAX_SEGMENT_MS);
         let pieces = vad::cut(total_ms, &spans, max_ms);
-        scoped
-            .delete_many::<segment::Entity>()
-            .filter(segment::Column::MeetingId.eq(self.meeting.id))
-            .exec(scoped.txn())
-            .await?;
+        clear::<segment::Entity>(&scoped, segment::Column::MeetingId, self.meeting.id).await?;
         let now = Utc::now();
         for (position, piece) in pieces.iter().enumerate() {
             scoped
@@ -626,16 +622,8 @@ impl Run<'_> {
         coverage_percent: f64,
     ) -> AppResult<()> {
         let id = self.meeting.id;
-        scoped
-            .delete_many::<transcript_segment::Entity>()
-            .filter(transcript_segment::Column::MeetingId.eq(id))
-            .exec(scoped.txn())
-            .await?;
-        scoped
-            .delete_many::<transcript::Entity>()
-            .filter(transcript::Column::MeetingId.eq(id))
-            .exec(scoped.txn())
-            .await?;
+        clear::<transcript_segment::Entity>(scoped, transcript_segment::Column::MeetingId, id).await?;
+        clear::<transcript::Entity>(scoped, transcript::Column::MeetingId, id).await?;
         let mut languages: Vec<&str> = heard.iter().map(|t| t.language.as_str()).collect();
         languages.sort_unstable();
         let language = languages
@@ -721,11 +709,7 @@ impl Run<'_> {
         } else {
             None
         };
-        scoped
-            .delete_many::<analysis::Entity>()
-            .filter(analysis::Column::MeetingId.eq(self.meeting.id))
-            .exec(scoped.txn())
-            .await?;
+        clear::<analysis::Entity>(&scoped, analysis::Column::MeetingId, self.meeting.id).await?;
         let now = Utc::now();
         scoped
             .insert(analysis::ActiveModel {
@@ -784,7 +768,12 @@ impl Run<'_> {
         } else {
             Status::Ready
         };
-        store::transition(&scoped, self.meeting.id, &[Status::Processing], to).await?;
+        if !store::transition(&scoped, self.meeting.id, &[Status::Processing], to).await? {
+            // Deleted while it was processed: nothing to announce.
+            jobs::succeed(&scoped, self.job.id, self.worker).await?;
+            scoped.commit().await?;
+            return Ok(Outcome::Gone);
+        }
         scoped
             .update_many::<meeting::Entity>()
             .col_expr(meeting::Column::CurrentStage, Expr::value(None::<String>))
@@ -809,6 +798,20 @@ impl Run<'_> {
         scoped.commit().await?;
         Ok(if parked { Outcome::Parked } else { Outcome::Ready })
     }
+}
+
+/// Deletes the meeting's rows of `E` (`column` holds the meeting id): a
+/// stage replaces its results rather than adding to them.
+async fn clear<E>(scoped: &Scoped, column: E::Column, meeting_id: Uuid) -> AppResult<()>
+where
+    E: crate::db::Owned,
+{
+    scoped
+        .delete_many::<E>()
+        .filter(column.eq(meeting_id))
+        .exec(scoped.txn())
+        .await?;
+    Ok(())
 }
 
 /// Commits the analysis minutes held for the meeting on its real length.

@@ -329,6 +329,9 @@ impl ProcessingService for ProcessingApi {
                 })
                 .collect(),
             next_page_token: PageRequest::token(next.as_ref()),
+            pending_count: jobs::count(&scoped, JobState::Pending).await?,
+            running_count: jobs::count(&scoped, JobState::Running).await?,
+            dead_count: jobs::count(&scoped, JobState::Dead).await?,
         }))
     }
 }

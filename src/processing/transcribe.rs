@@ -239,8 +239,48 @@ impl Verbose {
             });
         }
         Transcription {
-            language: self.language,
+            language: language_tag(&self.language),
             lines,
         }
     }
+}
+
+/// The BCP 47 tag of a language as Whisper names it (`english` → `en`);
+/// a name it does not know is kept as sent.
+fn language_tag(name: &str) -> String {
+    const NAMES: &[(&str, &str)] = &[
+        ("arabic", "ar"),
+        ("chinese", "zh"),
+        ("czech", "cs"),
+        ("danish", "da"),
+        ("dutch", "nl"),
+        ("english", "en"),
+        ("finnish", "fi"),
+        ("french", "fr"),
+        ("german", "de"),
+        ("greek", "el"),
+        ("hebrew", "he"),
+        ("hindi", "hi"),
+        ("hungarian", "hu"),
+        ("indonesian", "id"),
+        ("italian", "it"),
+        ("japanese", "ja"),
+        ("korean", "ko"),
+        ("norwegian", "no"),
+        ("polish", "pl"),
+        ("portuguese", "pt"),
+        ("romanian", "ro"),
+        ("russian", "ru"),
+        ("spanish", "es"),
+        ("swedish", "sv"),
+        ("thai", "th"),
+        ("turkish", "tr"),
+        ("ukrainian", "uk"),
+        ("vietnamese", "vi"),
+    ];
+    let lower = name.trim().to_ascii_lowercase();
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == lower)
+        .map_or(lower.clone(), |(_, tag)| (*tag).to_owned())
 }

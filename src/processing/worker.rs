@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::entity::{RunState, job};
 use super::jobs;
-use super::pipeline::{self, Failure, Outcome, Pipeline};
+use super::pipeline::{self, Failure, Pipeline};
 use crate::error::AppResult;
 use crate::events::model::StagePhase;
 use crate::meetings::entity::Status;
@@ -110,11 +110,6 @@ async fn attempt(
     match result {
         None => Ok(()),
         Some(Ok(outcome)) => {
-            if outcome == Outcome::Gone {
-                let scoped = pipeline.db.as_service().await?;
-                jobs::succeed(&scoped, job.id, worker).await?;
-                scoped.commit().await?;
-            }
             tracing::info!(job = %job.id, ?outcome, "job finished");
             Ok(())
         }

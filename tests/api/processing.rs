@@ -27,6 +27,7 @@ on_both_backends!(
     a_worker_killed_mid_stage_is_replaced_and_the_meeting_is_ready_once,
     mp3_and_m4a_recordings_convert_to_16_khz_mono_of_the_same_length,
     a_plans_concurrent_jobs_and_analysis_minutes_are_respected,
+    originals_are_deleted_after_their_retention,
 );
 
 const RATE: u32 = 16_000;
@@ -351,6 +352,7 @@ async fn a_recording_is_segmented_transcribed_and_analysed(backend: Backend) {
     // or more, and the transcript lines sit at the pieces' meeting times.
     let transcript = get_transcript(&app, &dan, &meeting).await.unwrap();
     assert_eq!(transcript.model, "openai/whisper-1");
+    assert_eq!(transcript.language, "en");
     let starts: Vec<i64> = transcript.segments.iter().map(|s| ms(&s.start_offset)).collect();
     let long: Vec<(i64, i64)> = silences().into_iter().filter(|(s, e)| e - s >= 1000).collect();
     assert_eq!(starts.len(), long.len() + 1, "{starts:?}");
@@ -534,7 +536,7 @@ async fn rate_limits_are_waited_out_and_a_dead_job_is_retried_by_hand(backend: B
 
     // Admins see the dead letter in the queue; nobody else sees the queue.
     let boss = crate::usage::admin(&app).await;
-    let dead = ProcessingServiceClient::new(app.channel.clone())
+    let listed = ProcessingServiceClient::new(app.channel.clone())
         .list_jobs(crate::helpers::bearer(
             &boss,
             pb::ListJobsRequest {
@@ -544,8 +546,12 @@ async fn rate_limits_are_waited_out_and_a_dead_job_is_retried_by_hand(backend: B
         ))
         .await
         .unwrap()
-        .into_inner()
-        .jobs;
+        .into_inner();
+    assert_eq!(
+        (listed.pending_count, listed.running_count, listed.dead_count),
+        (0, 0, 1)
+    );
+    let dead = listed.jobs;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].meeting, second);
     assert_eq!((dead[0].attempts, dead[0].max_attempts), (2, 2));
@@ -805,4 +811,38 @@ async fn a_plans_concurrent_jobs_and_analysis_minutes_are_respected(backend: Bac
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
     assert!(refused.message().contains("minute"), "{}", refused.message());
+}
+
+async fn originals_are_deleted_after_their_retention(backend: Backend) {
+    let (url, _provider) = fake_provider().await;
+    let app = app_with_provider(backend, &url, &[("DEBRIEF_ORIGINAL_RETENTION", "1h")]).await;
+    let max = app.sign_up("max").await;
+    let meeting = upload(&app, &max, &short()).await;
+    wait_for(&app, &max, &meeting, &[pb::MeetingStatus::Ready]).await;
+    let id = meeting.trim_start_matches("meetings/");
+    let prefix = format!("meetings/{id}/");
+    let stored = || async { app.state.storage.list(&prefix).await.unwrap() };
+
+    // Within the retention nothing happens; after it the original goes,
+    // its storage is given back, and the results stay.
+    debrief::housekeeping::run_once(&app.state, chrono::Utc::now()).await;
+    assert_eq!(stored().await.len(), 1);
+    debrief::housekeeping::run_once(&app.state, chrono::Utc::now() + chrono::Duration::hours(2)).await;
+    assert!(stored().await.is_empty());
+    let usage = app
+        .usage()
+        .get_usage(max.request(pb::GetUsageRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .usage
+        .unwrap();
+    let storage = usage
+        .categories
+        .iter()
+        .find(|e| e.category() == pb::UsageCategory::StorageBytes)
+        .unwrap();
+    assert_eq!(storage.used, 0, "{storage:?}");
+    get_analysis(&app, &max, &meeting).await.unwrap();
+    get_transcript(&app, &max, &meeting).await.unwrap();
 }

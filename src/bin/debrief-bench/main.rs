@@ -15,6 +15,7 @@
 
 mod child;
 mod events;
+mod processing;
 mod upload;
 
 use std::time::{Duration, Instant};
@@ -72,6 +73,16 @@ struct Args {
     /// Events timed by the `events` scenario.
     #[arg(long, default_value_t = 500)]
     event_samples: usize,
+    /// A long MP3 for the `processing` scenario (default: 30 minutes made
+    /// with ffmpeg).
+    #[arg(long)]
+    mp3: Option<std::path::PathBuf>,
+    /// Jobs the `processing` scenario queues.
+    #[arg(long, default_value_t = 2000)]
+    queue_jobs: usize,
+    /// Workers claiming them at once.
+    #[arg(long, default_value_t = 4)]
+    queue_claimers: usize,
     /// Where to write the JSON results (default: target/bench/<time>.json).
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -96,6 +107,10 @@ enum Scenario {
     /// Event publish → receipt latency with many idle streams open, and a
     /// server's memory holding many idle streams. Runs only when named.
     Events,
+    /// Conversion of a 30-minute MP3 to 16 kHz mono WAV against ffmpeg on
+    /// the same file, and job queue throughput (claim and finish trivial
+    /// jobs). Needs ffmpeg. Runs only when named.
+    Processing,
 }
 
 impl Scenario {
@@ -107,6 +122,7 @@ impl Scenario {
             Self::Profile => "debrief.v1.ProfileService/GetProfile (bearer)",
             Self::Upload => "debrief.v1.UploadService (resumable upload)",
             Self::Events => "debrief.v1.EventService/Subscribe (latency, memory)",
+            Self::Processing => "conversion speed and job queue throughput",
         }
     }
 
@@ -148,7 +164,7 @@ impl Scenario {
                     .insert("authorization", authorization.clone());
                 ProfileServiceClient::new(channel).get_profile(request).await?;
             }
-            Self::Upload | Self::Events => {
+            Self::Upload | Self::Events | Self::Processing => {
                 return Err(tonic::Status::unimplemented("this scenario runs on its own"));
             }
         }
@@ -187,13 +203,14 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let upload = args.scenarios.contains(&Scenario::Upload);
     let events = args.scenarios.contains(&Scenario::Events);
+    let processing = args.scenarios.contains(&Scenario::Processing);
     let scenarios: Vec<Scenario> = if args.scenarios.is_empty() {
         Scenario::value_variants().to_vec()
     } else {
         args.scenarios.clone()
     }
     .into_iter()
-    .filter(|s| !matches!(s, Scenario::Upload | Scenario::Events))
+    .filter(|s| !matches!(s, Scenario::Upload | Scenario::Events | Scenario::Processing))
     .collect();
     let _data_dir;
     let (addr, shutdown) = match &args.addr {
@@ -263,7 +280,15 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    let report = serde_json::json!({ "rows": rows, "upload": upload, "events": events });
+    let processing = if processing {
+        let result = processing::run(args.mp3.as_deref(), args.queue_jobs, args.queue_claimers).await?;
+        println!("\nprocessing: {result:#?}");
+        Some(result)
+    } else {
+        None
+    };
+    let report =
+        serde_json::json!({ "rows": rows, "upload": upload, "events": events, "processing": processing });
     std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
     println!("\nresults written to {}", path.display());
     if let Some(token) = shutdown {

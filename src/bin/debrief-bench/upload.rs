@@ -49,7 +49,8 @@ fn wav(len: usize) -> Vec<u8> {
 
 /// Runs `uploads` concurrent uploads of `size` bytes each.
 pub async fn run(uploads: usize, size: usize) -> anyhow::Result<UploadResult> {
-    let server = ChildServer::start(&[]).await?;
+    // Uploads alone: no worker processes the recordings meanwhile.
+    let server = ChildServer::start(&[("DEBRIEF_WORKERS", "0")]).await?;
     let channel = server.connect().await?;
     let (user, token) = server.sign_up("bench-uploader@example.com").await?;
     // The Team plan takes uploads of this size.

@@ -1,0 +1,173 @@
+//! The processing scenario: conversion speed of a long MP3 against ffmpeg
+//! on the same file, and the job queue's throughput with trivial jobs.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use debrief::Config;
+use debrief::auth::entity::user::Role;
+use debrief::db::Db;
+use debrief::meetings::model::MeetingFields;
+use debrief::processing::audio::convert;
+use debrief::processing::jobs;
+use serde::Serialize;
+
+/// What the scenario measured.
+#[derive(Debug, Serialize)]
+pub struct ProcessingResult {
+    recording_seconds: f64,
+    convert_seconds: f64,
+    convert_times_real_time: f64,
+    ffmpeg_seconds: f64,
+    ffmpeg_times_real_time: f64,
+    queue_backend: String,
+    queue_jobs: usize,
+    queue_claimers: usize,
+    queue_jobs_per_second: f64,
+}
+
+/// Makes a recording of `minutes` of speech-like noise with pauses, with
+/// ffmpeg, unless `given` names one.
+fn recording(given: Option<&Path>, dir: &Path, minutes: u32) -> anyhow::Result<PathBuf> {
+    if let Some(path) = given {
+        return Ok(path.to_owned());
+    }
+    let path = dir.join("meeting.mp3");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("anoisesrc=d={}:c=pink:a=0.3:r=44100", minutes * 60))
+        .args([
+            "-af",
+            "volume='if(lt(mod(t,20),2),0,1)':eval=frame",
+            "-ac",
+            "2",
+            "-c:a",
+            "libmp3lame",
+            "-b:a",
+            "64k",
+        ])
+        .arg(&path)
+        .status()
+        .context("running ffmpeg to make the recording (install ffmpeg or pass --mp3)")?;
+    if !status.success() {
+        bail!("ffmpeg could not make the recording");
+    }
+    Ok(path)
+}
+
+/// Runs the scenario.
+pub async fn run(mp3: Option<&Path>, jobs_count: usize, claimers: usize) -> anyhow::Result<ProcessingResult> {
+    let dir = tempfile::tempdir()?;
+    let input = recording(mp3, dir.path(), 30)?;
+
+    let output = dir.path().join("converted.wav");
+    let started = Instant::now();
+    let converted = {
+        let (input, output) = (input.clone(), output.clone());
+        tokio::task::spawn_blocking(move || convert::convert(&input, "mp3", &output)).await??
+    };
+    let convert_seconds = started.elapsed().as_secs_f64();
+    let recording_seconds = converted.frames as f64 / 16_000.0;
+
+    let started = Instant::now();
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(&input)
+        .args(["-ar", "16000", "-ac", "1"])
+        .arg(dir.path().join("ffmpeg.wav"))
+        .status()
+        .context("running ffmpeg for the comparison")?;
+    let ffmpeg_seconds = started.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!("ffmpeg could not convert the recording");
+    }
+
+    let (backend, jobs_per_second) = queue(dir.path(), jobs_count, claimers).await?;
+    Ok(ProcessingResult {
+        recording_seconds,
+        convert_seconds,
+        convert_times_real_time: recording_seconds / convert_seconds,
+        ffmpeg_seconds,
+        ffmpeg_times_real_time: recording_seconds / ffmpeg_seconds,
+        queue_backend: backend,
+        queue_jobs: jobs_count,
+        queue_claimers: claimers,
+        queue_jobs_per_second: jobs_per_second,
+    })
+}
+
+/// Queues `count` jobs over a few users, then times `claimers` workers
+/// claiming and finishing them (no work in between). Uses `DATABASE_URL`
+/// when set, else a SQLite file in `dir`.
+async fn queue(dir: &Path, count: usize, claimers: usize) -> anyhow::Result<(String, f64)> {
+    let mut vars = vec![("DEBRIEF_DATA_DIR".to_owned(), dir.display().to_string())];
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        vars.push(("DATABASE_URL".to_owned(), url));
+    }
+    let config = Config::from_vars(vars)?;
+    let db = Db::connect(&config).await?;
+    db.migrate().await?;
+    const USERS: usize = 16;
+    let mut owners = Vec::new();
+    for i in 0..USERS {
+        let email = format!("queue-{i}-{}@example.com", uuid::Uuid::now_v7());
+        let user =
+            debrief::admin::users::create_user(&db, &email, "granite-Meadow-lantern-58", Role::User, "")
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        owners.push(user.id);
+    }
+    for i in 0..count {
+        let user_id = owners[i % USERS];
+        let scoped = db.as_user(user_id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let meeting = debrief::meetings::store::create(&scoped, user_id, MeetingFields::default(), None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        jobs::enqueue(&scoped, user_id, meeting.id, None, 5)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        scoped.commit().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let started = Instant::now();
+    let workers: Vec<_> = (0..claimers.max(1))
+        .map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let worker = format!("bench-{i}");
+                let mut done = 0usize;
+                let mut last = Instant::now();
+                let mut idle = 0;
+                while idle < 20 {
+                    match jobs::claim(&db, &worker, Duration::from_secs(60)).await {
+                        Ok(Some(job)) => {
+                            idle = 0;
+                            let scoped = db.as_service().await.expect("a transaction");
+                            jobs::succeed(&scoped, job.id, &worker).await.expect("finish");
+                            scoped.commit().await.expect("commit");
+                            done += 1;
+                            last = Instant::now();
+                        }
+                        // Busy (another claimer's transaction) or empty.
+                        Ok(None) | Err(_) => {
+                            idle += 1;
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                }
+                (done, last)
+            })
+        })
+        .collect();
+    let (mut done, mut finished) = (0, started);
+    for worker in workers {
+        let (count, last) = worker.await?;
+        done += count;
+        finished = finished.max(last);
+    }
+    let seconds = (finished - started).as_secs_f64();
+    if done != count {
+        bail!("{done} of {count} jobs finished");
+    }
+    Ok((format!("{:?}", db.backend()), done as f64 / seconds))
+}
