@@ -342,6 +342,14 @@ impl Run<'_> {
         .await
     }
 
+    /// Ends the stage as succeeded in `scoped`, the transaction holding
+    /// its results, and commits them together.
+    async fn succeed(&self, scoped: Scoped, stage: Stage, attempt: i32) -> Result<RunState, Failure> {
+        self.end(&scoped, stage, attempt, RunState::Succeeded).await?;
+        scoped.commit().await?;
+        Ok(RunState::Succeeded)
+    }
+
     /// A stage that only writes its run.
     async fn end_alone(&self, stage: Stage, attempt: i32, state: RunState) -> Result<RunState, Failure> {
         let scoped = self.pipeline.db.as_service().await?;
@@ -420,10 +428,7 @@ impl Run<'_> {
                 updated_at: Set(now),
             })
             .await?;
-        self.end(&scoped, Stage::Convert, attempt, RunState::Succeeded)
-            .await?;
-        scoped.commit().await?;
-        Ok(RunState::Succeeded)
+        self.succeed(scoped, Stage::Convert, attempt).await
     }
 
     async fn audio_row(&self, scoped: &Scoped) -> AppResult<meeting_audio::Model> {
@@ -474,10 +479,7 @@ impl Run<'_> {
             .filter(meeting_audio::Column::MeetingId.eq(self.meeting.id))
             .exec(scoped.txn())
             .await?;
-        self.end(&scoped, Stage::Segment, attempt, RunState::Succeeded)
-            .await?;
-        scoped.commit().await?;
-        Ok(RunState::Succeeded)
+        self.succeed(scoped, Stage::Segment, attempt).await
     }
 
     async fn segments(&self, scoped: &Scoped) -> AppResult<Vec<segment::Model>> {
@@ -542,10 +544,7 @@ impl Run<'_> {
             )
             .await?;
         }
-        self.end(&scoped, Stage::Sample, attempt, RunState::Succeeded)
-            .await?;
-        scoped.commit().await?;
-        Ok(RunState::Succeeded)
+        self.succeed(scoped, Stage::Sample, attempt).await
     }
 
     async fn transcribe(&self, attempt: i32) -> Result<RunState, Failure> {
@@ -608,10 +607,7 @@ impl Run<'_> {
             .collect();
         let coverage = self.audio_row(&scoped).await?.coverage_percent.unwrap_or(0.0);
         self.store_transcript(&scoped, &model, &heard, coverage).await?;
-        self.end(&scoped, Stage::Transcribe, attempt, RunState::Succeeded)
-            .await?;
-        scoped.commit().await?;
-        Ok(RunState::Succeeded)
+        self.succeed(scoped, Stage::Transcribe, attempt).await
     }
 
     async fn store_transcript(
@@ -740,10 +736,7 @@ impl Run<'_> {
                 updated_at: Set(now),
             })
             .await?;
-        self.end(&scoped, Stage::Analyze, attempt, RunState::Succeeded)
-            .await?;
-        scoped.commit().await?;
-        Ok(RunState::Succeeded)
+        self.succeed(scoped, Stage::Analyze, attempt).await
     }
 
     async fn cleanup(&self, attempt: i32, parked: bool) -> Result<RunState, Failure> {

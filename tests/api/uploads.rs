@@ -216,7 +216,7 @@ fn walk(dir: &std::path::Path) -> usize {
         .unwrap_or(0)
 }
 
-async fn storage_used(app: &TestApp, user: &TestUser) -> (i64, i64) {
+pub async fn storage_used(app: &TestApp, user: &TestUser) -> (i64, i64) {
     let usage = app
         .usage()
         .get_usage(user.request(pb::GetUsageRequest::default()))
