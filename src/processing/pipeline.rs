@@ -167,6 +167,7 @@ impl Pipeline {
         let meeting = match store::get(&scoped, job.meeting_id).await {
             Ok(meeting) => meeting,
             Err(AppError::NotFound { .. }) => {
+                release_reservation(&scoped, job).await?;
                 jobs::succeed(&scoped, job.id, worker).await?;
                 scoped.commit().await?;
                 return Ok(Outcome::Gone);
@@ -763,6 +764,7 @@ impl Run<'_> {
         };
         if !store::transition(&scoped, self.meeting.id, &[Status::Processing], to).await? {
             // Deleted while it was processed: nothing to announce.
+            release_reservation(&scoped, self.job).await?;
             jobs::succeed(&scoped, self.job.id, self.worker).await?;
             scoped.commit().await?;
             return Ok(Outcome::Gone);
@@ -820,6 +822,18 @@ async fn settle_reservation(
     if let Some(reservation) = ledger::find(scoped, id).await? {
         let minutes = super::minutes(meeting.duration_ms.unwrap_or(0));
         reservation.commit(scoped, minutes, Some(meeting.id), now).await?;
+    }
+    jobs::clear_reservation(scoped, job.id).await
+}
+
+/// Gives back the analysis minutes held for a job that will not finish
+/// (dead, or its meeting deleted); a retry holds them again.
+pub async fn release_reservation(scoped: &Scoped, job: &job::Model) -> AppResult<()> {
+    let Some(id) = job.reservation_id else {
+        return Ok(());
+    };
+    if let Some(reservation) = ledger::find(scoped, id).await? {
+        reservation.release(scoped, Utc::now()).await?;
     }
     jobs::clear_reservation(scoped, job.id).await
 }

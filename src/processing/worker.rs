@@ -131,6 +131,9 @@ async fn record_failure(
     let scoped = pipeline.db.as_service().await?;
     let wait = will_retry.then(|| jobs::backoff(job.attempts, config.backoff, config.backoff_max));
     jobs::fail(&scoped, job.id, worker, &failure.message, wait).await?;
+    if !will_retry {
+        pipeline::release_reservation(&scoped, job).await?;
+    }
     let meeting = match store::get(&scoped, job.meeting_id).await {
         Ok(meeting) => meeting,
         Err(crate::error::AppError::NotFound { .. }) => return scoped.commit().await,

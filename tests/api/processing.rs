@@ -534,6 +534,10 @@ async fn rate_limits_are_waited_out_and_a_dead_job_is_retried_by_hand(backend: B
         .collect();
     assert_eq!(retried, vec![true, false]);
 
+    // A dead job gives its analysis minute back; the retry holds it again.
+    let minutes = || crate::uploads::usage_of(&app, &gus, pb::UsageCategory::AnalysisMinutes);
+    assert_eq!(minutes().await, (1, 0));
+
     // Admins see the dead letter in the queue; nobody else sees the queue.
     let boss = crate::usage::admin(&app).await;
     let listed = ProcessingServiceClient::new(app.channel.clone())
@@ -566,6 +570,7 @@ async fn rate_limits_are_waited_out_and_a_dead_job_is_retried_by_hand(backend: B
     let again = retry(&app, &gus, &second).await.unwrap();
     assert_eq!(again.meeting_status(), pb::MeetingStatus::Queued);
     wait_for(&app, &gus, &second, &[pb::MeetingStatus::Ready]).await;
+    assert_eq!(minutes().await, (2, 0));
     // Only the stages that had not finished ran again.
     let runs = get_status(&app, &gus, &second).await.unwrap().stage_runs;
     assert_eq!(

@@ -216,7 +216,13 @@ fn walk(dir: &std::path::Path) -> usize {
         .unwrap_or(0)
 }
 
+/// The user's storage (used, reserved), in bytes.
 pub async fn storage_used(app: &TestApp, user: &TestUser) -> (i64, i64) {
+    usage_of(app, user, pb::UsageCategory::StorageBytes).await
+}
+
+/// The user's (used, reserved) amounts of `category` this period.
+pub async fn usage_of(app: &TestApp, user: &TestUser, category: pb::UsageCategory) -> (i64, i64) {
     let usage = app
         .usage()
         .get_usage(user.request(pb::GetUsageRequest::default()))
@@ -225,12 +231,12 @@ pub async fn storage_used(app: &TestApp, user: &TestUser) -> (i64, i64) {
         .into_inner()
         .usage
         .unwrap();
-    let storage = usage
+    let found = usage
         .categories
         .iter()
-        .find(|c| c.category == pb::UsageCategory::StorageBytes as i32)
+        .find(|c| c.category == category as i32)
         .unwrap();
-    (storage.used, storage.reserved)
+    (found.used, found.reserved)
 }
 
 async fn a_wav_uploads_in_chunks_over_grpc_and_the_original_matches(backend: Backend) {
