@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod context;
 pub mod db;
+pub mod edge;
 pub mod error;
 pub mod events;
 pub mod housekeeping;

@@ -100,6 +100,9 @@ pub enum ServerError {
     /// Reflection could not read the descriptor set.
     #[error("cannot build server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The HTTP edge could not read the API's bindings.
+    #[error(transparent)]
+    Edge(#[from] crate::edge::EdgeError),
     /// Serving failed.
     #[error("server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
@@ -312,7 +315,9 @@ fn grpc_routes(
     let grpc_layers = ServiceBuilder::new()
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(AuthLayer::new(state.auth.authenticator.clone()));
-    let router = routes.routes().into_axum_router().layer(grpc_layers).route(
+    let grpc = routes.routes().into_axum_router().layer(grpc_layers);
+    let edge = crate::edge::router(grpc.clone(), max)?;
+    let router = grpc.merge(edge).route(
         "/.well-known/jwks.json",
         axum::routing::get(move || {
             let jwks = keys.jwks();

@@ -8,6 +8,7 @@ mod api_keys;
 mod auth;
 mod cli;
 mod database;
+mod edge;
 mod errors;
 mod events;
 mod meetings;
