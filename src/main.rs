@@ -40,6 +40,9 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Print the OpenAPI 3.1 document of the HTTP/JSON API (what
+    /// `/openapi.json` serves).
+    Openapi,
     /// Token signing keys.
     Keys {
         #[command(subcommand)]
@@ -104,6 +107,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate { action } => migrate(config, action).await,
         Command::Admin { action } => admin(config, action).await,
         Command::Keys { action } => keys(action),
+        Command::Openapi => {
+            let document = debrief::edge::openapi_document()?;
+            println!("{}", serde_json::to_string_pretty(&document)?);
+            Ok(())
+        }
     }
 }
 

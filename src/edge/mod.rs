@@ -11,6 +11,7 @@
 //! asked with `Accept: application/x-ndjson`.
 
 pub mod json;
+pub mod openapi;
 pub mod rules;
 
 use std::convert::Infallible;
@@ -54,19 +55,98 @@ pub enum EdgeError {
     Template(#[from] rules::TemplateError),
 }
 
-/// The edge's routes (everything under `/v1/`), calling `grpc`.
-pub fn router(grpc: axum::Router, max_body: usize) -> Result<axum::Router, EdgeError> {
+/// The API's descriptors and HTTP bindings.
+fn api() -> Result<(DescriptorPool, Vec<Binding>), EdgeError> {
     let pool = DescriptorPool::decode(crate::pb::FILE_DESCRIPTOR_SET)?;
     let bindings = rules::bindings(&pool)?;
+    Ok((pool, bindings))
+}
+
+/// The OpenAPI document of the edge (what `/openapi.json` serves).
+pub fn openapi_document() -> Result<Value, EdgeError> {
+    let (pool, bindings) = api()?;
+    Ok(openapi::document(&pool, &bindings))
+}
+
+/// The page at `/docs`: Redoc, served from the binary, rendering
+/// `/openapi.json`.
+const DOCS_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>debrief API reference</title>
+</head>
+<body>
+<div id="redoc"></div>
+<script src="/docs/redoc.js"></script>
+<script src="/docs/init.js"></script>
+</body>
+</html>
+"#;
+
+const DOCS_INIT: &str = "Redoc.init('/openapi.json', { disableSearch: false, hideDownloadButton: false },                          document.getElementById('redoc'));\n";
+
+const REDOC: &[u8] = include_bytes!("../../assets/redoc/redoc.standalone.js");
+
+/// The policy of the `/docs` pages: Redoc's script and inline styles from
+/// this server only.
+pub const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline';                             img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src blob:";
+
+/// The edge's routes (everything under `/v1/`, the OpenAPI document and
+/// the API reference), calling `grpc`.
+pub fn router(grpc: axum::Router, max_body: usize) -> Result<axum::Router, EdgeError> {
+    let (pool, bindings) = api()?;
+    let document = Bytes::from(serde_json::to_vec(&openapi::document(&pool, &bindings)).unwrap_or_default());
     let edge = Arc::new(Edge {
         bindings,
         pool,
         grpc,
         max_body,
     });
+    let asset = |content_type: &'static str, body: Bytes| {
+        move || {
+            let body = body.clone();
+            async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                        (
+                            header::CACHE_CONTROL,
+                            HeaderValue::from_static("public, max-age=300"),
+                        ),
+                        (
+                            header::CONTENT_SECURITY_POLICY,
+                            HeaderValue::from_static(DOCS_CSP),
+                        ),
+                    ],
+                    body,
+                )
+            }
+        }
+    };
     Ok(axum::Router::new()
         .route("/v1/{*path}", axum::routing::any(handle))
-        .with_state(edge))
+        .with_state(edge)
+        .route(
+            "/openapi.json",
+            axum::routing::get(asset("application/json", document)),
+        )
+        .route(
+            "/docs",
+            axum::routing::get(asset(
+                "text/html; charset=utf-8",
+                Bytes::from_static(DOCS_PAGE.as_bytes()),
+            )),
+        )
+        .route(
+            "/docs/redoc.js",
+            axum::routing::get(asset("text/javascript", Bytes::from_static(REDOC))),
+        )
+        .route(
+            "/docs/init.js",
+            axum::routing::get(asset("text/javascript", Bytes::from_static(DOCS_INIT.as_bytes()))),
+        ))
 }
 
 async fn handle(State(edge): State<Arc<Edge>>, request: http::Request<AxumBody>) -> Response {

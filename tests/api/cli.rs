@@ -568,3 +568,15 @@ async fn an_upload_survives_kill_9_and_resumes_where_it_stopped(backend: Backend
     );
     stop(child, _log).await;
 }
+
+#[tokio::test]
+async fn openapi_prints_the_document_the_server_serves() {
+    let output = run(&HashMap::new(), &["openapi"]).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(printed, debrief::edge::openapi_document().unwrap());
+}

@@ -16,6 +16,7 @@ on_both_backends!(
     a_meeting_is_created_uploaded_and_read_over_http,
     errors_are_json_statuses_with_the_http_status_of_their_code,
     server_streams_are_server_sent_events_or_ndjson_and_resume,
+    the_openapi_document_describes_every_binding_and_docs_render_it,
 );
 
 fn client() -> reqwest::Client {
@@ -564,4 +565,68 @@ async fn server_streams_are_server_sent_events_or_ndjson_and_resume(backend: Bac
     let text = read_until(&mut lines, |t| t.contains("\"error\"")).await;
     let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], 14, "{text}");
+}
+
+async fn the_openapi_document_describes_every_binding_and_docs_render_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let http = client();
+    let base = app.url();
+    let document: Value = http
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let pool = DescriptorPool::decode(debrief::pb::FILE_DESCRIPTOR_SET).unwrap();
+    let bindings = rules::bindings(&pool).unwrap();
+    let operations: usize = document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(operations, bindings.len());
+    // The same document as `debrief openapi` prints.
+    assert_eq!(document, debrief::edge::openapi_document().unwrap());
+
+    let list_plans = &document["paths"]["/v1/plans"]["get"];
+    assert_eq!(list_plans["summary"], "Lists the plans and their limits");
+    assert_eq!(list_plans["security"], json!([]), "ListPlans is public");
+    let get_meeting = &document["paths"]["/v1/meetings/{meeting}"]["get"];
+    assert!(
+        get_meeting.get("security").is_none(),
+        "GetMeeting needs the bearer scheme"
+    );
+    assert_eq!(get_meeting["parameters"][0]["in"], "path");
+    assert_eq!(
+        get_meeting["responses"]["default"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/google.rpc.Status"
+    );
+    let append = &document["paths"]["/v1/uploads/{upload}:append"]["post"];
+    assert!(append["requestBody"]["content"]["application/octet-stream"].is_object());
+    let meeting = &document["components"]["schemas"]["debrief.v1.Meeting"];
+    assert_eq!(meeting["properties"]["createTime"]["format"], "date-time");
+    assert_eq!(
+        document["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+
+    // The reference page and its renderer come from the server itself.
+    let page = http.get(format!("{base}/docs")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("http"),
+        "{csp}"
+    );
+    assert!(page.text().await.unwrap().contains("/docs/redoc.js"));
+    let script = http.get(format!("{base}/docs/redoc.js")).send().await.unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    assert!(script.bytes().await.unwrap().len() > 500_000);
 }
