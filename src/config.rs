@@ -20,6 +20,9 @@ use http::HeaderValue;
 pub struct Config {
     /// `DEBRIEF_ADDR`: where gRPC, gRPC-Web and HTTP are served.
     pub addr: SocketAddr,
+    /// `DEBRIEF_METRICS_ADDR`: a separate address for `/metrics`; unset:
+    /// served on `DEBRIEF_ADDR` with everything else.
+    pub metrics_addr: Option<SocketAddr>,
     /// `DEBRIEF_DATA_DIR`: the SQLite database and local objects.
     pub data_dir: PathBuf,
     /// `DATABASE_URL`: a `postgres://` or `sqlite:` URL; unset for SQLite in
@@ -61,6 +64,17 @@ pub struct Config {
     pub deleted_retention: Duration,
     /// The processing pipeline and its workers.
     pub processing: ProcessingConfig,
+}
+
+/// Calls per minute each user may make, by class of RPC.
+#[derive(Debug, Clone, Copy)]
+pub struct UserLimits {
+    /// Get, List, Watch, Subscribe and Export calls.
+    pub reads: u32,
+    /// Every other call outside UploadService.
+    pub writes: u32,
+    /// UploadService calls (chunks, mostly).
+    pub uploads: u32,
 }
 
 /// Settings of the processing pipeline.
@@ -163,6 +177,9 @@ pub struct AuthConfig {
     /// `DEBRIEF_AUTH_FAILURE_LIMIT`: requests with a wrong token or API key
     /// per minute per IP address before the address is refused for a while.
     pub failed_auth_per_minute: u32,
+    /// `DEBRIEF_RATE_LIMIT_READS`, `_WRITES`, `_UPLOADS`: calls per minute
+    /// per user to reading RPCs, to changing ones, and to UploadService.
+    pub user_limits: UserLimits,
     /// `DEBRIEF_SIGN_IN_MAX_FAILURES`: consecutive failures for one email
     /// before it is locked (an IP address gets four times as many).
     pub max_sign_in_failures: u32,
@@ -229,6 +246,7 @@ impl Config {
                 "127.0.0.1:8080",
                 "an address such as 127.0.0.1:8080",
             )?,
+            metrics_addr: vars.parse_opt("DEBRIEF_METRICS_ADDR", "an address such as 127.0.0.1:9090")?,
             data_dir: PathBuf::from(vars.get("DEBRIEF_DATA_DIR").unwrap_or("./debrief-data")),
             database_url: vars.secret("DATABASE_URL", "DATABASE_URL_FILE")?,
             db_max_connections: vars
@@ -365,6 +383,32 @@ impl AuthConfig {
                 )?,
                 "DEBRIEF_AUTH_FAILURE_LIMIT",
             )?,
+            user_limits: UserLimits {
+                reads: positive(
+                    vars.parse(
+                        "DEBRIEF_RATE_LIMIT_READS",
+                        "1200",
+                        "a whole number of calls per minute",
+                    )?,
+                    "DEBRIEF_RATE_LIMIT_READS",
+                )?,
+                writes: positive(
+                    vars.parse(
+                        "DEBRIEF_RATE_LIMIT_WRITES",
+                        "300",
+                        "a whole number of calls per minute",
+                    )?,
+                    "DEBRIEF_RATE_LIMIT_WRITES",
+                )?,
+                uploads: positive(
+                    vars.parse(
+                        "DEBRIEF_RATE_LIMIT_UPLOADS",
+                        "600",
+                        "a whole number of calls per minute",
+                    )?,
+                    "DEBRIEF_RATE_LIMIT_UPLOADS",
+                )?,
+            },
             max_sign_in_failures: positive(
                 vars.parse("DEBRIEF_SIGN_IN_MAX_FAILURES", "5", "a whole number")?,
                 "DEBRIEF_SIGN_IN_MAX_FAILURES",

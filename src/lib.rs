@@ -17,6 +17,8 @@ pub mod error;
 pub mod events;
 pub mod housekeeping;
 pub mod meetings;
+pub mod metrics;
+pub mod ops;
 pub mod pagination;
 pub mod pb;
 pub mod practice;

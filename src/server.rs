@@ -19,7 +19,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -112,6 +112,8 @@ pub enum ServerError {
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
+    /// `/metrics` on its own address, when configured.
+    metrics: Option<(TcpListener, SocketAddr)>,
     state: AppState,
     health: HealthReporter,
     routes: Routes,
@@ -140,6 +142,15 @@ impl Application {
             source,
         })?;
 
+        let metrics = match config.metrics_addr {
+            Some(wanted) => {
+                let bind_error = |source| ServerError::Bind { addr: wanted, source };
+                let listener = TcpListener::bind(wanted).await.map_err(bind_error)?;
+                let bound = listener.local_addr().map_err(bind_error)?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
         let auth = Arc::new(Auth::new(&config, db.clone(), mailer)?);
         let storage = Storage::open(&config)?;
         let shutdown = CancellationToken::new();
@@ -160,6 +171,7 @@ impl Application {
         Ok(Self {
             listener,
             addr,
+            metrics,
             state,
             health,
             routes,
@@ -170,6 +182,11 @@ impl Application {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics` is served when it has its own address.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The state shared by the handlers.
@@ -189,6 +206,7 @@ impl Application {
         let Self {
             listener,
             addr,
+            metrics,
             state,
             health,
             routes,
@@ -209,6 +227,20 @@ impl Application {
                 http::header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
             ))
+            // Nothing here is a page to render or a document to cache; the
+            // API reference sets its own policy and caching.
+            .layer(SetResponseHeaderLayer::if_not_present(
+                http::header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                http::header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            ))
             .layer(cors(&state.config))
             .into_inner();
 
@@ -228,6 +260,19 @@ impl Application {
             .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal);
         tracing::info!(%addr, backend = ?state.db.backend(), "debrief is serving gRPC, gRPC-Web and HTTP");
 
+        if let Some((listener, metrics_addr)) = metrics {
+            let routes = crate::ops::metrics_routes(state.clone());
+            let stop = shutdown.clone();
+            tracing::info!(%metrics_addr, "serving /metrics");
+            tokio::spawn(async move {
+                let served = axum::serve(listener, routes)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                if let Err(error) = served {
+                    tracing::warn!(%error, "the metrics listener stopped");
+                }
+            });
+        }
         tokio::spawn(crate::housekeeping::run(state.clone(), shutdown.clone()));
         tokio::spawn(crate::events::listener::run(state.db.clone(), shutdown.clone()));
         let workers = tokio::spawn(crate::processing::worker::run(
@@ -312,23 +357,51 @@ fn grpc_routes(
     // gRPC-Web translation and the auth layer wrap the gRPC services only
     // (tonic-web refuses plain HTTP/1.1). Auth is inside, so gRPC-Web
     // requests arrive translated and its refusals are translated back.
+    // Metrics sit inside gRPC-Web translation, where statuses are trailers.
     let grpc_layers = ServiceBuilder::new()
         .layer(tonic_web::GrpcWebLayer::new())
+        .layer(crate::metrics::MetricsLayer)
         .layer(AuthLayer::new(state.auth.authenticator.clone()));
     let grpc = routes.routes().into_axum_router().layer(grpc_layers);
     let edge = crate::edge::router(grpc.clone(), max)?;
-    let router = grpc.merge(edge).route(
-        "/.well-known/jwks.json",
-        axum::routing::get(move || {
-            let jwks = keys.jwks();
-            async move {
-                (
-                    [(http::header::CACHE_CONTROL, "public, max-age=300")],
-                    axum::Json(jwks),
-                )
-            }
-        }),
-    );
+    let router = grpc
+        .clone()
+        .merge(edge)
+        .merge(crate::ops::routes(state.clone()))
+        .route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || {
+                let jwks = keys.jwks();
+                async move {
+                    (
+                        [(http::header::CACHE_CONTROL, "public, max-age=300")],
+                        axum::Json(jwks),
+                    )
+                }
+            }),
+        );
+    // Anything no route took: gRPC (and gRPC-Web) calls go on to the gRPC
+    // router, whose own fallback answers UNIMPLEMENTED behind the same
+    // layers; anyone else gets a JSON 404.
+    let router = router.fallback(move |request: Request<axum::body::Body>| async move {
+        use axum::response::IntoResponse;
+        let is_grpc = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
+        if is_grpc {
+            return match grpc.oneshot(request).await {
+                Ok(response) => response.into_response(),
+                Err(never) => match never {},
+            };
+        }
+        let message = format!("nothing is served at {}", request.uri().path());
+        (
+            http::StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"code": 5, "message": message, "details": []})),
+        )
+            .into_response()
+    });
     Ok(Routes::from(router))
 }
 

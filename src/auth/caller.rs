@@ -53,6 +53,11 @@ pub const SCOPE_RESOURCES: &[(&str, &str)] = &[
 /// RPC name prefixes that only read.
 const READ_PREFIXES: &[&str] = &["Get", "List", "Watch", "Subscribe", "Export"];
 
+/// Whether the RPC `method` (e.g. `GetMeeting`) only reads.
+pub fn is_read(method: &str) -> bool {
+    READ_PREFIXES.iter().any(|prefix| method.starts_with(prefix))
+}
+
 impl Caller {
     /// The caller of a request that passed the auth layer.
     pub fn of<T>(request: &tonic::Request<T>) -> AppResult<&Self> {
@@ -103,7 +108,7 @@ impl Caller {
                 message: "API keys cannot manage sign-in sessions or keys; sign in instead".into(),
             });
         };
-        let read = READ_PREFIXES.iter().any(|prefix| method.starts_with(prefix));
+        let read = is_read(method);
         let write_scope = format!("{resource}:write");
         let allowed = scopes
             .iter()

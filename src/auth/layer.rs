@@ -65,6 +65,8 @@ pub struct Authenticator {
     api_keys: Cache<String, CachedKey>,
     /// Failed authentications per address.
     failures: super::throttle::FailureGate,
+    /// Calls per user and class of RPC.
+    limits: super::limits::RequestLimits,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -84,7 +86,13 @@ fn unauthenticated(reason: &'static str, message: &str) -> AppError {
 
 impl Authenticator {
     /// An authenticator over the keys and the database.
-    pub fn new(keys: Arc<KeySet>, db: Db, recheck: std::time::Duration, failures_per_minute: u32) -> Self {
+    pub fn new(
+        keys: Arc<KeySet>,
+        db: Db,
+        recheck: std::time::Duration,
+        failures_per_minute: u32,
+        limits: super::limits::RequestLimits,
+    ) -> Self {
         Self {
             keys,
             db,
@@ -92,6 +100,7 @@ impl Authenticator {
             sessions: Mutex::default(),
             api_keys: Mutex::default(),
             failures: super::throttle::FailureGate::new(failures_per_minute),
+            limits,
         }
     }
 
@@ -360,6 +369,7 @@ where
             }
             .and_then(|caller| {
                 caller.authorize(path)?;
+                auth.limits.check(caller.user_id, path)?;
                 Ok(caller)
             });
             match resolved {

@@ -10,6 +10,7 @@ pub mod caller;
 pub mod entity;
 pub mod keys;
 pub mod layer;
+pub mod limits;
 pub mod mailer;
 pub mod model;
 pub mod password;
@@ -64,6 +65,7 @@ impl Auth {
                 db,
                 auth.session_recheck,
                 auth.failed_auth_per_minute,
+                limits::RequestLimits::new(auth.user_limits),
             )),
             keys,
             throttle: throttle::Throttle::new(auth),

@@ -41,12 +41,15 @@ impl std::fmt::Debug for Throttle {
     }
 }
 
-/// Takes one cell of `ip`'s rate, or says how long until one is free.
-fn take(rate: &DefaultKeyedRateLimiter<IpAddr>, ip: IpAddr) -> Result<(), Duration> {
+/// Takes one cell of `key`'s rate, or says how long until one is free.
+pub(super) fn take<K: std::hash::Hash + Eq + Clone>(
+    rate: &DefaultKeyedRateLimiter<K>,
+    key: K,
+) -> Result<(), Duration> {
     if rate.len() > 100_000 {
         rate.retain_recent();
     }
-    rate.check_key(&ip).map_err(|not_until| {
+    rate.check_key(&key).map_err(|not_until| {
         not_until.wait_time_from(governor::clock::Clock::now(
             &governor::clock::DefaultClock::default(),
         ))

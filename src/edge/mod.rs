@@ -384,12 +384,7 @@ impl Edge {
             Some(field) => json::to_json(&field_message(&output, field)?)?,
             None => json::to_json(&output)?,
         };
-        Ok((
-            StatusCode::OK,
-            [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-            axum::Json(body),
-        )
-            .into_response())
+        Ok((StatusCode::OK, axum::Json(body)).into_response())
     }
 
     /// Sends a server stream's messages as SSE events or NDJSON lines; an
@@ -455,10 +450,7 @@ impl Edge {
         };
         (
             StatusCode::OK,
-            [
-                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            ],
+            [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
             AxumBody::from_stream(events),
         )
             .into_response()

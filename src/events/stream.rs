@@ -159,6 +159,11 @@ impl Streams {
         })
     }
 
+    /// Streams open on this instance.
+    pub fn open_count(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
+    }
+
     /// Takes a stream slot of `user_id`, or refuses the newest stream.
     pub fn open(self: &Arc<Self>, user_id: Uuid) -> AppResult<Slot> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());

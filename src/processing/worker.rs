@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::entity::{RunState, job};
 use super::jobs;
-use super::pipeline::{self, Failure, Pipeline};
+use super::pipeline::{self, Failure, Outcome, Pipeline};
 use crate::error::AppResult;
 use crate::events::model::StagePhase;
 use crate::meetings::entity::Status;
@@ -111,6 +111,11 @@ async fn attempt(
         None => Ok(()),
         Some(Ok(outcome)) => {
             tracing::info!(job = %job.id, ?outcome, "job finished");
+            crate::metrics::global().job_outcome(match outcome {
+                Outcome::Ready => "ready",
+                Outcome::Parked => "awaiting_transcription",
+                Outcome::Gone => "meeting_deleted",
+            });
             Ok(())
         }
         Some(Err(failure)) => record_failure(pipeline, job, worker, failure).await,
@@ -130,6 +135,7 @@ async fn record_failure(
     tracing::warn!(job = %job.id, error = %failure.message, will_retry, "job attempt failed");
     let scoped = pipeline.db.as_service().await?;
     let wait = will_retry.then(|| jobs::backoff(job.attempts, config.backoff, config.backoff_max));
+    crate::metrics::global().job_outcome(if will_retry { "retried" } else { "dead" });
     jobs::fail(&scoped, job.id, worker, &failure.message, wait).await?;
     if !will_retry {
         pipeline::release_reservation(&scoped, job).await?;

@@ -17,6 +17,7 @@ on_both_backends!(
     errors_are_json_statuses_with_the_http_status_of_their_code,
     server_streams_are_server_sent_events_or_ndjson_and_resume,
     the_openapi_document_describes_every_binding_and_docs_render_it,
+    per_user_limits_answer_429_over_http_and_resource_exhausted_over_grpc,
 );
 
 fn client() -> reqwest::Client {
@@ -629,4 +630,45 @@ async fn the_openapi_document_describes_every_binding_and_docs_render_it(backend
     let script = http.get(format!("{base}/docs/redoc.js")).send().await.unwrap();
     assert_eq!(script.status(), StatusCode::OK);
     assert!(script.bytes().await.unwrap().len() > 500_000);
+}
+
+async fn per_user_limits_answer_429_over_http_and_resource_exhausted_over_grpc(backend: Backend) {
+    let app = spawn_app_with(backend, |vars| {
+        vars.insert("DEBRIEF_RATE_LIMIT_WRITES".into(), "3".into());
+    })
+    .await;
+    let http = client();
+    let base = app.url();
+    let token = sign_up(&app, "lou").await;
+    let create = || {
+        http.post(format!("{base}/v1/meetings"))
+            .bearer_auth(&token)
+            .json(&json!({"title": "Standup"}))
+    };
+    for _ in 0..3 {
+        assert_eq!(create().send().await.unwrap().status(), StatusCode::OK);
+    }
+    let (status, retry_after, body) = call(create()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["code"], 8);
+    assert!(retry_after.expect("Retry-After").parse::<u64>().unwrap() >= 1);
+    // Reads have a limit of their own.
+    let (status, _, _) = call(http.get(format!("{base}/v1/meetings")).bearer_auth(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    // The same limit over gRPC: RESOURCE_EXHAUSTED with RetryInfo.
+    let refused = debrief::pb::v1::meeting_service_client::MeetingServiceClient::new(app.channel.clone())
+        .create_meeting(crate::helpers::bearer(
+            &token,
+            debrief::pb::v1::CreateMeetingRequest {
+                meeting: Some(debrief::pb::v1::Meeting {
+                    title: "Standup".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert!(crate::helpers::details(&refused).retry_info().is_some());
 }

@@ -12,6 +12,7 @@ mod edge;
 mod errors;
 mod events;
 mod meetings;
+mod ops;
 mod plans;
 mod processing;
 mod profiles;

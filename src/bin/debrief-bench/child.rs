@@ -71,6 +71,9 @@ impl ChildServer {
                 .env("DEBRIEF_ADDR", format!("127.0.0.1:{port}"))
                 .env("DEBRIEF_LOG", "warn")
                 .env("DEBRIEF_AUTH_RATE_LIMIT", "100000")
+                .env("DEBRIEF_RATE_LIMIT_READS", "100000000")
+                .env("DEBRIEF_RATE_LIMIT_WRITES", "100000000")
+                .env("DEBRIEF_RATE_LIMIT_UPLOADS", "100000000")
                 .envs(env.iter().copied());
             command
         };

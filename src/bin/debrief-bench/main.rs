@@ -107,6 +107,11 @@ enum Scenario {
     /// Event publish → receipt latency with many idle streams open, and a
     /// server's memory holding many idle streams. Runs only when named.
     Events,
+    /// GET /v1/plans over HTTP/1.1 with JSON: `plans` through the edge.
+    PlansHttp,
+    /// GET /v1/profile over HTTP/1.1 with a bearer token: `profile` through
+    /// the edge.
+    ProfileHttp,
     /// Conversion of a 30-minute MP3 to 16 kHz mono WAV against ffmpeg on
     /// the same file, and job queue throughput (claim and finish trivial
     /// jobs). Needs ffmpeg. Runs only when named.
@@ -123,11 +128,40 @@ impl Scenario {
             Self::Upload => "debrief.v1.UploadService (resumable upload)",
             Self::Events => "debrief.v1.EventService/Subscribe (latency, memory)",
             Self::Processing => "conversion speed and job queue throughput",
+            Self::PlansHttp => "GET /v1/plans (HTTP/JSON edge)",
+            Self::ProfileHttp => "GET /v1/profile (HTTP/JSON edge, bearer)",
         }
     }
 
-    async fn call(self, channel: Channel, authorization: &Authorization) -> Result<(), tonic::Status> {
+    async fn call(
+        self,
+        channel: Channel,
+        authorization: &Authorization,
+        http: &Http,
+    ) -> Result<(), tonic::Status> {
         match self {
+            Self::PlansHttp | Self::ProfileHttp => {
+                let path = if self == Self::PlansHttp {
+                    "/v1/plans"
+                } else {
+                    "/v1/profile"
+                };
+                let response = http
+                    .client
+                    .get(format!("{}{path}", http.base))
+                    .header("authorization", authorization.as_bytes())
+                    .send()
+                    .await
+                    .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+                let status = response.status();
+                response
+                    .bytes()
+                    .await
+                    .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+                if !status.is_success() {
+                    return Err(tonic::Status::unknown(format!("HTTP {status}")));
+                }
+            }
             Self::Health => {
                 HealthClient::new(channel)
                     .check(HealthCheckRequest::default())
@@ -170,6 +204,13 @@ impl Scenario {
         }
         Ok(())
     }
+}
+
+/// The HTTP client of the edge scenarios.
+#[derive(Clone)]
+struct Http {
+    client: reqwest::Client,
+    base: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -220,6 +261,10 @@ async fn main() -> anyhow::Result<()> {
             let config = Config::from_vars([
                 ("DEBRIEF_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
                 ("DEBRIEF_DATA_DIR".to_owned(), dir.path().display().to_string()),
+                // One account makes every call: lift the per-user limits.
+                ("DEBRIEF_RATE_LIMIT_READS".to_owned(), "100000000".to_owned()),
+                ("DEBRIEF_RATE_LIMIT_WRITES".to_owned(), "100000000".to_owned()),
+                ("DEBRIEF_RATE_LIMIT_UPLOADS".to_owned(), "100000000".to_owned()),
             ])?;
             let app = Application::build(config).await?;
             let addr = format!("http://{}", app.local_addr());
@@ -240,7 +285,13 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     // Authenticated scenarios act as a fresh account.
-    let token = if scenarios.contains(&Scenario::Profile) {
+    let http = Http {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(args.concurrency)
+            .build()?,
+        base: addr.clone(),
+    };
+    let token = if scenarios.contains(&Scenario::Profile) || scenarios.contains(&Scenario::ProfileHttp) {
         let email = format!("bench-{}@example.com", uuid::Uuid::now_v7());
         child::sign_up(channels[0].clone(), &email)
             .await
@@ -252,7 +303,7 @@ async fn main() -> anyhow::Result<()> {
     let authorization: Authorization = format!("Bearer {token}").parse()?;
     let mut rows = Vec::new();
     for scenario in scenarios {
-        rows.push(run(scenario, &channels, &authorization, &args).await);
+        rows.push(run(scenario, &channels, &authorization, &http, &args).await);
     }
     print_table(&addr, &rows);
     let upload = if upload {
@@ -297,13 +348,20 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(scenario: Scenario, channels: &[Channel], authorization: &Authorization, args: &Args) -> Row {
+async fn run(
+    scenario: Scenario,
+    channels: &[Channel],
+    authorization: &Authorization,
+    http: &Http,
+    args: &Args,
+) -> Row {
     let start = Instant::now();
     let measure_from = start + args.warmup;
     let end = measure_from + args.duration;
     let workers: Vec<_> = (0..args.concurrency.max(1))
         .map(|i| {
             let channel = channels[i % channels.len()].clone();
+            let http = http.clone();
             let authorization = authorization.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
@@ -314,7 +372,7 @@ async fn run(scenario: Scenario, channels: &[Channel], authorization: &Authoriza
                     if began >= end {
                         break;
                     }
-                    let result = scenario.call(channel.clone(), &authorization).await;
+                    let result = scenario.call(channel.clone(), &authorization, &http).await;
                     if began >= measure_from {
                         match result {
                             Ok(()) => latencies.push(began.elapsed().as_micros() as u64),

@@ -57,6 +57,8 @@ macro_rules! on_both_backends {
 pub struct TestApp {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where `/metrics` is served when `DEBRIEF_METRICS_ADDR` is set.
+    pub metrics_addr: Option<SocketAddr>,
     /// An HTTP/2 channel to it.
     pub channel: Channel,
     /// The server's own database handle (its pool and role).
@@ -82,8 +84,11 @@ pub async fn test_env(backend: Backend) -> (HashMap<String, String>, tempfile::T
         ),
         ("DEBRIEF_CORS_ORIGINS".to_owned(), ALLOWED_ORIGIN.to_owned()),
         ("DEBRIEF_SHUTDOWN_GRACE".to_owned(), "2s".to_owned()),
-        // Tests sign in far more often than people do.
+        // Tests sign in and call far more often than people do.
         ("DEBRIEF_AUTH_RATE_LIMIT".to_owned(), "10000".to_owned()),
+        ("DEBRIEF_RATE_LIMIT_READS".to_owned(), "100000".to_owned()),
+        ("DEBRIEF_RATE_LIMIT_WRITES".to_owned(), "100000".to_owned()),
+        ("DEBRIEF_RATE_LIMIT_UPLOADS".to_owned(), "100000".to_owned()),
         // Uploaded meetings stay queued unless a test starts workers (the
         // processing tests do), so other tests see the states they set up.
         ("DEBRIEF_WORKERS".to_owned(), "0".to_owned()),
@@ -119,6 +124,7 @@ async fn start(vars: HashMap<String, String>, data_dir: tempfile::TempDir) -> Te
         .await
         .expect("the server starts");
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let db = app.state().db.clone();
     let state = app.state().clone();
     let shutdown = app.shutdown_token();
@@ -128,6 +134,7 @@ async fn start(vars: HashMap<String, String>, data_dir: tempfile::TempDir) -> Te
         .connect_lazy();
     TestApp {
         addr,
+        metrics_addr,
         channel,
         db,
         mailer,
