@@ -241,7 +241,7 @@ impl Application {
                 http::header::CACHE_CONTROL,
                 HeaderValue::from_static("no-store"),
             ))
-            .layer(cors(&state.config))
+            .layer(PreflightLayer(cors(&state.config)))
             .into_inner();
 
         let signal = {
@@ -412,10 +412,59 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
     }
 }
 
+/// CORS for browser requests only: tower-http answers every OPTIONS as a
+/// preflight, but an OPTIONS without `Origin` is a tus client discovering
+/// the server, and goes to the routes.
+#[derive(Clone)]
+struct PreflightLayer(CorsLayer);
+
+impl<S: Clone> tower::Layer<S> for PreflightLayer {
+    type Service = Preflight<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Preflight {
+            cors: self.0.layer(inner.clone()),
+            plain: inner,
+        }
+    }
+}
+
+/// See [`PreflightLayer`].
+#[derive(Clone)]
+struct Preflight<S> {
+    cors: tower_http::cors::Cors<S>,
+    plain: S,
+}
+
+impl<S, B, R> tower::Service<Request<B>> for Preflight<S>
+where
+    S: tower::Service<Request<B>, Response = http::Response<R>> + Clone,
+    R: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::Either<tower_http::cors::ResponseFuture<S::Future>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        match self.cors.poll_ready(cx) {
+            std::task::Poll::Ready(Ok(())) => self.plain.poll_ready(cx),
+            other => other,
+        }
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if request.method() == Method::OPTIONS && !request.headers().contains_key(http::header::ORIGIN) {
+            futures::future::Either::Right(self.plain.call(request))
+        } else {
+            futures::future::Either::Left(self.cors.call(request))
+        }
+    }
+}
+
 /// Browsers may call from the configured origins only, and may read the
 /// gRPC status headers and the request id.
 fn cors(config: &Config) -> CorsLayer {
-    const ALLOW: [&str; 7] = [
+    const ALLOW: [&str; 13] = [
         "authorization",
         "content-type",
         "x-grpc-web",
@@ -423,12 +472,27 @@ fn cors(config: &Config) -> CorsLayer {
         "grpc-timeout",
         "x-request-id",
         "last-event-id",
+        // tus
+        "tus-resumable",
+        "upload-length",
+        "upload-offset",
+        "upload-metadata",
+        "upload-checksum",
+        "x-http-method-override",
     ];
-    const EXPOSE: [&str; 4] = [
+    const EXPOSE: [&str; 11] = [
         "grpc-status",
         "grpc-message",
         "grpc-status-details-bin",
         "x-request-id",
+        "retry-after",
+        // tus
+        "location",
+        "tus-resumable",
+        "tus-version",
+        "tus-extension",
+        "upload-offset",
+        "upload-expires",
     ];
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(config.cors_origins.iter().cloned()))
@@ -438,6 +502,7 @@ fn cors(config: &Config) -> CorsLayer {
             Method::PATCH,
             Method::DELETE,
             Method::HEAD,
+            Method::OPTIONS,
         ])
         .allow_headers(ALLOW.map(HeaderName::from_static))
         .expose_headers(EXPOSE.map(HeaderName::from_static))

@@ -13,6 +13,7 @@
 pub mod json;
 pub mod openapi;
 pub mod rules;
+pub mod tus;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -53,6 +54,12 @@ pub enum EdgeError {
     /// A path template does not parse.
     #[error(transparent)]
     Template(#[from] rules::TemplateError),
+}
+
+/// The API's descriptors, decoded once (for rendering error details).
+fn pool() -> &'static DescriptorPool {
+    static POOL: std::sync::OnceLock<DescriptorPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| DescriptorPool::decode(crate::pb::FILE_DESCRIPTOR_SET).unwrap_or_default())
 }
 
 /// The API's descriptors and HTTP bindings.
@@ -98,6 +105,7 @@ pub const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'se
 pub fn router(grpc: axum::Router, max_body: usize) -> Result<axum::Router, EdgeError> {
     let (pool, bindings) = api()?;
     let document = Bytes::from(serde_json::to_vec(&openapi::document(&pool, &bindings)).unwrap_or_default());
+    let grpc_for_tus = grpc.clone();
     let edge = Arc::new(Edge {
         bindings,
         pool,
@@ -128,6 +136,7 @@ pub fn router(grpc: axum::Router, max_body: usize) -> Result<axum::Router, EdgeE
     Ok(axum::Router::new()
         .route("/v1/{*path}", axum::routing::any(handle))
         .with_state(edge)
+        .merge(tus::router(grpc_for_tus))
         .route(
             "/openapi.json",
             axum::routing::get(asset("application/json", document)),
@@ -325,36 +334,12 @@ impl Edge {
             resume_from_last_event_id(&mut message, &head.headers)?;
         }
 
-        let mut call = http::Request::builder()
-            .method(Method::POST)
-            .uri(format!(
-                "/{}/{}",
-                binding.rpc.parent_service().full_name(),
-                binding.rpc.name()
-            ))
-            .version(http::Version::HTTP_2)
-            .header(header::CONTENT_TYPE, "application/grpc")
-            .header("te", "trailers")
-            .body(AxumBody::from(frame(&message.encode_to_vec())))
-            .map_err(AppError::internal)?;
-        for name in FORWARDED {
-            if let Some(value) = head.headers.get(name) {
-                call.headers_mut().insert(name, value.clone());
-            }
-        }
-        // The peer address and anything the outer layers recorded.
-        *call.extensions_mut() = head.extensions.clone();
-        let answer = self
-            .grpc
-            .clone()
-            .oneshot(call)
-            .await
-            .unwrap_or_else(|e: Infallible| match e {});
-        if let Some(status) = tonic::Status::from_header_map(answer.headers())
-            && status.code() != Code::Ok
-        {
-            return Err(Failure::from_status(&status));
-        }
+        let path = format!(
+            "/{}/{}",
+            binding.rpc.parent_service().full_name(),
+            binding.rpc.name()
+        );
+        let answer = start(&self.grpc, &path, &head, message.encode_to_vec()).await?;
         if streaming {
             let framing = if accepts_ndjson(&head.headers) {
                 Framing::NdJson
@@ -363,22 +348,7 @@ impl Edge {
             };
             return Ok(self.stream(binding, answer.into_body(), framing));
         }
-        let collected = answer.into_body().collect().await.map_err(|e| {
-            Failure::new(
-                StatusCode::BAD_GATEWAY,
-                Code::Unavailable,
-                format!("the call broke off: {e}"),
-            )
-        })?;
-        let trailers = collected.trailers().cloned().unwrap_or_default();
-        if let Some(status) = tonic::Status::from_header_map(&trailers)
-            && status.code() != Code::Ok
-        {
-            return Err(Failure::from_status(&status));
-        }
-        let mut data = collected.to_bytes();
-        let reply = next_message(&mut data)
-            .ok_or_else(|| AppError::internal("the RPC answered without a message"))?;
+        let reply = finish(answer).await?;
         let output = DynamicMessage::decode(binding.rpc.output(), reply).map_err(AppError::internal)?;
         let body = match &binding.response_body {
             Some(field) => json::to_json(&field_message(&output, field)?)?,
@@ -455,6 +425,74 @@ impl Edge {
         )
             .into_response()
     }
+}
+
+/// Starts a call of the RPC at `path` of `grpc`, in process, with the
+/// caller's credentials and request id from `head` and its connection facts
+/// (the peer address) in the extensions. An error the RPC answered before
+/// any message comes back as a [`Failure`].
+async fn start(
+    grpc: &axum::Router,
+    path: &str,
+    head: &http::request::Parts,
+    message: Vec<u8>,
+) -> Result<http::Response<AxumBody>, Failure> {
+    let mut call = http::Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .version(http::Version::HTTP_2)
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .header("te", "trailers")
+        .body(AxumBody::from(frame(&message)))
+        .map_err(AppError::internal)?;
+    for name in FORWARDED {
+        if let Some(value) = head.headers.get(name) {
+            call.headers_mut().insert(name, value.clone());
+        }
+    }
+    *call.extensions_mut() = head.extensions.clone();
+    let answer = grpc
+        .clone()
+        .oneshot(call)
+        .await
+        .unwrap_or_else(|e: Infallible| match e {});
+    if let Some(status) = tonic::Status::from_header_map(answer.headers())
+        && status.code() != Code::Ok
+    {
+        return Err(Failure::from_status(&status));
+    }
+    Ok(answer)
+}
+
+/// Reads a unary call's one message (or its error).
+async fn finish(answer: http::Response<AxumBody>) -> Result<Bytes, Failure> {
+    let collected = answer.into_body().collect().await.map_err(|e| {
+        Failure::new(
+            StatusCode::BAD_GATEWAY,
+            Code::Unavailable,
+            format!("the call broke off: {e}"),
+        )
+    })?;
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    if let Some(status) = tonic::Status::from_header_map(&trailers)
+        && status.code() != Code::Ok
+    {
+        return Err(Failure::from_status(&status));
+    }
+    let mut data = collected.to_bytes();
+    Ok(next_message(&mut data).ok_or_else(|| AppError::internal("the RPC answered without a message"))?)
+}
+
+/// Calls a unary RPC in process (see [`start`]).
+async fn unary<Req: prost::Message, Res: prost::Message + Default>(
+    grpc: &axum::Router,
+    path: &str,
+    head: &http::request::Parts,
+    request: &Req,
+) -> Result<Res, Failure> {
+    let answer = start(grpc, path, head, request.encode_to_vec()).await?;
+    let reply = finish(answer).await?;
+    Ok(Res::decode(reply).map_err(AppError::internal)?)
 }
 
 /// One message as an SSE event (its id is the event id, when it carries

@@ -17,5 +17,6 @@ mod plans;
 mod processing;
 mod profiles;
 mod transports;
+mod tus;
 mod uploads;
 mod usage;
