@@ -40,6 +40,12 @@ pub struct Config {
     pub cors_origins: Vec<HeaderValue>,
     /// `DEBRIEF_MAX_MESSAGE_SIZE`: largest gRPC message accepted or sent.
     pub max_message_bytes: usize,
+    /// `DEBRIEF_REQUEST_TIMEOUT`: longest a call may take to answer (a
+    /// stream: to start); HTTP gets 504, gRPC CANCELLED ("Timeout expired").
+    pub request_timeout: Duration,
+    /// `DEBRIEF_MAX_CONCURRENT_PER_CONNECTION`: calls in progress at once
+    /// on one connection; more wait their turn.
+    pub max_concurrent_per_connection: usize,
     /// `DEBRIEF_SHUTDOWN_GRACE`: how long shutdown waits for calls in flight.
     pub shutdown_grace: Duration,
     /// Sign-in, tokens and throttling.
@@ -279,6 +285,14 @@ impl Config {
                 positive(bytes, "DEBRIEF_MAX_MESSAGE_SIZE")?
             },
             shutdown_grace: vars.duration("DEBRIEF_SHUTDOWN_GRACE", "10s")?,
+            request_timeout: positive(
+                vars.duration("DEBRIEF_REQUEST_TIMEOUT", "60s")?,
+                "DEBRIEF_REQUEST_TIMEOUT",
+            )?,
+            max_concurrent_per_connection: positive(
+                vars.parse("DEBRIEF_MAX_CONCURRENT_PER_CONNECTION", "256", "a whole number")?,
+                "DEBRIEF_MAX_CONCURRENT_PER_CONNECTION",
+            )?,
             auth: AuthConfig::from_vars(&vars)?,
             upgrade_url: vars
                 .get("DEBRIEF_UPGRADE_URL")

@@ -252,7 +252,11 @@ impl Application {
                 tracing::info!("shutting down: no new connections, draining calls in flight");
             }
         };
+        // The edge answers its own timeouts with 504 first; this one is
+        // for gRPC and gRPC-Web calls.
         let server = Server::builder()
+            .timeout(state.config.request_timeout + Duration::from_secs(1))
+            .concurrency_limit_per_connection(state.config.max_concurrent_per_connection)
             .accept_http1(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .layer(layers)
@@ -363,7 +367,7 @@ fn grpc_routes(
         .layer(crate::metrics::MetricsLayer)
         .layer(AuthLayer::new(state.auth.authenticator.clone()));
     let grpc = routes.routes().into_axum_router().layer(grpc_layers);
-    let edge = crate::edge::router(grpc.clone(), max)?;
+    let edge = crate::edge::router(grpc.clone(), max, state.config.request_timeout)?;
     let router = grpc
         .clone()
         .merge(edge)

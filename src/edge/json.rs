@@ -111,9 +111,13 @@ pub fn to_json(message: &DynamicMessage) -> Result<Value, AppError> {
 }
 
 fn invalid_json(detail: &str) -> RequestError {
-    // serde's messages name the field when one is at fault ("unknown
-    // field `x`"); the body as a whole is what the client sent wrong.
-    RequestError::Invalid(AppError::invalid("body", detail.to_owned()))
+    // The parser names an unknown field ("unrecognized field name 'x'");
+    // otherwise the body as a whole is what the client sent wrong.
+    let field = detail
+        .split_once("field name '")
+        .and_then(|(_, rest)| rest.split_once('\''))
+        .map_or("body", |(name, _)| name);
+    RequestError::Invalid(AppError::invalid(field, detail.to_owned()))
 }
 
 fn is_json(content_type: Option<&str>) -> bool {

@@ -43,6 +43,8 @@ struct Edge {
     pool: DescriptorPool,
     grpc: axum::Router,
     max_body: usize,
+    /// Longest a call may take to answer.
+    timeout: std::time::Duration,
 }
 
 /// Why the edge could not be built.
@@ -102,7 +104,11 @@ pub const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'se
 
 /// The edge's routes (everything under `/v1/`, the OpenAPI document and
 /// the API reference), calling `grpc`.
-pub fn router(grpc: axum::Router, max_body: usize) -> Result<axum::Router, EdgeError> {
+pub fn router(
+    grpc: axum::Router,
+    max_body: usize,
+    timeout: std::time::Duration,
+) -> Result<axum::Router, EdgeError> {
     let (pool, bindings) = api()?;
     let document = Bytes::from(serde_json::to_vec(&openapi::document(&pool, &bindings)).unwrap_or_default());
     let grpc_for_tus = grpc.clone();
@@ -111,6 +117,7 @@ pub fn router(grpc: axum::Router, max_body: usize) -> Result<axum::Router, EdgeE
         pool,
         grpc,
         max_body,
+        timeout,
     });
     let asset = |content_type: &'static str, body: Bytes| {
         move || {
@@ -159,7 +166,16 @@ pub fn router(grpc: axum::Router, max_body: usize) -> Result<axum::Router, EdgeE
 }
 
 async fn handle(State(edge): State<Arc<Edge>>, request: http::Request<AxumBody>) -> Response {
-    match edge.serve(request).await {
+    let answered = tokio::time::timeout(edge.timeout, edge.serve(request))
+        .await
+        .unwrap_or_else(|_| {
+            Err(Failure::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                Code::DeadlineExceeded,
+                format!("the call took longer than {:?}", edge.timeout),
+            ))
+        });
+    match answered {
         Ok(response) => response,
         Err(failure) => failure.into_response(&edge.pool),
     }
@@ -578,4 +594,40 @@ fn next_message(data: &mut Bytes) -> Option<Bytes> {
     }
     data.advance(5);
     Some(data.split_to(length))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_its_http_status() {
+        let table = [
+            (Code::Ok, 200),
+            (Code::Cancelled, 499),
+            (Code::Unknown, 500),
+            (Code::InvalidArgument, 400),
+            (Code::DeadlineExceeded, 504),
+            (Code::NotFound, 404),
+            (Code::AlreadyExists, 409),
+            (Code::PermissionDenied, 403),
+            (Code::ResourceExhausted, 429),
+            (Code::FailedPrecondition, 400),
+            (Code::Aborted, 409),
+            (Code::OutOfRange, 400),
+            (Code::Unimplemented, 501),
+            (Code::Internal, 500),
+            (Code::Unavailable, 503),
+            (Code::DataLoss, 500),
+            (Code::Unauthenticated, 401),
+        ];
+        for (code, status) in table {
+            assert_eq!(http_status(code).as_u16(), status, "{code:?}");
+            // The body of each is a google.rpc.Status with that code.
+            let body = Failure::new(http_status(code), code, "why").body(pool());
+            assert_eq!(body["code"], code as i32);
+            assert_eq!(body["message"], "why");
+            assert!(body["details"].is_array());
+        }
+    }
 }

@@ -18,6 +18,7 @@ on_both_backends!(
     server_streams_are_server_sent_events_or_ndjson_and_resume,
     the_openapi_document_describes_every_binding_and_docs_render_it,
     per_user_limits_answer_429_over_http_and_resource_exhausted_over_grpc,
+    a_call_over_the_request_timeout_is_a_504,
 );
 
 fn client() -> reqwest::Client {
@@ -408,6 +409,14 @@ async fn errors_are_json_statuses_with_the_http_status_of_their_code(backend: Ba
         violations["fieldViolations"][0]["field"], "meeting.title",
         "{body}"
     );
+    // An unknown field is named.
+    let (_, _, body) =
+        call(authed(http.post(format!("{base}/v1/meetings"))).json(&json!({"title": "x", "colour": "red"})))
+            .await;
+    assert_eq!(
+        body["details"][1]["fieldViolations"][0]["field"], "colour",
+        "{body}"
+    );
     // A wrong verb on a known path is 405 with Allow.
     let response = authed(http.delete(format!("{base}/v1/meetings")))
         .send()
@@ -671,4 +680,20 @@ async fn per_user_limits_answer_429_over_http_and_resource_exhausted_over_grpc(b
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
     assert!(crate::helpers::details(&refused).retry_info().is_some());
+}
+
+async fn a_call_over_the_request_timeout_is_a_504(backend: Backend) {
+    // Signing in checks a password hash: far longer than a millisecond.
+    let app = spawn_app_with(backend, |vars| {
+        vars.insert("DEBRIEF_REQUEST_TIMEOUT".into(), "1ms".into());
+    })
+    .await;
+    let (status, _, body) = call(
+        client()
+            .post(format!("{}/v1/auth:signIn", app.url()))
+            .json(&json!({"email": "nobody@example.com", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(body["code"], 4);
 }
