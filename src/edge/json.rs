@@ -256,3 +256,86 @@ fn scalar(field: &FieldDescriptor, text: &str) -> Result<Value, String> {
         _ => Value::String(text.to_owned()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use prost_reflect::{DescriptorPool, ReflectMessage};
+
+    use super::*;
+    use crate::edge::rules::Template;
+
+    fn bound(rpc: &str, body: Body) -> Binding {
+        let pool = DescriptorPool::decode(crate::pb::FILE_DESCRIPTOR_SET).unwrap();
+        let (service, method) = rpc.rsplit_once('.').unwrap();
+        let rpc = pool
+            .get_service_by_name(service)
+            .unwrap()
+            .methods()
+            .find(|m| m.name() == method)
+            .unwrap();
+        Binding {
+            method: http::Method::GET,
+            template: Template::parse("/v1/x").unwrap(),
+            body,
+            response_body: None,
+            rpc,
+        }
+    }
+
+    #[test]
+    fn query_parameters_fill_nested_repeated_and_typed_fields() {
+        let update = bound("debrief.v1.ProcessingService.UpdateSamplingConfig", Body::None);
+        let message = request(
+            &update,
+            &Parts {
+                variables: vec![("sampling_config.name".into(), "users/me/samplingConfig".into())],
+                // Dotted paths, either spelling, a well-known type as text.
+                query: Some("samplingConfig.strategy=SAMPLING_STRATEGY_UNIFORM&sampling_config.budget=600s&updateMask=strategy,budget"),
+                content_type: None,
+                body: b"",
+            },
+        )
+        .map_err(|_| ())
+        .unwrap();
+        let json = to_json(&message).unwrap();
+        assert_eq!(json["samplingConfig"]["name"], "users/me/samplingConfig");
+        assert_eq!(json["samplingConfig"]["strategy"], "SAMPLING_STRATEGY_UNIFORM");
+        assert_eq!(json["samplingConfig"]["budget"], "600s");
+        assert_eq!(json["updateMask"], "strategy,budget");
+        assert_eq!(message.descriptor().name(), "UpdateSamplingConfigRequest");
+
+        let listing = bound("debrief.v1.MeetingService.ListMeetings", Body::None);
+        let message = request(
+            &listing,
+            &Parts {
+                variables: vec![],
+                query: Some("statuses=MEETING_STATUS_READY&statuses=MEETING_STATUS_FAILED&pageSize=7"),
+                content_type: None,
+                body: b"",
+            },
+        )
+        .map_err(|_| ())
+        .unwrap();
+        let json = to_json(&message).unwrap();
+        assert_eq!(
+            json["statuses"],
+            serde_json::json!(["MEETING_STATUS_READY", "MEETING_STATUS_FAILED"])
+        );
+        assert_eq!(json["pageSize"], 7);
+
+        // An unknown parameter and a bad value are field violations.
+        let refused = request(
+            &listing,
+            &Parts {
+                variables: vec![],
+                query: Some("colour=red&pageSize=x"),
+                content_type: None,
+                body: b"",
+            },
+        );
+        let Err(RequestError::Invalid(AppError::InvalidArgument(violations))) = refused else {
+            panic!("expected field violations");
+        };
+        assert_eq!(violations[0].field, "colour");
+    }
+}
