@@ -57,6 +57,8 @@ pub struct Scoped {
     signals: Arc<Signals>,
     /// Users to signal once the transaction commits.
     pending: Mutex<Vec<Uuid>>,
+    /// Whether to wake this process's workers once it commits.
+    work_queued: std::sync::atomic::AtomicBool,
 }
 
 impl Db {
@@ -93,6 +95,7 @@ impl Db {
             scope,
             signals: self.signals().clone(),
             pending: Mutex::default(),
+            work_queued: Default::default(),
         })
     }
 }
@@ -165,11 +168,20 @@ impl Scoped {
         }
     }
 
+    /// Wakes this process's idle workers once the transaction has
+    /// committed (others find the work when they next look).
+    pub fn wake_workers_after_commit(&self) {
+        self.work_queued.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Commits the transaction, then sends the signals it asked for.
     pub async fn commit(self) -> AppResult<()> {
         self.txn.commit().await?;
         for user_id in self.pending.into_inner().unwrap_or_else(|e| e.into_inner()) {
             self.signals.wake(user_id);
+        }
+        if self.work_queued.into_inner() {
+            self.signals.work().notify_waiters();
         }
         Ok(())
     }

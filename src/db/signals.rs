@@ -1,4 +1,5 @@
-//! Per-user "something changed" signals inside one process.
+//! Per-user "something changed" signals inside one process, and one for
+//! the processing workers when a job is queued.
 //!
 //! A transaction that changes what a user can watch (an event) asks for a
 //! signal with [`super::Scoped::signal_after_commit`]; when it commits, every
@@ -11,13 +12,19 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-/// The registry of per-user signals.
+/// The registry of per-user signals, and the workers' "work was queued".
 #[derive(Debug, Default)]
 pub struct Signals {
     users: Mutex<HashMap<Uuid, Arc<Notify>>>,
+    work: Notify,
 }
 
 impl Signals {
+    /// The signal that processing work was queued in this process.
+    pub fn work(&self) -> &Notify {
+        &self.work
+    }
+
     /// The signal of `user_id`, to wait on.
     pub fn of(&self, user_id: Uuid) -> Arc<Notify> {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());

@@ -69,6 +69,7 @@ pub async fn enqueue(
             updated_at: Set(now),
         })
         .await?;
+    scoped.wake_workers_after_commit();
     Ok(())
 }
 
@@ -88,6 +89,7 @@ pub async fn requeue(scoped: &Scoped, meeting_id: Uuid, reservation_id: Option<U
         update = update.col_expr(job::Column::ReservationId, Expr::value(reservation_id));
     }
     update.exec(scoped.txn()).await?;
+    scoped.wake_workers_after_commit();
     Ok(())
 }
 

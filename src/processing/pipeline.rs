@@ -174,20 +174,7 @@ impl Pipeline {
             }
             Err(e) => return Err(e.into()),
         };
-        // Runs left `running` by a worker that died.
-        scoped
-            .update_many::<stage_run::Entity>()
-            .col_expr(stage_run::Column::State, Expr::value(RunState::Failed))
-            .col_expr(stage_run::Column::FinishedAt, Expr::value(Utc::now()))
-            .col_expr(
-                stage_run::Column::Error,
-                Expr::value("interrupted: the worker processing it stopped"),
-            )
-            .col_expr(stage_run::Column::UpdatedAt, Expr::value(Utc::now()))
-            .filter(stage_run::Column::MeetingId.eq(meeting.id))
-            .filter(stage_run::Column::State.eq(RunState::Running))
-            .exec(scoped.txn())
-            .await?;
+        fail_interrupted_runs(&scoped, meeting.id).await?;
         if meeting.status == Status::Queued {
             store::transition(&scoped, meeting.id, &[Status::Queued], Status::Processing).await?;
         }
@@ -836,6 +823,25 @@ pub async fn release_reservation(scoped: &Scoped, job: &job::Model) -> AppResult
         reservation.release(scoped, Utc::now()).await?;
     }
     jobs::clear_reservation(scoped, job.id).await
+}
+
+/// Marks the runs a dead worker left `running` as failed.
+pub async fn fail_interrupted_runs(scoped: &Scoped, meeting_id: Uuid) -> AppResult<()> {
+    let now = Utc::now();
+    scoped
+        .update_many::<stage_run::Entity>()
+        .col_expr(stage_run::Column::State, Expr::value(RunState::Failed))
+        .col_expr(stage_run::Column::FinishedAt, Expr::value(now))
+        .col_expr(
+            stage_run::Column::Error,
+            Expr::value("interrupted: the worker processing it stopped"),
+        )
+        .col_expr(stage_run::Column::UpdatedAt, Expr::value(now))
+        .filter(stage_run::Column::MeetingId.eq(meeting_id))
+        .filter(stage_run::Column::State.eq(RunState::Running))
+        .exec(scoped.txn())
+        .await?;
+    Ok(())
 }
 
 /// Ends a stage run with `state` (and an error).

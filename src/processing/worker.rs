@@ -35,7 +35,13 @@ fn hostname() -> String {
 
 async fn slot_loop(pipeline: Arc<Pipeline>, worker: String, shutdown: CancellationToken) {
     let config = &pipeline.config.processing;
+    let signals = pipeline.db.signals().clone();
     while !shutdown.is_cancelled() {
+        // Listening before looking, so work queued in between still wakes
+        // this slot; work queued by other processes is found by polling.
+        let queued = signals.work().notified();
+        tokio::pin!(queued);
+        queued.as_mut().enable();
         match jobs::claim(&pipeline.db, &worker, config.lease).await {
             Ok(Some(job)) => {
                 if let Err(error) = attempt(&pipeline, &job, &worker, &shutdown).await {
@@ -48,6 +54,7 @@ async fn slot_loop(pipeline: Arc<Pipeline>, worker: String, shutdown: Cancellati
         }
         tokio::select! {
             () = tokio::time::sleep(config.poll) => {}
+            () = &mut queued => {}
             () = shutdown.cancelled() => {}
         }
     }
@@ -145,16 +152,28 @@ async fn record_failure(
         Err(crate::error::AppError::NotFound { .. }) => return scoped.commit().await,
         Err(e) => return Err(e),
     };
-    if let Some((stage, attempt)) = failure.run {
-        pipeline::end_run(
-            &scoped,
-            meeting.id,
-            stage,
-            attempt,
-            RunState::Failed,
-            Some(&failure.message),
-        )
-        .await?;
+    match failure.run {
+        Some((stage, attempt)) => {
+            pipeline::end_run(
+                &scoped,
+                meeting.id,
+                stage,
+                attempt,
+                RunState::Failed,
+                Some(&failure.message),
+            )
+            .await?;
+        }
+        // A failure outside any stage: a worker that kept dying.
+        None => pipeline::fail_interrupted_runs(&scoped, meeting.id).await?,
+    }
+    // It is reported at the stage the meeting was in.
+    let run = failure.run.or_else(|| {
+        let stage = meeting.current_stage.clone()?;
+        let stage = <super::entity::Stage as sea_orm::ActiveEnum>::try_from_value(&stage).ok()?;
+        Some((stage, job.attempts))
+    });
+    if let Some((stage, attempt)) = run {
         pipeline::announce(
             &scoped,
             &meeting,

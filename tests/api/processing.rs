@@ -28,6 +28,7 @@ on_both_backends!(
     mp3_and_m4a_recordings_convert_to_16_khz_mono_of_the_same_length,
     a_plans_concurrent_jobs_and_analysis_minutes_are_respected,
     originals_are_deleted_after_their_retention,
+    a_queued_meeting_wakes_an_idle_worker_at_once,
 );
 
 const RATE: u32 = 16_000;
@@ -837,4 +838,24 @@ async fn originals_are_deleted_after_their_retention(backend: Backend) {
     assert_eq!(crate::uploads::storage_used(&app, &max).await, (0, 0));
     get_analysis(&app, &max, &meeting).await.unwrap();
     get_transcript(&app, &max, &meeting).await.unwrap();
+}
+
+async fn a_queued_meeting_wakes_an_idle_worker_at_once(backend: Backend) {
+    // The worker looks for work once a minute; the upload wakes it.
+    let app = spawn_app_with(backend, |vars| {
+        vars.insert("DEBRIEF_WORKERS".into(), "1".into());
+        vars.insert("DEBRIEF_JOB_POLL".into(), "60s".into());
+    })
+    .await;
+    let ned = app.sign_up("ned").await;
+    // Let the worker finish its first look and go idle.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = tokio::time::Instant::now();
+    let meeting = upload(&app, &ned, &short()).await;
+    wait_for(&app, &ned, &meeting, &[pb::MeetingStatus::AwaitingTranscription]).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
 }
