@@ -40,7 +40,6 @@ const FORWARDED: [&str; 4] = ["authorization", "x-request-id", "user-agent", "gr
 /// The edge's state.
 struct Edge {
     bindings: Vec<Binding>,
-    pool: DescriptorPool,
     grpc: axum::Router,
     max_body: usize,
     /// Longest a call may take to answer.
@@ -58,23 +57,22 @@ pub enum EdgeError {
     Template(#[from] rules::TemplateError),
 }
 
-/// The API's descriptors, decoded once (for rendering error details).
+/// The API's descriptors, decoded once.
 fn pool() -> &'static DescriptorPool {
     static POOL: std::sync::OnceLock<DescriptorPool> = std::sync::OnceLock::new();
     POOL.get_or_init(|| DescriptorPool::decode(crate::pb::FILE_DESCRIPTOR_SET).unwrap_or_default())
 }
 
-/// The API's descriptors and HTTP bindings.
-fn api() -> Result<(DescriptorPool, Vec<Binding>), EdgeError> {
-    let pool = DescriptorPool::decode(crate::pb::FILE_DESCRIPTOR_SET)?;
-    let bindings = rules::bindings(&pool)?;
-    Ok((pool, bindings))
+/// The API's HTTP bindings.
+fn api() -> Result<Vec<Binding>, EdgeError> {
+    // Decoding first reports a broken descriptor set as such.
+    DescriptorPool::decode(crate::pb::FILE_DESCRIPTOR_SET)?;
+    Ok(rules::bindings(pool())?)
 }
 
 /// The OpenAPI document of the edge (what `/openapi.json` serves).
 pub fn openapi_document() -> Result<Value, EdgeError> {
-    let (pool, bindings) = api()?;
-    Ok(openapi::document(&pool, &bindings))
+    Ok(openapi::document(pool(), &api()?))
 }
 
 /// The page at `/docs`: Redoc, served from the binary, rendering
@@ -109,12 +107,11 @@ pub fn router(
     max_body: usize,
     timeout: std::time::Duration,
 ) -> Result<axum::Router, EdgeError> {
-    let (pool, bindings) = api()?;
-    let document = Bytes::from(serde_json::to_vec(&openapi::document(&pool, &bindings)).unwrap_or_default());
+    let bindings = api()?;
+    let document = Bytes::from(serde_json::to_vec(&openapi::document(pool(), &bindings)).unwrap_or_default());
     let grpc_for_tus = grpc.clone();
     let edge = Arc::new(Edge {
         bindings,
-        pool,
         grpc,
         max_body,
         timeout,
@@ -177,7 +174,7 @@ async fn handle(State(edge): State<Arc<Edge>>, request: http::Request<AxumBody>)
         });
     match answered {
         Ok(response) => response,
-        Err(failure) => failure.into_response(&edge.pool),
+        Err(failure) => failure.into_response(),
     }
 }
 
@@ -214,9 +211,9 @@ impl Failure {
     }
 
     /// The `google.rpc.Status` as JSON.
-    fn body(&self, pool: &DescriptorPool) -> Value {
+    fn body(&self) -> Value {
         let decoded = self.details.as_ref().and_then(|bytes| {
-            let descriptor = pool.get_message_by_name("google.rpc.Status")?;
+            let descriptor = pool().get_message_by_name("google.rpc.Status")?;
             let message = DynamicMessage::decode(descriptor, bytes.clone()).ok()?;
             json::to_json(&message).ok()
         });
@@ -229,8 +226,8 @@ impl Failure {
         body
     }
 
-    fn into_response(self, pool: &DescriptorPool) -> Response {
-        let body = self.body(pool);
+    fn into_response(self) -> Response {
+        let body = self.body();
         let wait = body["details"]
             .as_array()
             .and_then(|details| retry_after(details));
@@ -377,10 +374,9 @@ impl Edge {
     /// error mid-stream becomes a last `error` event (line).
     fn stream(&self, binding: &Binding, body: AxumBody, framing: Framing) -> Response {
         let output = binding.rpc.output();
-        let pool = self.pool.clone();
         let state = (body, BytesMut::new(), false);
         let events = futures::stream::unfold(state, move |(mut body, mut buffer, done)| {
-            let (output, pool) = (output.clone(), pool.clone());
+            let output = output.clone();
             async move {
                 if done {
                     return None;
@@ -394,7 +390,7 @@ impl Edge {
                             .map_err(AppError::internal)
                             .and_then(|m| json::to_json(&m))
                             .map(|json| render(framing, &json))
-                            .unwrap_or_else(|e| error_event(framing, &Failure::from(e).body(&pool)));
+                            .unwrap_or_else(|e| error_event(framing, &Failure::from(e).body()));
                         return Some((Ok::<_, Infallible>(text), (body, buffer, false)));
                     }
                     match body.frame().await {
@@ -404,7 +400,7 @@ impl Edge {
                                 return match status {
                                     Some(status) if status.code() != Code::Ok => {
                                         let text =
-                                            error_event(framing, &Failure::from_status(&status).body(&pool));
+                                            error_event(framing, &Failure::from_status(&status).body());
                                         Some((Ok(text), (body, buffer, true)))
                                     }
                                     _ => None,
@@ -420,10 +416,7 @@ impl Edge {
                                 Code::Unavailable,
                                 format!("the stream broke off: {e}"),
                             );
-                            return Some((
-                                Ok(error_event(framing, &failure.body(&pool))),
-                                (body, buffer, true),
-                            ));
+                            return Some((Ok(error_event(framing, &failure.body())), (body, buffer, true)));
                         }
                         None => return None,
                     }
@@ -624,7 +617,7 @@ mod tests {
         for (code, status) in table {
             assert_eq!(http_status(code).as_u16(), status, "{code:?}");
             // The body of each is a google.rpc.Status with that code.
-            let body = Failure::new(http_status(code), code, "why").body(pool());
+            let body = Failure::new(http_status(code), code, "why").body();
             assert_eq!(body["code"], code as i32);
             assert_eq!(body["message"], "why");
             assert!(body["details"].is_array());

@@ -65,7 +65,7 @@ fn answer(status: StatusCode, headers: &[(&'static str, String)]) -> Response {
 /// An error as the edge's JSON status, with `Tus-Resumable` and the
 /// version this server speaks.
 fn refuse(failure: Failure) -> Response {
-    let mut response = failure.into_response(super::pool());
+    let mut response = failure.into_response();
     let headers = response.headers_mut();
     headers.insert("tus-resumable", HeaderValue::from_static(VERSION));
     headers.insert("tus-version", HeaderValue::from_static(VERSION));
