@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
 use crate::metrics::Gauges;
-use crate::processing::entity::JobState;
 use crate::server::AppState;
 
 /// `/healthz` and `/readyz`, and `/metrics` unless it has its own address.
@@ -50,11 +49,15 @@ async fn metrics(State(state): State<AppState>) -> Response {
         streams_open: i64::try_from(state.streams.open_count()).unwrap_or(i64::MAX),
         ..Gauges::default()
     };
-    match queue_depths(&state).await {
-        Ok((pending, running, dead)) => {
-            gauges.jobs_pending = pending;
-            gauges.jobs_running = running;
-            gauges.jobs_dead = dead;
+    let depths = match state.db.as_service().await {
+        Ok(scoped) => crate::processing::jobs::depths(&scoped).await,
+        Err(error) => Err(error),
+    };
+    match depths {
+        Ok(depths) => {
+            gauges.jobs_pending = depths.pending;
+            gauges.jobs_running = depths.running;
+            gauges.jobs_dead = depths.dead;
         }
         Err(error) => tracing::warn!(%error, "could not read the queue for /metrics"),
     }
@@ -66,14 +69,4 @@ async fn metrics(State(state): State<AppState>) -> Response {
         crate::metrics::global().render(&gauges),
     )
         .into_response()
-}
-
-async fn queue_depths(state: &AppState) -> crate::error::AppResult<(i64, i64, i64)> {
-    let scoped = state.db.as_service().await?;
-    let count = |s| crate::processing::jobs::count(&scoped, s);
-    Ok((
-        count(JobState::Pending).await?,
-        count(JobState::Running).await?,
-        count(JobState::Dead).await?,
-    ))
 }

@@ -173,12 +173,7 @@ pub fn to_proto(row: &event::Model) -> pb::Event {
                 will_retry,
                 ..
             } => P::Stage(pb::StageProgress {
-                stage: pb::ProcessingStage::from_str_name(&format!(
-                    "PROCESSING_STAGE_{}",
-                    stage.to_ascii_uppercase()
-                ))
-                .unwrap_or_default()
-                .into(),
+                stage: crate::meetings::convert::stage_to_proto(&stage).into(),
                 attempt,
                 percent,
                 error,

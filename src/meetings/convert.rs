@@ -18,9 +18,7 @@ pub fn to_proto(meeting: &entity::Model) -> pb::Meeting {
     let stage = meeting
         .current_stage
         .as_deref()
-        .and_then(|s| {
-            pb::ProcessingStage::from_str_name(&format!("PROCESSING_STAGE_{}", s.to_ascii_uppercase()))
-        })
+        .map(stage_to_proto)
         .unwrap_or_default();
     pb::Meeting {
         name: format!("meetings/{}", meeting.id),
@@ -40,4 +38,10 @@ pub fn to_proto(meeting: &entity::Model) -> pb::Meeting {
         create_time: Some(timestamps::to_proto(meeting.created_at)),
         update_time: Some(timestamps::to_proto(meeting.updated_at)),
     }
+}
+
+/// The API value of a stored stage name such as `convert`.
+pub fn stage_to_proto(name: &str) -> pb::ProcessingStage {
+    pb::ProcessingStage::from_str_name(&format!("PROCESSING_STAGE_{}", name.to_ascii_uppercase()))
+        .unwrap_or_default()
 }

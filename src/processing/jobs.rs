@@ -341,14 +341,34 @@ pub async fn list(
     Ok(query.all(scoped.txn()).await?)
 }
 
-/// How many jobs are in `state`.
-pub async fn count(scoped: &Scoped, state: JobState) -> AppResult<i64> {
-    let count = scoped
+/// How many jobs wait, run and are dead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Depths {
+    /// Pending (including those waiting out a backoff).
+    pub pending: i64,
+    /// Held by a worker.
+    pub running: i64,
+    /// Dead letters.
+    pub dead: i64,
+}
+
+/// The queue's depths, in one query.
+pub async fn depths(scoped: &Scoped) -> AppResult<Depths> {
+    let counts: Vec<(JobState, i64)> = scoped
         .find::<job::Entity>()
-        .filter(job::Column::State.eq(state))
-        .count(scoped.txn())
+        .select_only()
+        .column(job::Column::State)
+        .column_as(job::Column::Id.count(), "jobs")
+        .group_by(job::Column::State)
+        .into_tuple()
+        .all(scoped.txn())
         .await?;
-    Ok(i64::try_from(count).unwrap_or(i64::MAX))
+    let of = |state| counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
+    Ok(Depths {
+        pending: of(JobState::Pending),
+        running: of(JobState::Running),
+        dead: of(JobState::Dead),
+    })
 }
 
 #[cfg(test)]

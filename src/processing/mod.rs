@@ -35,15 +35,16 @@ pub fn minutes(duration_ms: i64) -> i64 {
     ((duration_ms + 59_999) / 60_000).max(1)
 }
 
-/// Hands an uploaded meeting to the pipeline: the one way into processing.
-/// In the caller's transaction it holds the meeting's analysis minutes
-/// (over the plan's limit: `RESOURCE_EXHAUSTED`), moves it to `queued` and
-/// queues its job.
-pub async fn enqueue(state: &AppState, scoped: &Scoped, user_id: Uuid, meeting_id: Uuid) -> AppResult<()> {
-    let meeting = store::get(scoped, meeting_id).await?;
+/// Holds the analysis minutes of `meeting` (over the plan's limit:
+/// `RESOURCE_EXHAUSTED`); returns the reservation's id.
+pub async fn hold_minutes(
+    state: &AppState,
+    scoped: &Scoped,
+    meeting: &crate::meetings::entity::Model,
+) -> AppResult<Uuid> {
     let reservation = ledger::reserve(
         scoped,
-        user_id,
+        meeting.user_id,
         Category::AnalysisMinutes,
         minutes(meeting.duration_ms.unwrap_or(0)),
         RESERVATION_TTL,
@@ -51,6 +52,16 @@ pub async fn enqueue(state: &AppState, scoped: &Scoped, user_id: Uuid, meeting_i
         Utc::now(),
     )
     .await?;
+    Ok(reservation.id)
+}
+
+/// Hands an uploaded meeting to the pipeline: the one way into processing.
+/// In the caller's transaction it holds the meeting's analysis minutes
+/// (over the plan's limit: `RESOURCE_EXHAUSTED`), moves it to `queued` and
+/// queues its job.
+pub async fn enqueue(state: &AppState, scoped: &Scoped, user_id: Uuid, meeting_id: Uuid) -> AppResult<()> {
+    let meeting = store::get(scoped, meeting_id).await?;
+    let reservation = hold_minutes(state, scoped, &meeting).await?;
     if !store::transition(scoped, meeting_id, &[Status::Uploaded], Status::Queued).await? {
         return Err(AppError::internal(format!(
             "meeting {meeting_id} was not uploaded when queued"
@@ -60,7 +71,7 @@ pub async fn enqueue(state: &AppState, scoped: &Scoped, user_id: Uuid, meeting_i
         scoped,
         user_id,
         meeting_id,
-        Some(reservation.id),
+        Some(reservation),
         state.config.processing.max_attempts,
     )
     .await

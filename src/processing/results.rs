@@ -15,16 +15,8 @@ use crate::pb::v1 as pb;
 use crate::timestamps::{ms_to_duration, opt_to_proto, to_proto};
 
 /// The API value of a stage.
-pub fn stage_to_proto(stage: Stage) -> pb::ProcessingStage {
-    match stage {
-        Stage::Validate => pb::ProcessingStage::Validate,
-        Stage::Convert => pb::ProcessingStage::Convert,
-        Stage::Segment => pb::ProcessingStage::Segment,
-        Stage::Sample => pb::ProcessingStage::Sample,
-        Stage::Transcribe => pb::ProcessingStage::Transcribe,
-        Stage::Analyze => pb::ProcessingStage::Analyze,
-        Stage::Cleanup => pb::ProcessingStage::Cleanup,
-    }
+fn stage_to_proto(stage: Stage) -> pb::ProcessingStage {
+    crate::meetings::convert::stage_to_proto(&super::pipeline::stage_name(stage))
 }
 
 /// The processing status of a meeting of the scope.

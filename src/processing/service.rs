@@ -176,17 +176,7 @@ impl ProcessingService for ProcessingApi {
         // Minutes are charged once: only a meeting never processed holds
         // them again.
         let reservation = if meeting.processed_at.is_none() {
-            let held = crate::usage::ledger::reserve(
-                &scoped,
-                user_id,
-                crate::usage::model::Category::AnalysisMinutes,
-                super::minutes(meeting.duration_ms.unwrap_or(0)),
-                std::time::Duration::from_secs(30 * 24 * 3600),
-                &self.state.config.upgrade_url,
-                chrono::Utc::now(),
-            )
-            .await?;
-            Some(held.id)
+            Some(super::hold_minutes(&self.state, &scoped, &meeting).await?)
         } else {
             None
         };
@@ -304,6 +294,7 @@ impl ProcessingService for ProcessingApi {
         let scoped = self.state.db.as_admin(caller.user_id).await?;
         let rows = jobs::list(&scoped, state, page.after.map(|c| c.before), page.size + 1).await?;
         let (rows, next) = page.page(rows, |last| BeforeId { before: last.id });
+        let depths = jobs::depths(&scoped).await?;
         Ok(Response::new(pb::ListJobsResponse {
             jobs: rows
                 .into_iter()
@@ -329,9 +320,9 @@ impl ProcessingService for ProcessingApi {
                 })
                 .collect(),
             next_page_token: PageRequest::token(next.as_ref()),
-            pending_count: jobs::count(&scoped, JobState::Pending).await?,
-            running_count: jobs::count(&scoped, JobState::Running).await?,
-            dead_count: jobs::count(&scoped, JobState::Dead).await?,
+            pending_count: depths.pending,
+            running_count: depths.running,
+            dead_count: depths.dead,
         }))
     }
 }
