@@ -168,13 +168,65 @@ impl AppError {
     }
 }
 
+/// The message of an InvalidArgument: every violation as a sentence for a
+/// person ("email must be an email address; password is too weak"). The
+/// code is already in the status, so the message does not repeat it.
 fn describe(violations: &[FieldViolation]) -> String {
-    let mut message = String::from("invalid argument");
+    let mut message = String::new();
     for (i, v) in violations.iter().enumerate() {
-        let sep = if i == 0 { ": " } else { "; " };
-        let _ = write!(message, "{sep}{}: {}", v.field, v.description);
+        let sep = if i == 0 { "" } else { "; " };
+        let _ = write!(message, "{sep}{} {}", v.field, v.description);
     }
     message
+}
+
+/// Collects the bad fields of a request, so that one InvalidArgument names
+/// every one of them rather than only the first.
+///
+/// ```text
+/// let mut bad = Violations::default();
+/// let email = bad.check(normalise_email("email", &email))?;
+/// let name = bad.check(display_name("display_name", &name))?;
+/// let (email, name) = bad.finish(|| Some((email?, name?)))?;
+/// ```
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    /// Records one bad field.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
+    }
+
+    /// The value of a parse, or None after recording its violations. Any
+    /// other error (a failure of ours) is returned at once.
+    pub fn check<T>(&mut self, parsed: AppResult<T>) -> AppResult<Option<T>> {
+        match parsed {
+            Ok(value) => Ok(Some(value)),
+            Err(AppError::InvalidArgument(violations)) => {
+                self.0.extend(violations);
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Whether nothing is wrong so far.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every violation as one error, or the value `build` makes from the
+    /// parsed fields when there was none.
+    pub fn finish<T>(self, build: impl FnOnce() -> Option<T>) -> AppResult<T> {
+        if !self.0.is_empty() {
+            return Err(AppError::InvalidArgument(self.0));
+        }
+        build().ok_or_else(|| AppError::internal("a field failed to parse without a violation"))
+    }
 }
 
 fn info(details: &mut ErrorDetails, reason: &str, metadata: HashMap<String, String>) {
@@ -307,7 +359,7 @@ mod tests {
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(
             status.message(),
-            "invalid argument: email: must be an email address; password: is too weak"
+            "email must be an email address; password is too weak"
         );
         let details = status.get_error_details();
         let violations = &details.bad_request().expect("BadRequest").field_violations;
@@ -317,6 +369,23 @@ mod tests {
             details.error_info().expect("ErrorInfo").reason,
             "INVALID_ARGUMENT"
         );
+    }
+
+    #[test]
+    fn violations_collect_every_bad_field() {
+        let mut bad = Violations::default();
+        let email = bad
+            .check::<String>(Err(AppError::invalid("email", "is required")))
+            .unwrap();
+        let size = bad.check(Ok(5)).unwrap();
+        bad.add("password", "is too short");
+        let Err(AppError::InvalidArgument(violations)) = bad.finish(|| Some((email?, size?))) else {
+            panic!("expected every violation");
+        };
+        assert_eq!(violations.len(), 2);
+        assert_eq!(Violations::default().finish(|| Some(7)).unwrap(), 7);
+        let mut bad = Violations::default();
+        assert!(bad.check::<()>(Err(AppError::not_found("meeting"))).is_err());
     }
 
     #[test]

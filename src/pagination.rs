@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{AppError, AppResult};
+use crate::error::{AppResult, Violations};
 
 /// A validated page request.
 #[derive(Debug)]
@@ -24,19 +24,33 @@ impl<C: DeserializeOwned> PageRequest<C> {
     /// Validates `page_size` (0 means `default`; larger than `max` is
     /// lowered to `max`) and decodes `page_token`.
     pub fn parse(page_size: i32, page_token: &str, default: u64, max: u64) -> AppResult<Self> {
+        let mut bad = Violations::default();
         let size = match u64::try_from(page_size) {
-            Err(_) => return Err(AppError::invalid("page_size", "must not be negative")),
-            Ok(0) => default,
-            Ok(size) => size.min(max),
+            Err(_) => {
+                bad.add("page_size", "must not be negative");
+                None
+            }
+            Ok(0) => Some(default),
+            Ok(size) => Some(size.min(max)),
         };
         let after = if page_token.is_empty() {
-            None
+            Some(None)
         } else {
-            let invalid = || AppError::invalid("page_token", "is not a token from a previous response");
-            let json = URL_SAFE_NO_PAD.decode(page_token).map_err(|_| invalid())?;
-            Some(serde_json::from_slice(&json).map_err(|_| invalid())?)
+            let decoded = URL_SAFE_NO_PAD
+                .decode(page_token)
+                .ok()
+                .and_then(|json| serde_json::from_slice(&json).ok());
+            if decoded.is_none() {
+                bad.add("page_token", "is not a token from a previous response");
+            }
+            decoded.map(Some)
         };
-        Ok(Self { size, after })
+        bad.finish(|| {
+            Some(Self {
+                size: size?,
+                after: after?,
+            })
+        })
     }
 }
 
@@ -72,6 +86,7 @@ impl<C: Serialize> PageRequest<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::AppError;
 
     #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
     struct Cursor {
@@ -96,6 +111,8 @@ mod tests {
         assert_eq!(PageRequest::<Cursor>::token(None), "");
         let err = PageRequest::<Cursor>::parse(10, "not a token!", 50, 200).unwrap_err();
         assert!(matches!(err, AppError::InvalidArgument(v) if v[0].field == "page_token"));
+        let both = PageRequest::<Cursor>::parse(-3, "garbage", 50, 200).unwrap_err();
+        assert!(matches!(both, AppError::InvalidArgument(v) if v.len() == 2));
     }
 
     #[test]

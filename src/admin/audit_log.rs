@@ -6,7 +6,7 @@ use uuid::Uuid;
 use crate::audit::entity as audit;
 use crate::auth::model::parse_name;
 use crate::db::Db;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppResult, Violations};
 use crate::pagination::{BeforeId, PageRequest};
 use crate::pb::v1 as pb;
 use crate::timestamps;
@@ -26,7 +26,29 @@ pub async fn list(
         start_time,
         end_time,
     } = request;
-    let page = PageRequest::<BeforeId>::parse(page_size, &page_token, 50, 500)?;
+    let mut bad = Violations::default();
+    let page = bad.check(PageRequest::<BeforeId>::parse(page_size, &page_token, 50, 500))?;
+    let user = |bad: &mut Violations, field: &str, name: &str| {
+        if name.is_empty() {
+            Ok(Some(None))
+        } else {
+            bad.check(parse_name(field, name, "users")).map(|id| id.map(Some))
+        }
+    };
+    let actor = user(&mut bad, "actor", &actor)?;
+    let subject = user(&mut bad, "subject", &subject)?;
+    if action.len() > 100 {
+        bad.add("action", "must be at most 100 characters long");
+    }
+    let mut time = |field: &str, t: &Option<prost_types::Timestamp>| match t {
+        None => Ok(Some(None)),
+        Some(t) => bad.check(timestamps::from_proto(field, t)).map(|t| t.map(Some)),
+    };
+    let start_time = time("start_time", &start_time)?;
+    let end_time = time("end_time", &end_time)?;
+    let (page, actor, subject, start_time, end_time) =
+        bad.finish(|| Some((page?, actor?, subject?, start_time?, end_time?)))?;
+
     let scoped = db.as_admin(admin_id).await?;
     let mut query = scoped
         .find::<audit::Entity>()
@@ -35,23 +57,20 @@ pub async fn list(
     if let Some(cursor) = page.after {
         query = query.filter(audit::Column::Id.lt(cursor.before));
     }
-    if !actor.is_empty() {
-        query = query.filter(audit::Column::ActorId.eq(parse_name("actor", &actor, "users")?));
+    if let Some(actor) = actor {
+        query = query.filter(audit::Column::ActorId.eq(actor));
     }
-    if !subject.is_empty() {
-        query = query.filter(audit::Column::SubjectUserId.eq(parse_name("subject", &subject, "users")?));
+    if let Some(subject) = subject {
+        query = query.filter(audit::Column::SubjectUserId.eq(subject));
     }
     if !action.is_empty() {
-        if action.len() > 100 {
-            return Err(AppError::invalid("action", "must be at most 100 characters long"));
-        }
         query = query.filter(audit::Column::Action.eq(action));
     }
-    if let Some(start) = &start_time {
-        query = query.filter(audit::Column::CreatedAt.gte(timestamps::from_proto("start_time", start)?));
+    if let Some(start) = start_time {
+        query = query.filter(audit::Column::CreatedAt.gte(start));
     }
-    if let Some(end) = &end_time {
-        query = query.filter(audit::Column::CreatedAt.lt(timestamps::from_proto("end_time", end)?));
+    if let Some(end) = end_time {
+        query = query.filter(audit::Column::CreatedAt.lt(end));
     }
     let (entries, next) = page.page(query.all(scoped.txn()).await?, |last| BeforeId {
         before: last.id,

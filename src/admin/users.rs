@@ -11,7 +11,7 @@ use crate::auth::model::{display_name, normalise_email, parse_name};
 use crate::auth::{password, store};
 use crate::context::RequestMeta;
 use crate::db::Db;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Violations};
 use crate::pagination::{BeforeId, PageRequest};
 use crate::pb::v1 as pb;
 use crate::profiles::entity as profile;
@@ -72,9 +72,11 @@ pub async fn set_role(
     request: pb::SetUserRoleRequest,
 ) -> AppResult<pb::User> {
     let pb::SetUserRoleRequest { user, role, reason } = request;
-    let user_id = parse_name("user", &user, "users")?;
-    let role = role_from_proto("role", role)?;
-    let reason = crate::auth::model::plain_text("reason", &reason, 500)?;
+    let mut bad = Violations::default();
+    let user_id = bad.check(parse_name("user", &user, "users"))?;
+    let role = bad.check(role_from_proto("role", role))?;
+    let reason = bad.check(crate::auth::model::plain_text("reason", &reason, 500))?;
+    let (user_id, role, reason) = bad.finish(|| Some((user_id?, role?, reason?)))?;
     // Writing another user's row needs the service scope; the admin check
     // was made by the caller.
     let scoped = db.as_service().await?;

@@ -15,7 +15,7 @@ use super::{Auth, password};
 use crate::audit::{self, Entry};
 use crate::context::RequestMeta;
 use crate::db::Db;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Violations};
 use crate::pb::v1 as pb;
 
 const VERIFY_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(48);
@@ -28,11 +28,9 @@ fn wrong_credentials() -> AppError {
     }
 }
 
-fn required(field: &str, value: &str) -> AppResult<()> {
+fn required(bad: &mut Violations, field: &str, value: &str) {
     if value.is_empty() {
-        Err(AppError::invalid(field, "is required"))
-    } else {
-        Ok(())
+        bad.add(field, "is required");
     }
 }
 
@@ -50,9 +48,20 @@ pub async fn sign_up(
         password: new_password,
         display_name: name,
     } = request;
-    let email = normalise_email("email", &email)?;
-    let name = display_name("display_name", &name)?;
-    password::check_new("password", &new_password, &email, &[&name])?;
+    let mut bad = Violations::default();
+    let email = bad.check(normalise_email("email", &email))?;
+    let name = bad.check(display_name("display_name", &name))?;
+    let known = [
+        email.as_deref().unwrap_or_default(),
+        name.as_deref().unwrap_or_default(),
+    ];
+    bad.check(password::check_new(
+        "password",
+        &new_password,
+        known[0],
+        &known[1..],
+    ))?;
+    let (email, name) = bad.finish(|| Some((email?, name?)))?;
     let hash = password::hash(&new_password).await?;
 
     let scoped = db.as_service().await?;
@@ -100,8 +109,10 @@ pub async fn sign_in(
         email,
         password: given,
     } = request;
-    let email = normalise_email("email", &email)?;
-    required("password", &given)?;
+    let mut bad = Violations::default();
+    let email = bad.check(normalise_email("email", &email))?;
+    required(&mut bad, "password", &given);
+    let email = bad.finish(|| email)?;
     let keys = FailureKeys::new(&email, meta.ip);
 
     // Read, then verify outside any transaction: hashing takes a while and
@@ -169,18 +180,25 @@ pub async fn change_password(
         current_password,
         new_password,
     } = request;
-    required("current_password", &current_password)?;
     let user = {
         let scoped = db.as_user(user_id).await?;
         store::get_user(&scoped, user_id).await?
     };
+    let mut bad = Violations::default();
+    required(&mut bad, "current_password", &current_password);
+    bad.check(password::check_new(
+        "new_password",
+        &new_password,
+        &user.email,
+        &[],
+    ))?;
+    bad.finish(|| Some(()))?;
     let keys = FailureKeys::new(&user.email, meta.ip);
     auth.throttle.check_locked(db.unscoped(), &keys).await?;
     if !password::verify(&current_password, user.password_hash.as_deref()).await? {
         auth.throttle.record_failure(db.unscoped(), &keys).await?;
         return Err(AppError::invalid("current_password", "is not correct"));
     }
-    password::check_new("new_password", &new_password, &user.email, &[])?;
     let hash = password::hash(&new_password).await?;
 
     let scoped = db.as_user(user_id).await?;
@@ -241,7 +259,10 @@ pub async fn reset_password(
     request: pb::ResetPasswordRequest,
 ) -> AppResult<()> {
     let pb::ResetPasswordRequest { token, new_password } = request;
-    required("token", &token)?;
+    let mut bad = Violations::default();
+    required(&mut bad, "token", &token);
+    required(&mut bad, "new_password", &new_password);
+    bad.finish(|| Some(()))?;
     let (token, user) = {
         let scoped = db.as_service().await?;
         let token = store::find_email_token(&scoped, &token, Purpose::ResetPassword).await?;
@@ -291,7 +312,9 @@ pub async fn send_verification(auth: &Auth, db: &Db, user_id: uuid::Uuid) -> App
 
 /// Marks the address of the token's account as verified.
 pub async fn verify_email(db: &Db, meta: &RequestMeta, token: &str) -> AppResult<pb::User> {
-    required("token", token)?;
+    let mut bad = Violations::default();
+    required(&mut bad, "token", token);
+    bad.finish(|| Some(()))?;
     let scoped = db.as_service().await?;
     let token = store::find_email_token(&scoped, token, Purpose::VerifyEmail).await?;
     store::use_email_token(&scoped, &token).await?;

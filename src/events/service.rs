@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::model::to_proto;
 use super::store::{self, Filter};
 use crate::auth::Caller;
-use crate::error::AppError;
+use crate::error::Violations;
 use crate::pb::v1 as pb;
 use crate::pb::v1::event_service_server::EventService;
 use crate::server::AppState;
@@ -42,13 +42,15 @@ impl EventService for EventApi {
             types,
             meeting,
         } = request.into_inner();
-        let filter = Filter::parse(&types, &meeting)?;
+        let mut bad = Violations::default();
+        let filter = Filter::parse(&mut bad, &types, &meeting)?;
+        if after_event_id.is_some_and(|id| id < 0) {
+            bad.add("after_event_id", "must not be negative");
+        }
+        let filter = bad.finish(|| filter)?;
         let slot = self.state.streams.open(user_id)?;
         // Without a starting point the stream starts at the newest event.
         let after = match after_event_id {
-            Some(id) if id < 0 => {
-                return Err(AppError::invalid("after_event_id", "must not be negative").into());
-            }
             Some(id) => id,
             None => {
                 let scoped = self.state.db.as_user(user_id).await?;
@@ -71,12 +73,17 @@ impl EventService for EventApi {
             types,
             meeting,
         } = request.into_inner();
-        let filter = Filter::parse(&types, &meeting)?;
+        let mut bad = Violations::default();
+        let filter = Filter::parse(&mut bad, &types, &meeting)?;
         let size = match page_size {
             0 => 100,
-            n if n < 0 => return Err(AppError::invalid("page_size", "must not be negative").into()),
+            n if n < 0 => {
+                bad.add("page_size", "must not be negative");
+                0
+            }
             n => u64::try_from(n.min(500)).unwrap_or(500),
         };
+        let filter = bad.finish(|| filter)?;
         let scoped = self.state.db.as_user(user_id).await?;
         let mut rows = store::read(&scoped, after_event_id.max(0), &filter, size + 1).await?;
         let has_more = rows.len() as u64 > size;

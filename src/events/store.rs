@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::entity::event;
 use super::model::type_name;
 use crate::db::{Db, Scoped};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppResult, Violations};
 use crate::pb::v1 as pb;
 
 /// Which events a reader wants.
@@ -19,24 +19,28 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Validates the API's filter fields.
-    pub fn parse(types: &[i32], meeting: &str) -> AppResult<Self> {
-        let types = types
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                pb::EventType::try_from(*t)
-                    .ok()
-                    .and_then(type_name)
-                    .ok_or_else(|| AppError::invalid(format!("types[{i}]"), "must be an event type"))
-            })
-            .collect::<AppResult<Vec<_>>>()?;
+    /// Validates the API's filter fields, recording what is wrong in `bad`.
+    pub fn parse(bad: &mut Violations, types: &[i32], meeting: &str) -> AppResult<Option<Self>> {
+        let mut names = Vec::with_capacity(types.len());
+        for (i, t) in types.iter().enumerate() {
+            match pb::EventType::try_from(*t).ok().and_then(type_name) {
+                Some(name) => names.push(name),
+                None => bad.add(format!("types[{i}]"), "must be an event type"),
+            }
+        }
         let meeting_id = if meeting.is_empty() {
-            None
+            Some(None)
         } else {
-            Some(crate::auth::model::parse_name("meeting", meeting, "meetings")?)
+            bad.check(crate::auth::model::parse_name("meeting", meeting, "meetings"))?
+                .map(Some)
         };
-        Ok(Self { types, meeting_id })
+        Ok((names.len() == types.len())
+            .then_some(meeting_id)
+            .flatten()
+            .map(|meeting_id| Self {
+                types: names,
+                meeting_id,
+            }))
     }
 }
 

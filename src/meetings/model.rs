@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::entity::Status;
-use crate::error::{AppError, AppResult, FieldViolation};
+use crate::error::{AppError, AppResult, FieldViolation, Violations};
 use crate::pb::v1 as pb;
 use crate::timestamps;
 
@@ -112,9 +112,28 @@ pub const UPDATABLE: [&str; 5] = [
     "tags",
 ];
 
-/// Copies the fields of `update` named by `paths` into `current` (without
-/// paths: those set to a non-default value).
-pub fn merge(current: &mut pb::Meeting, update: pb::Meeting, paths: &[String]) -> AppResult<()> {
+/// Checks that every path of an update mask names a field `UpdateMeeting`
+/// may change, reporting each one that does not.
+pub fn check_mask(paths: &[String]) -> AppResult<()> {
+    let mut bad = Violations::default();
+    for path in paths {
+        if path != "*" && !UPDATABLE.contains(&path.as_str()) {
+            bad.add(
+                "update_mask",
+                format!(
+                    "`{path}` cannot be changed; the fields are {}",
+                    UPDATABLE.join(", ")
+                ),
+            );
+        }
+    }
+    bad.finish(|| Some(()))
+}
+
+/// Copies the fields of `update` named by `paths` (checked with
+/// [`check_mask`]) into `current`; without paths, those set to a
+/// non-default value.
+pub fn merge(current: &mut pb::Meeting, update: pb::Meeting, paths: &[String]) {
     let chosen: Vec<&str> = if paths.is_empty() {
         let set = [
             !update.title.is_empty(),
@@ -141,18 +160,9 @@ pub fn merge(current: &mut pb::Meeting, update: pb::Meeting, paths: &[String]) -
             "occurred_time" => current.occurred_time = update.occurred_time,
             "participant_count" => current.participant_count = update.participant_count,
             "tags" => current.tags.clone_from(&update.tags),
-            other => {
-                return Err(AppError::invalid(
-                    "update_mask",
-                    format!(
-                        "`{other}` cannot be changed; the fields are {}",
-                        UPDATABLE.join(", ")
-                    ),
-                ));
-            }
+            _ => {}
         }
     }
-    Ok(())
 }
 
 impl Status {

@@ -9,7 +9,7 @@ use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::auth::model::parse_name;
 use crate::context::RequestMeta;
-use crate::error::AppError;
+use crate::error::{AppError, Violations};
 use crate::pagination::{BeforeId, PageRequest};
 use crate::pb::v1 as pb;
 use crate::pb::v1::meeting_service_server::MeetingService;
@@ -40,11 +40,18 @@ impl MeetingService for MeetingApi {
     ) -> Reply<pb::CreateMeetingResponse> {
         let user_id = Caller::of(&request)?.user_id;
         let pb::CreateMeetingRequest { meeting, request_id } = request.into_inner();
-        let meeting = meeting.ok_or_else(|| AppError::invalid("meeting", "is required"))?;
-        let fields = MeetingFields::parse(&meeting)?;
+        let mut bad = Violations::default();
+        let fields = match &meeting {
+            Some(meeting) => bad.check(MeetingFields::parse(meeting))?,
+            None => {
+                bad.add("meeting", "is required");
+                None
+            }
+        };
         if request_id.len() > 128 {
-            return Err(AppError::invalid("request_id", "must be at most 128 characters long").into());
+            bad.add("request_id", "must be at most 128 characters long");
         }
+        let fields = bad.finish(|| fields)?;
         let scoped = self.state.db.as_user(user_id).await?;
         let created = store::create(
             &scoped,
@@ -83,27 +90,31 @@ impl MeetingService for MeetingApi {
             occurred_after,
             occurred_before,
         } = request.into_inner();
-        let page = PageRequest::<BeforeId>::parse(page_size, &page_token, 50, 200)?;
-        let statuses = statuses
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                pb::MeetingStatus::try_from(*s)
-                    .ok()
-                    .and_then(MeetingStatus::from_proto)
-                    .ok_or_else(|| AppError::invalid(format!("statuses[{i}]"), "must be a meeting status"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut bad = Violations::default();
+        let page = bad.check(PageRequest::<BeforeId>::parse(page_size, &page_token, 50, 200))?;
+        let mut known = Vec::with_capacity(statuses.len());
+        for (i, status) in statuses.iter().enumerate() {
+            match pb::MeetingStatus::try_from(*status)
+                .ok()
+                .and_then(MeetingStatus::from_proto)
+            {
+                Some(status) => known.push(status),
+                None => bad.add(format!("statuses[{i}]"), "must be a meeting status"),
+            }
+        }
+        let mut time = |field: &str, t: &Option<prost_types::Timestamp>| {
+            t.as_ref()
+                .map(|t| bad.check(timestamps::from_proto(field, t)))
+                .transpose()
+                .map(Option::flatten)
+        };
+        let occurred_after = time("occurred_after", &occurred_after)?;
+        let occurred_before = time("occurred_before", &occurred_before)?;
+        let page = bad.finish(|| page)?;
         let filter = store::ListFilter {
-            statuses,
-            occurred_after: occurred_after
-                .as_ref()
-                .map(|t| timestamps::from_proto("occurred_after", t))
-                .transpose()?,
-            occurred_before: occurred_before
-                .as_ref()
-                .map(|t| timestamps::from_proto("occurred_before", t))
-                .transpose()?,
+            statuses: known,
+            occurred_after,
+            occurred_before,
         };
         let scoped = self.state.db.as_user(user_id).await?;
         let (meetings, next) = store::list(&scoped, &page, filter).await?;
@@ -122,13 +133,11 @@ impl MeetingService for MeetingApi {
         let pb::UpdateMeetingRequest { meeting, update_mask } = request.into_inner();
         let update = meeting.ok_or_else(|| AppError::invalid("meeting", "is required"))?;
         let id = parse_name("meeting.name", &update.name, "meetings")?;
+        let paths = update_mask.map(|m| m.paths).unwrap_or_default();
+        model::check_mask(&paths)?;
         let scoped = self.state.db.as_user(user_id).await?;
         let mut merged = convert::to_proto(&store::get(&scoped, id).await?);
-        model::merge(
-            &mut merged,
-            update,
-            &update_mask.map(|m| m.paths).unwrap_or_default(),
-        )?;
+        model::merge(&mut merged, update, &paths);
         let updated = store::update(&scoped, id, MeetingFields::parse(&merged)?).await?;
         scoped.commit().await?;
         Ok(Response::new(pb::UpdateMeetingResponse {
@@ -143,10 +152,12 @@ impl MeetingService for MeetingApi {
     ) -> Reply<crate::events::service::FrameStream<pb::WatchMeetingResponse>> {
         let user_id = Caller::of(&request)?.user_id;
         let pb::WatchMeetingRequest { name, after_event_id } = request.into_inner();
-        let id = parse_name("name", &name, "meetings")?;
+        let mut bad = Violations::default();
+        let id = bad.check(parse_name("name", &name, "meetings"))?;
         if after_event_id < 0 {
-            return Err(AppError::invalid("after_event_id", "must not be negative").into());
+            bad.add("after_event_id", "must not be negative");
         }
+        let id = bad.finish(|| id)?;
         let scoped = self.state.db.as_user(user_id).await?;
         let meeting = store::get(&scoped, id).await?;
         let after = match after_event_id {

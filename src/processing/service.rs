@@ -7,7 +7,7 @@ use super::sampling::{self, Settings};
 use super::{jobs, results};
 use crate::auth::Caller;
 use crate::auth::model::parse_name;
-use crate::error::AppError;
+use crate::error::{AppError, Violations};
 use crate::meetings::entity::Status as MeetingStatus;
 use crate::meetings::store;
 use crate::pagination::{BeforeId, PageRequest};
@@ -227,7 +227,19 @@ impl ProcessingService for ProcessingApi {
             update_mask,
         } = request.into_inner();
         let config = sampling_config.ok_or_else(|| AppError::invalid("sampling_config", "is required"))?;
-        let subject = subject("sampling_config.name", &config.name, &caller)?;
+        let paths: Vec<String> = match update_mask {
+            Some(mask) if !mask.paths.is_empty() && mask.paths != ["*"] => mask.paths,
+            _ => vec!["strategy".into(), "budget".into(), "max_segment_duration".into()],
+        };
+        // Every bad field at once: the name's and the values' (checked on
+        // defaults here, applied to the settings in force below).
+        let mut bad = Violations::default();
+        let subject = bad.check(subject("sampling_config.name", &config.name, &caller))?;
+        let mut scratch = Settings::default();
+        for path in &paths {
+            bad.check(apply(path, &config, &mut scratch))?;
+        }
+        let subject = bad.finish(|| subject)?;
         let scoped = match &subject {
             Subject::User(_) => self.state.db.as_user(caller.user_id).await?,
             Subject::Plan(plan) => {
@@ -241,21 +253,9 @@ impl ProcessingService for ProcessingApi {
             Subject::User(id) => sampling::for_user(&scoped, *id).await?,
             Subject::Plan(plan) => sampling::for_plan(&scoped, plan).await?,
         };
-        let paths: Vec<String> = match update_mask {
-            Some(mask) if !mask.paths.is_empty() && mask.paths != ["*"] => mask.paths,
-            _ => vec!["strategy".into(), "budget".into(), "max_segment_duration".into()],
-        };
         let mut next = current;
-        let mut violations = Vec::new();
         for path in &paths {
-            match apply(path, &config, &mut next) {
-                Ok(()) => {}
-                Err(AppError::InvalidArgument(mut found)) => violations.append(&mut found),
-                Err(other) => return Err(other.into()),
-            }
-        }
-        if !violations.is_empty() {
-            return Err(AppError::InvalidArgument(violations).into());
+            apply(path, &config, &mut next)?;
         }
         if next.strategy != Strategy::Full && next.budget_ms.is_none() {
             return Err(AppError::invalid(

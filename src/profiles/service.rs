@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 use super::model::ProfileFields;
 use super::{import, store};
 use crate::auth::Caller;
-use crate::error::AppError;
+use crate::error::{AppError, Violations};
 use crate::pb::v1::profile_service_server::ProfileService;
 use crate::pb::v1::{
     GetProfileRequest, GetProfileResponse, ImportLocalStateRequest, ImportLocalStateResponse,
@@ -53,8 +53,11 @@ impl ProfileService for ProfileApi {
         let scoped = self.state.db.as_user(user_id).await?;
         let current = store::get(&scoped, user_id).await?;
         let mut merged = store::to_proto(&current);
-        store::merge(&mut merged, update, &paths)?;
-        let fields = ProfileFields::parse(&merged, "profile").map_err(AppError::InvalidArgument)?;
+        let mut bad = Violations::default();
+        bad.check(store::merge(&mut merged, update, &paths))?;
+        let fields =
+            bad.check(ProfileFields::parse(&merged, "profile").map_err(AppError::InvalidArgument))?;
+        let fields = bad.finish(|| fields)?;
         let saved = store::save(&scoped, current, &fields).await?;
         scoped.commit().await?;
         Ok(Response::new(UpdateProfileResponse {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::entity;
 use super::model::{Onboarding, Preferences, ProfileFields, skill_from_name};
 use crate::db::Scoped;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Violations};
 use crate::pb::v1 as pb;
 use crate::timestamps;
 
@@ -142,6 +142,7 @@ pub fn merge(current: &mut pb::Profile, update: pb::Profile, paths: &[String]) -
     };
     let onboarding = update.onboarding.clone().unwrap_or_default();
     let preferences = update.preferences.unwrap_or_default();
+    let mut bad = Violations::default();
     for path in paths {
         let current_onboarding = current.onboarding.get_or_insert_default();
         let current_preferences = current.preferences.get_or_insert_default();
@@ -178,13 +179,11 @@ pub fn merge(current: &mut pb::Profile, update: pb::Profile, paths: &[String]) -
             "preferences.daily_practice_goal_minutes" => {
                 current_preferences.daily_practice_goal_minutes = preferences.daily_practice_goal_minutes;
             }
-            other => {
-                return Err(AppError::invalid(
-                    "update_mask",
-                    format!("`{other}` is not a field of the profile that can be changed"),
-                ));
-            }
+            other => bad.add(
+                "update_mask",
+                format!("`{other}` is not a field of the profile that can be changed"),
+            ),
         }
     }
-    Ok(())
+    bad.finish(|| Some(()))
 }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::entity::{State, chunk, upload};
 use super::model::{MIN_CHUNK, max_chunk};
 use super::store;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Violations};
 use crate::events::model::Payload;
 use crate::server::AppState;
 
@@ -49,40 +49,40 @@ fn offset_mismatch(committed: i64) -> AppError {
     }
 }
 
-/// Checks a chunk against the upload's limits.
+/// Checks a chunk against the upload's limits, reporting every problem.
 fn check(upload: &upload::Model, chunk: &Chunk, max_message_bytes: usize) -> AppResult<u32> {
+    let mut bad = Violations::default();
     let len = i64::try_from(chunk.data.len()).unwrap_or(i64::MAX);
     if len == 0 {
-        return Err(AppError::invalid("chunk", "is empty"));
+        bad.add("chunk", "is empty");
     }
     if chunk.offset < 0 {
-        return Err(AppError::invalid("offset", "must not be negative"));
+        bad.add("offset", "must not be negative");
     }
     let max = max_chunk(max_message_bytes);
     if len > max {
-        return Err(AppError::invalid("chunk", format!("must be at most {max} bytes")));
+        bad.add("chunk", format!("must be at most {max} bytes"));
     }
     let end = chunk.offset.saturating_add(len);
     if end > upload.size_bytes {
-        return Err(AppError::invalid(
+        bad.add(
             "chunk",
             format!(
                 "ends at byte {end}, past the declared size of {} bytes",
                 upload.size_bytes
             ),
-        ));
-    }
-    if end < upload.size_bytes && len < MIN_CHUNK {
-        return Err(AppError::invalid(
+        );
+    } else if len > 0 && end < upload.size_bytes && len < MIN_CHUNK {
+        bad.add(
             "chunk",
             format!("must be at least {MIN_CHUNK} bytes, except the last one"),
-        ));
+        );
     }
     let crc = crc32c::crc32c(&chunk.data);
     if chunk.crc32c.is_some_and(|sent| sent != crc) {
-        return Err(AppError::invalid("crc32c", "does not match the chunk's bytes"));
+        bad.add("crc32c", "does not match the chunk's bytes");
     }
-    Ok(crc)
+    bad.finish(|| Some(crc))
 }
 
 /// A chunk already committed at this offset with the same bytes: a retry.

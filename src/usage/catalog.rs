@@ -14,7 +14,7 @@ use crate::audit::{self, Entry};
 use crate::auth::model::plain_text;
 use crate::context::RequestMeta;
 use crate::db::Scoped;
-use crate::error::{AppError, AppResult, FieldViolation};
+use crate::error::{AppError, AppResult, FieldViolation, Violations};
 use crate::pb::v1 as pb;
 
 /// A validated change to a plan.
@@ -96,13 +96,17 @@ pub async fn update(
 ) -> AppResult<pb::Plan> {
     let pb::UpdatePlanRequest { plan, update_mask } = request;
     let plan = plan.ok_or_else(|| AppError::invalid("plan", "is required"))?;
+    let mut bad = Violations::default();
     let plan_id = plan
         .name
         .strip_prefix("plans/")
         .filter(|id| !id.is_empty() && !id.contains('/'))
-        .ok_or_else(|| AppError::invalid("plan.name", "must be `plans/{plan}`, e.g. plans/pro"))?
-        .to_owned();
-    let edit = parse(&plan, &update_mask.map(|m| m.paths).unwrap_or_default())?;
+        .map(str::to_owned);
+    if plan_id.is_none() {
+        bad.add("plan.name", "must be `plans/{plan}`, e.g. plans/pro");
+    }
+    let edit = bad.check(parse(&plan, &update_mask.map(|m| m.paths).unwrap_or_default()))?;
+    let (plan_id, edit) = bad.finish(|| Some((plan_id?, edit?)))?;
     plan_with_limits(scoped, &plan_id).await?;
 
     let now = Utc::now();

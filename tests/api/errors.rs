@@ -7,7 +7,7 @@ use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with, violation_fields};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -16,6 +16,7 @@ on_both_backends!(
     malformed_protobuf_is_refused_and_the_server_carries_on,
     a_message_over_the_configured_size_is_refused,
     rpcs_not_built_yet_answer_unimplemented,
+    every_bad_field_is_reported_at_once_in_words_for_a_person,
 );
 
 /// Asserts that the server still answers.
@@ -134,4 +135,76 @@ async fn rpcs_not_built_yet_answer_unimplemented(backend: Backend) {
         .await
         .expect_err("not built yet");
     assert_eq!(status.code(), Code::Unimplemented);
+}
+
+async fn every_bad_field_is_reported_at_once_in_words_for_a_person(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let status = app
+        .auth()
+        .sign_up(SignUpRequest {
+            email: "nope".into(),
+            password: "x".into(),
+            display_name: String::new(),
+        })
+        .await
+        .expect_err("two bad fields");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violation_fields(&status), ["email", "password"]);
+    assert_eq!(
+        status.message(),
+        "email is not an email address; password must be at least 8 characters long"
+    );
+
+    // Over HTTP: the same violations, and a message that does not repeat
+    // the code, which is a field of its own.
+    let body: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/v1/auth:signUp", app.url()))
+        .json(&serde_json::json!({"email": "nope", "password": "x"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["code"], 3);
+    assert!(!body["message"].as_str().unwrap().contains("invalid"), "{body}");
+    let fields: Vec<&str> = body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["fieldViolations"].as_array())
+        .flatten()
+        .map(|v| v["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["email", "password"], "{body}");
+
+    // Elsewhere too: a page request and a meeting with two bad fields each.
+    let user = app.sign_up("every").await;
+    let meetings = debrief::pb::v1::meeting_service_client::MeetingServiceClient::new(app.channel.clone());
+    let status = meetings
+        .clone()
+        .list_meetings(user.request(debrief::pb::v1::ListMeetingsRequest {
+            page_size: -1,
+            page_token: "not a token".into(),
+            statuses: vec![99],
+            ..Default::default()
+        }))
+        .await
+        .expect_err("three bad fields");
+    assert_eq!(
+        violation_fields(&status),
+        ["page_size", "page_token", "statuses[0]"]
+    );
+    let status = meetings
+        .clone()
+        .create_meeting(user.request(debrief::pb::v1::CreateMeetingRequest {
+            meeting: Some(debrief::pb::v1::Meeting {
+                title: " ".into(),
+                ..Default::default()
+            }),
+            request_id: "r".repeat(200),
+        }))
+        .await
+        .expect_err("two bad fields");
+    assert_eq!(violation_fields(&status), ["meeting.title", "request_id"]);
 }

@@ -244,7 +244,7 @@ async fn tus_js_client_uploads_and_resumes(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("standup.wav");
     std::fs::write(&path, &file).unwrap();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/tus-upload.mjs");
+    let script = crate::helpers::js_script("tus-upload.mjs", "tus-js-client");
     let output = tokio::process::Command::new("node")
         .arg(&script)
         .arg(format!("{}/v1/tus/", app.url()))
@@ -253,7 +253,7 @@ async fn tus_js_client_uploads_and_resumes(backend: Backend) {
         .arg(&path)
         .output()
         .await
-        .expect("node runs (install Node.js and `npm ci` in tests/js)");
+        .expect("node runs (tests/run installs Node.js)");
     assert!(
         output.status.success(),
         "tus-js-client failed: {}{}",

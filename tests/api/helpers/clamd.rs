@@ -28,7 +28,7 @@ fn binary() -> Result<PathBuf, String> {
         .into_iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
-        .ok_or_else(|| "no clamd binary; install clamav-daemon".to_owned())
+        .ok_or_else(|| "no clamd binary: run tests/run, or install clamav-daemon".to_owned())
 }
 
 fn start() -> Result<String, String> {

@@ -357,6 +357,17 @@ fn init_logging() {
     });
 }
 
+/// The path of a script in `tests/js` that needs the Node package
+/// `package`; panics naming what to run when the package is not installed.
+pub fn js_script(script: &str, package: &str) -> std::path::PathBuf {
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        js.join("node_modules").join(package).is_dir(),
+        "the Node package {package} is not installed in tests/js: run tests/run, or `cd tests/js && npm ci`"
+    );
+    js.join(script)
+}
+
 /// Runs the `debrief` binary with exactly these environment variables (plus
 /// PATH) and returns it, started.
 pub fn debrief_command(vars: &HashMap<String, String>) -> std::process::Command {

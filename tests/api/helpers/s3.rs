@@ -22,13 +22,21 @@ fn start() -> Result<String, String> {
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
         .port();
+    let installed = Command::new("python3")
+        .args(["-c", "import moto.server"])
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run python3: {e} (tests/run installs what the tests need)"))?;
+    if !installed.success() {
+        return Err("moto is not installed for python3: run tests/run, or pip install 'moto[server]'".into());
+    }
     let child = Command::new("python3")
         .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("python3 -m moto.server: {e} (pip install 'moto[server]')"))?;
+        .map_err(|e| format!("python3 -m moto.server: {e} "))?;
     super::when_this_process_exits(&format!("kill {}", child.id()));
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
