@@ -244,6 +244,7 @@ impl Application {
             .layer(PreflightLayer(cors(&state.config)))
             .into_inner();
 
+        crate::events::listener::start(state.db.clone(), state.streams.clone(), shutdown.clone()).await;
         let signal = {
             let shutdown = shutdown.clone();
             async move {
@@ -278,7 +279,7 @@ impl Application {
             });
         }
         tokio::spawn(crate::housekeeping::run(state.clone(), shutdown.clone()));
-        tokio::spawn(crate::events::listener::run(state.db.clone(), shutdown.clone()));
+
         let workers = tokio::spawn(crate::processing::worker::run(
             state.pipeline(),
             state.config.processing.workers,

@@ -14,7 +14,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    Statement, TransactionTrait,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 
 pub use scope::{Owned, Scope, Scoped};
@@ -113,6 +113,26 @@ impl Db {
         Ok(db)
     }
 
+    /// Opens a transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then
+    /// writes cannot wait for a lock another process holds (SQLite answers
+    /// SQLITE_BUSY at once, since its snapshot would be stale), while
+    /// `BEGIN IMMEDIATE` waits for it up to the busy timeout. Within this
+    /// process transactions queue for the pool's connection anyway.
+    pub(crate) async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+        match self.backend() {
+            DbBackend::Sqlite => {
+                self.conn
+                    .begin_with_options(TransactionOptions {
+                        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                        ..Default::default()
+                    })
+                    .await
+            }
+            _ => self.conn.begin().await,
+        }
+    }
+
     /// Brings the schema up to date.
     pub async fn migrate(&self) -> Result<(), DbErr> {
         let txn = self.migration_transaction().await?;
@@ -133,7 +153,7 @@ impl Db {
     /// turns.
     async fn migration_transaction(&self) -> Result<DatabaseTransaction, DbErr> {
         const MIGRATION_LOCK: i64 = 0x6465_6272_6965_6601; // "debrief" + 1
-        let txn = self.conn.begin().await?;
+        let txn = self.begin().await?;
         if self.backend() == DbBackend::Postgres {
             txn.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,

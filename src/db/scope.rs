@@ -12,8 +12,7 @@ use sea_orm::EntityName;
 use sea_orm::sea_query::ValueType;
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseTransaction,
-    DbBackend, DeleteMany, EntityTrait, IntoActiveModel, QueryFilter, Select, Statement, TransactionTrait,
-    UpdateMany,
+    DbBackend, DeleteMany, EntityTrait, IntoActiveModel, QueryFilter, Select, Statement, UpdateMany,
 };
 use uuid::Uuid;
 
@@ -80,7 +79,7 @@ impl Db {
 
     /// A transaction bound to `scope`.
     pub async fn scoped(&self, scope: Scope) -> AppResult<Scoped> {
-        let txn = self.conn.begin().await?;
+        let txn = self.begin().await?;
         if txn.get_database_backend() == DbBackend::Postgres {
             let (user_id, role) = scope.settings();
             txn.execute_raw(Statement::from_sql_and_values(

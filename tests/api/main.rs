@@ -11,6 +11,7 @@ mod database;
 mod edge;
 mod errors;
 mod events;
+mod faults;
 mod meetings;
 mod ops;
 mod plans;

@@ -31,13 +31,13 @@ on_both_backends!(
     a_queued_meeting_wakes_an_idle_worker_at_once,
 );
 
-const RATE: u32 = 16_000;
+pub(crate) const RATE: u32 = 16_000;
 const API_KEY: &str = "sk-test-key";
 const SPOKEN: &str = "Um, so what do you think? I mean, we should ship it.";
 
 /// A mono WAV at `rate` Hz of `total_ms`, with speech-like bursts (noise
 /// whose loudness moves at a syllable rate) in `speech`, silence elsewhere.
-fn recording(total_ms: i64, speech: &[(i64, i64)], rate: u32) -> Vec<u8> {
+pub(crate) fn recording(total_ms: i64, speech: &[(i64, i64)], rate: u32) -> Vec<u8> {
     let spec = hound::WavSpec {
         channels: 2,
         sample_rate: rate,
@@ -182,7 +182,11 @@ async fn app_with_provider(backend: Backend, url: &str, extra: &[(&str, &str)]) 
 
 /// Starts `debrief worker` on the server's database and storage, with the
 /// fake provider at `url` (or none).
-fn worker_process(app: &TestApp, url: Option<&str>, extra: &[(&str, &str)]) -> std::process::Child {
+pub(crate) fn worker_process(
+    app: &TestApp,
+    url: Option<&str>,
+    extra: &[(&str, &str)],
+) -> std::process::Child {
     let mut vars = app.vars().clone();
     vars.insert("DEBRIEF_WORKERS".into(), "1".into());
     vars.insert("DEBRIEF_LOG".into(), "warn".into());
@@ -202,7 +206,7 @@ fn worker_process(app: &TestApp, url: Option<&str>, extra: &[(&str, &str)]) -> s
 }
 
 /// Uploads `file` to a new meeting of `user`; returns the meeting's name.
-async fn upload(app: &TestApp, user: &TestUser, file: &[u8]) -> String {
+pub(crate) async fn upload(app: &TestApp, user: &TestUser, file: &[u8]) -> String {
     let meeting = new_meeting(app, user).await;
     let mut client = UploadServiceClient::new(app.channel.clone());
     upload_whole(&mut client, user, &meeting, file).await;
@@ -210,7 +214,7 @@ async fn upload(app: &TestApp, user: &TestUser, file: &[u8]) -> String {
 }
 
 /// Waits until the meeting reaches one of `statuses`.
-async fn wait_for(
+pub(crate) async fn wait_for(
     app: &TestApp,
     user: &TestUser,
     meeting: &str,
@@ -264,7 +268,7 @@ fn ms(d: &Option<prost_types::Duration>) -> i64 {
         .map_or(0, |d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000)
 }
 
-async fn get_status(
+pub(crate) async fn get_status(
     app: &TestApp,
     user: &TestUser,
     meeting: &str,
@@ -428,7 +432,7 @@ async fn a_recording_is_segmented_transcribed_and_analysed(backend: Backend) {
 }
 
 /// A short recording: two bursts, so two pieces.
-fn short() -> Vec<u8> {
+pub(crate) fn short() -> Vec<u8> {
     recording(12_000, &[(1000, 5000), (7000, 11_000)], RATE)
 }
 

@@ -368,6 +368,17 @@ pub fn js_script(script: &str, package: &str) -> std::path::PathBuf {
     js.join(script)
 }
 
+/// A child process that is killed (SIGKILL) and reaped when dropped, so a
+/// failing test leaves no process behind writing into removed directories.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs the `debrief` binary with exactly these environment variables (plus
 /// PATH) and returns it, started.
 pub fn debrief_command(vars: &HashMap<String, String>) -> std::process::Command {
