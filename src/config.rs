@@ -31,6 +31,10 @@ pub struct Config {
     /// `DEBRIEF_DB_MAX_CONNECTIONS`: pool size (Postgres; SQLite uses one
     /// connection unless this is set).
     pub db_max_connections: Option<u32>,
+    /// `DEBRIEF_DB_ACQUIRE_TIMEOUT`: how long a call waits for a database
+    /// connection (the database down, or every connection busy) before it
+    /// fails with UNAVAILABLE.
+    pub db_acquire_timeout: Duration,
     /// `DEBRIEF_LOG_FORMAT`: `pretty` or `json`.
     pub log_format: LogFormat,
     /// `DEBRIEF_LOG`: a tracing filter such as `info` or `debrief=debug,info`.
@@ -259,6 +263,10 @@ impl Config {
                 .parse_opt("DEBRIEF_DB_MAX_CONNECTIONS", "a whole number")?
                 .map(|n| positive(n, "DEBRIEF_DB_MAX_CONNECTIONS"))
                 .transpose()?,
+            db_acquire_timeout: positive(
+                vars.duration("DEBRIEF_DB_ACQUIRE_TIMEOUT", "5s")?,
+                "DEBRIEF_DB_ACQUIRE_TIMEOUT",
+            )?,
             log_format: match vars.get("DEBRIEF_LOG_FORMAT").unwrap_or("pretty") {
                 "pretty" => LogFormat::Pretty,
                 "json" => LogFormat::Json,

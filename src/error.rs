@@ -320,12 +320,54 @@ impl From<AppError> for Status {
                 info(&mut details, reason, metadata);
                 Code::Unavailable
             }
+            AppError::Database(db) if database_unavailable(&db) => {
+                tracing::warn!(cause = %chain(&db), "the database cannot be used now");
+                details.set_retry_info(Some(DATABASE_RETRY));
+                info(&mut details, "DATABASE_UNAVAILABLE", HashMap::new());
+                return Status::with_error_details(
+                    Code::Unavailable,
+                    "the service cannot reach its database right now; try again in a moment",
+                    details,
+                );
+            }
             AppError::Database(_) | AppError::Internal(_) => {
                 tracing::error!(error = %message, cause = %chain(&error), "internal error");
                 return Status::internal("internal error");
             }
         };
         Status::with_error_details(code, message, details)
+    }
+}
+
+/// How long a caller is told to wait when the database cannot be used.
+const DATABASE_RETRY: Duration = Duration::from_secs(1);
+
+/// Whether a database error means the database cannot be reached or used
+/// right now (down, restarting, out of connections, locked by another
+/// process), so the same call may succeed when tried again.
+pub fn database_unavailable(error: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{DbErr, RuntimeErr};
+    let runtime = match error {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return false,
+    };
+    let RuntimeErr::SqlxError(error) = runtime else {
+        return false;
+    };
+    match &**error {
+        Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
+        Sqlx::Database(error) => error.code().is_some_and(|code| {
+            // Postgres: connection exceptions (08), operator intervention
+            // such as a shutdown or restart (57P), too many connections.
+            // SQLite: busy and locked, with their extended codes.
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || code == "53300"
+                || matches!(&*code, "5" | "6" | "261" | "262" | "517" | "773")
+        }),
+        _ => false,
     }
 }
 
@@ -428,6 +470,18 @@ mod tests {
             .cloned()
             .expect("RetryInfo");
         assert_eq!(retry.retry_delay, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_with_a_retry_hint() {
+        let status = Status::from(AppError::Database(sea_orm::DbErr::ConnectionAcquire(
+            sea_orm::ConnAcquireErr::Timeout,
+        )));
+        assert_eq!(status.code(), Code::Unavailable);
+        let details = status.get_error_details();
+        assert_eq!(details.retry_info().unwrap().retry_delay, Some(DATABASE_RETRY));
+        assert_eq!(details.error_info().unwrap().reason, "DATABASE_UNAVAILABLE");
+        assert!(!database_unavailable(&sea_orm::DbErr::RecordNotInserted));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use std::time::Duration;
+
 use http::{HeaderValue, StatusCode, header};
 
 use crate::metrics::Gauges;
@@ -27,13 +29,24 @@ pub fn metrics_routes(state: AppState) -> axum::Router {
         .with_state(state)
 }
 
+/// How long `/readyz` and `/metrics` wait for the database: a load
+/// balancer's check gets its answer in time whatever the database does.
+const DATABASE_CHECK: Duration = Duration::from_secs(1);
+
 async fn ready(State(state): State<AppState>) -> Response {
-    let verdict = match state.db.migration_status().await {
-        Err(error) => Err(format!("the database does not answer: {error}")),
-        Ok(status) if status.iter().any(|(_, applied)| !applied) => {
+    let verdict = match tokio::time::timeout(DATABASE_CHECK, state.db.migration_status()).await {
+        Err(_) => Err(format!(
+            "the database did not answer within {} s",
+            DATABASE_CHECK.as_secs()
+        )),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "the database does not answer");
+            Err("the database does not answer".to_owned())
+        }
+        Ok(Ok(status)) if status.iter().any(|(_, applied)| !applied) => {
             Err("the database schema is not current: migrations are pending".to_owned())
         }
-        Ok(_) => Ok(()),
+        Ok(Ok(_)) => Ok(()),
     };
     match verdict {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
@@ -49,10 +62,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
         streams_open: i64::try_from(state.streams.open_count()).unwrap_or(i64::MAX),
         ..Gauges::default()
     };
-    let depths = match state.db.as_service().await {
-        Ok(scoped) => crate::processing::jobs::depths(&scoped).await,
-        Err(error) => Err(error),
-    };
+    let depths = tokio::time::timeout(DATABASE_CHECK, async {
+        let scoped = state.db.as_service().await?;
+        crate::processing::jobs::depths(&scoped).await
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(crate::error::AppError::internal(
+            "the database did not answer in time",
+        ))
+    });
     match depths {
         Ok(depths) => {
             gauges.jobs_pending = depths.pending;

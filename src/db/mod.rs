@@ -85,8 +85,8 @@ impl Db {
         let mut options = ConnectOptions::new(url);
         options
             .sqlx_logging(false)
-            .connect_timeout(Duration::from_secs(10))
-            .acquire_timeout(Duration::from_secs(10));
+            .connect_timeout(config.db_acquire_timeout)
+            .acquire_timeout(config.db_acquire_timeout);
         match backend {
             DbBackend::Postgres => {
                 options.max_connections(config.db_max_connections.unwrap_or(10));

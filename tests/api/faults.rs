@@ -12,8 +12,15 @@ use debrief::pb::v1 as pb;
 use debrief::pb::v1::event_service_client::EventServiceClient;
 use debrief::pb::v1::meeting_service_client::MeetingServiceClient;
 
-use crate::helpers::{Backend, KillOnDrop, spawn_app};
+use crate::helpers::{Backend, KillOnDrop, spawn_app, spawn_app_with};
 use crate::processing::{RATE, get_status, recording, upload, wait_for, worker_process};
+
+mod postgres {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_outage_is_unavailable_with_a_retry_hint_and_the_server_recovers() {
+        super::a_database_outage_is_unavailable_with_a_retry_hint_and_the_server_recovers().await
+    }
+}
 
 mod sqlite {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,4 +184,59 @@ async fn events_of_a_worker_process_reach_streams_within_a_second() {
         latest < Duration::from_secs(1),
         "an event arrived {latest:?} late"
     );
+}
+
+/// Postgres stops under a running server: calls fail with UNAVAILABLE and a
+/// RetryInfo (not INTERNAL) within the acquire timeout, `/readyz` answers
+/// 503 within about a second, and once Postgres is back the same server
+/// serves again without a restart.
+async fn a_database_outage_is_unavailable_with_a_retry_hint_and_the_server_recovers() {
+    let cluster = crate::helpers::postgres::Cluster::start(true).expect("a Postgres cluster of its own");
+    let url = cluster.app_database().await;
+    let app = spawn_app_with(Backend::Postgres, |vars| {
+        vars.insert("DATABASE_URL".into(), url);
+        vars.insert("DEBRIEF_DB_ACQUIRE_TIMEOUT".into(), "2s".into());
+    })
+    .await;
+    let cal = app.sign_up("cal").await;
+    let profile = || async {
+        app.profiles()
+            .get_profile(cal.request(pb::GetProfileRequest::default()))
+            .await
+    };
+    let ready = || async {
+        let started = std::time::Instant::now();
+        let status = reqwest::get(format!("{}/readyz", app.url()))
+            .await
+            .unwrap()
+            .status();
+        (status, started.elapsed())
+    };
+    profile().await.expect("served before the outage");
+    assert_eq!(ready().await.0, 200);
+
+    cluster.stop("immediate").expect("stop Postgres");
+    let started = std::time::Instant::now();
+    let status = profile().await.expect_err("no database");
+    let waited = started.elapsed();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    let details = crate::helpers::details(&status);
+    assert!(details.retry_info().is_some(), "{status:?}");
+    assert_eq!(details.error_info().unwrap().reason, "DATABASE_UNAVAILABLE");
+    assert!(waited < Duration::from_secs(5), "the refusal took {waited:?}");
+    let (status, took) = ready().await;
+    assert_eq!(status, 503);
+    assert!(took < Duration::from_millis(1500), "/readyz took {took:?}");
+    println!("during the outage: UNAVAILABLE after {waited:?}, /readyz 503 after {took:?}");
+
+    cluster.resume().expect("start Postgres again");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while let Err(status) = profile().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server did not recover: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready().await.0, 200);
 }

@@ -31,17 +31,7 @@ fn server() -> &'static Server {
             Some(url) => url,
             None => start_cluster()?,
         };
-        psql(
-            &admin_url,
-            &format!(
-                "DO $$ BEGIN
-                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
-                     CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{APP_ROLE}'
-                       NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-                   END IF;
-                 END $$;"
-            ),
-        )?;
+        create_app_role(&admin_url)?;
         Ok(Server { admin_url })
     });
     match server {
@@ -55,10 +45,27 @@ pub fn admin_url() -> Url {
     tokio::task::block_in_place(|| server().admin_url.clone())
 }
 
+fn create_app_role(admin_url: &Url) -> Result<(), String> {
+    psql(
+        admin_url,
+        &format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+                 CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{APP_ROLE}'
+                   NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+               END IF;
+             END $$;"
+        ),
+    )
+}
+
 /// A new, empty database owned by [`APP_ROLE`], and the URL to connect to
 /// it as that role.
 pub async fn fresh_database() -> String {
-    let admin_url = admin_url();
+    database_on(admin_url()).await
+}
+
+async fn database_on(admin_url: Url) -> String {
     let name = format!("debrief_test_{}", uuid::Uuid::new_v4().simple());
     let mut options = ConnectOptions::new(admin_url.as_str());
     options.max_connections(1).sqlx_logging(false);
@@ -87,45 +94,101 @@ fn external_url() -> Option<Url> {
 }
 
 fn start_cluster() -> Result<Url, String> {
-    let bin = bin_dir()?;
-    let root = is_root();
-    let base = tempfile::Builder::new()
-        .prefix("debrief-pg-")
-        .tempdir_in("/tmp")
-        .map_err(|e| format!("cannot make a directory for the cluster: {e}"))?
-        .keep();
-    let data = base.join("data");
-    if root {
-        run(Command::new("chown").args(["postgres:postgres"]).arg(&base))?;
-    }
-    run(as_postgres(root, &bin.join("initdb"))
-        .args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "-N",
-            "-D",
-        ])
-        .arg(&data))?;
+    // Speed over durability: nothing here outlives the test process.
+    Ok(Cluster::start(false)?.admin_url())
+}
 
-    let port = free_port()?;
-    let options = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300 \
-         -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-        base.display()
-    );
-    run(as_postgres(root, &bin.join("pg_ctl"))
-        .args(["-w", "-t", "60", "-o", &options, "-l"])
-        .arg(base.join("log"))
-        .arg("-D")
-        .arg(&data)
-        .arg("start"))?;
-    watch_over(root, &bin, &base, &data);
-    Url::parse(&format!("postgres://postgres@127.0.0.1:{port}/postgres")).map_err(|e| e.to_string())
+/// A temporary Postgres cluster of this test process, removed when the
+/// process ends. The shared test server is one; fault tests start their own
+/// to stop and restart it.
+pub struct Cluster {
+    bin: PathBuf,
+    root: bool,
+    data: PathBuf,
+    log: PathBuf,
+    options: String,
+    port: u16,
+}
+
+impl Cluster {
+    /// Creates and starts a cluster on a free loopback port. A `durable`
+    /// one keeps every commit through a crash (fsync and synchronous
+    /// commits), as fault tests that kill it need.
+    pub fn start(durable: bool) -> Result<Self, String> {
+        let bin = bin_dir()?;
+        let root = is_root();
+        let base = tempfile::Builder::new()
+            .prefix("debrief-pg-")
+            .tempdir_in("/tmp")
+            .map_err(|e| format!("cannot make a directory for the cluster: {e}"))?
+            .keep();
+        let data = base.join("data");
+        if root {
+            run(Command::new("chown").args(["postgres:postgres"]).arg(&base))?;
+        }
+        run(as_postgres(root, &bin.join("initdb"))
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-N",
+                "-D",
+            ])
+            .arg(&data))?;
+        let port = free_port()?;
+        let mut options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300",
+            base.display()
+        );
+        if !durable {
+            options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        let cluster = Self {
+            log: base.join("log"),
+            bin,
+            root,
+            data,
+            options,
+            port,
+        };
+        cluster.resume()?;
+        watch_over(root, &cluster.bin, &base, &cluster.data);
+        Ok(cluster)
+    }
+
+    /// A superuser URL.
+    pub fn admin_url(&self) -> Url {
+        Url::parse(&format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)).expect("a valid URL")
+    }
+
+    /// Stops the server with `pg_ctl stop -m <mode>` (`fast`, `immediate`).
+    pub fn stop(&self, mode: &str) -> Result<(), String> {
+        run(as_postgres(self.root, &self.bin.join("pg_ctl"))
+            .args(["-w", "-m", mode, "-D"])
+            .arg(&self.data)
+            .arg("stop"))
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub fn resume(&self) -> Result<(), String> {
+        run(as_postgres(self.root, &self.bin.join("pg_ctl"))
+            .args(["-w", "-t", "60", "-o", &self.options, "-l"])
+            .arg(&self.log)
+            .arg("-D")
+            .arg(&self.data)
+            .arg("start"))
+    }
+
+    /// Creates the application role and a database it owns, and returns
+    /// the URL to connect to it as that role.
+    pub async fn app_database(&self) -> String {
+        create_app_role(&self.admin_url()).expect("create the application role");
+        database_on(self.admin_url()).await
+    }
 }
 
 /// Stops the cluster and removes its files once this test process is gone.
