@@ -114,6 +114,9 @@ pub struct ProcessingConfig {
     pub original_retention: Option<Duration>,
     /// `DEBRIEF_FILLER_WORDS`: comma-separated filler words and phrases.
     pub filler_words: Vec<String>,
+    /// `DEBRIEF_PROGRESS_INTERVAL`: the shortest time between two progress
+    /// events of a long stage.
+    pub progress_interval: Duration,
     /// The transcription provider.
     pub transcriber: TranscriberConfig,
 }
@@ -489,6 +492,7 @@ impl ProcessingConfig {
                 .map(|w| w.trim().to_lowercase())
                 .filter(|w| !w.is_empty())
                 .collect(),
+            progress_interval: vars.duration("DEBRIEF_PROGRESS_INTERVAL", "250ms")?,
             transcriber: TranscriberConfig::from_vars(vars)?,
         })
     }

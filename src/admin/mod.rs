@@ -1,6 +1,8 @@
-//! Administration: users and roles, the audit log and aggregate analytics.
+//! Administration: users and roles, the audit log, system notices and
+//! aggregate analytics.
 
 pub mod audit_log;
+pub mod notices;
 pub mod service;
 pub mod users;
 

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{audit_log, users};
+use super::{audit_log, notices, users};
 use crate::auth::Caller;
 use crate::context::RequestMeta;
 use crate::pb::v1 as pb;
@@ -53,6 +53,18 @@ impl AdminService for AdminApi {
         // Roles are read with session checks: apply the change here at once.
         self.state.auth.authenticator.forget_all();
         Ok(Response::new(pb::SetUserRoleResponse { user: Some(user) }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn send_system_notice(
+        &self,
+        request: Request<pb::SendSystemNoticeRequest>,
+    ) -> Result<Response<pb::SendSystemNoticeResponse>, Status> {
+        let admin_id = admin(&request)?;
+        let meta = RequestMeta::of(&request);
+        Ok(Response::new(
+            notices::send(&self.state.db, &meta, admin_id, request.into_inner()).await?,
+        ))
     }
 
     #[tracing::instrument(skip_all)]

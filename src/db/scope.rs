@@ -58,6 +58,8 @@ pub struct Scoped {
     pending: Mutex<Vec<Uuid>>,
     /// Whether to wake this process's workers once it commits.
     work_queued: std::sync::atomic::AtomicBool,
+    /// Whether to wake every user's waiters once it commits.
+    everyone: std::sync::atomic::AtomicBool,
 }
 
 impl Db {
@@ -95,6 +97,7 @@ impl Db {
             signals: self.signals().clone(),
             pending: Mutex::default(),
             work_queued: Default::default(),
+            everyone: Default::default(),
         })
     }
 }
@@ -167,6 +170,11 @@ impl Scoped {
         }
     }
 
+    /// Wakes every user's waiters once the transaction has committed.
+    pub fn signal_everyone_after_commit(&self) {
+        self.everyone.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Wakes this process's idle workers once the transaction has
     /// committed (others find the work when they next look).
     pub fn wake_workers_after_commit(&self) {
@@ -178,6 +186,9 @@ impl Scoped {
         self.txn.commit().await?;
         for user_id in self.pending.into_inner().unwrap_or_else(|e| e.into_inner()) {
             self.signals.wake(user_id);
+        }
+        if self.everyone.into_inner() {
+            self.signals.wake_all();
         }
         if self.work_queued.into_inner() {
             self.signals.work().notify_waiters();

@@ -35,6 +35,20 @@ impl Signals {
         users.entry(user_id).or_default().clone()
     }
 
+    /// Wakes every waiter of every user.
+    pub fn wake_all(&self) {
+        let all: Vec<Arc<Notify>> = self
+            .users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for notify in all {
+            notify.notify_waiters();
+        }
+    }
+
     /// Wakes everyone waiting on `user_id`.
     pub fn wake(&self, user_id: Uuid) {
         let notify = self

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::entity::event;
-use super::publish::CHANNEL;
+use super::publish::{CHANNEL, EVERYONE};
 use super::stream::Streams;
 use crate::db::Db;
 
@@ -56,7 +56,9 @@ async fn listen(db: Db, shutdown: CancellationToken) {
             tracing::debug!("listening for events from other instances");
             loop {
                 let notification = listener.recv().await?;
-                if let Ok(user_id) = notification.payload().parse::<Uuid>() {
+                if notification.payload() == EVERYONE {
+                    db.signals().wake_all();
+                } else if let Ok(user_id) = notification.payload().parse::<Uuid>() {
                     db.signals().wake(user_id);
                 }
             }

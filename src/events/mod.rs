@@ -8,5 +8,5 @@ pub mod service;
 pub mod store;
 pub mod stream;
 
-pub use publish::publish;
+pub use publish::{publish, wake};
 pub use service::EventApi;

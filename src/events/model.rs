@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::entity::event;
+use crate::meetings::entity::Status;
 use crate::pb::v1 as pb;
 use crate::timestamps;
 
@@ -47,9 +48,10 @@ pub enum Payload {
         /// The limit.
         limit: i64,
     },
-    /// A processing stage started, finished or failed.
+    /// A processing stage started, progressed, finished, was skipped or
+    /// failed.
     ProcessingStage {
-        /// `started`, `completed` or `failed`.
+        /// What happened to the stage.
         phase: StagePhase,
         /// The stage, e.g. `convert`.
         stage: String,
@@ -57,6 +59,9 @@ pub enum Payload {
         attempt: i32,
         /// Overall progress, 0 to 100.
         percent: f64,
+        /// How much of the stage is done, 0 to 100.
+        #[serde(default)]
+        stage_percent: f64,
         /// Why it failed.
         #[serde(default, skip_serializing_if = "String::is_empty")]
         error: String,
@@ -67,6 +72,16 @@ pub enum Payload {
     /// A meeting finished processing.
     MeetingReady {
         /// Whether it has a transcript.
+        has_transcript: bool,
+    },
+    /// A processing run ended without retrying by itself.
+    ProcessingEnded {
+        /// Ready, awaiting transcription or failed.
+        status: Status,
+        /// Why it failed.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        failure_reason: String,
+        /// Whether a transcript exists.
         has_transcript: bool,
     },
     /// A message from the operators.
@@ -84,8 +99,12 @@ pub enum Payload {
 pub enum StagePhase {
     /// It started.
     Started,
-    /// It finished (or was skipped).
+    /// It is under way (long stages, throttled).
+    Progress,
+    /// It finished.
     Completed,
+    /// It was not needed or not possible now (transcription turned off).
+    Skipped,
     /// It failed.
     Failed,
 }
@@ -96,10 +115,13 @@ impl Payload {
         match self {
             Self::ProcessingStage { phase, .. } => match phase {
                 StagePhase::Started => "processing_stage_started",
+                StagePhase::Progress => "processing_stage_progress",
                 StagePhase::Completed => "processing_stage_completed",
+                StagePhase::Skipped => "processing_stage_skipped",
                 StagePhase::Failed => "processing_stage_failed",
             },
             Self::MeetingReady { .. } => "meeting_ready",
+            Self::ProcessingEnded { .. } => "processing_ended",
             Self::UploadProgress { .. } => "upload_progress",
             Self::UploadCompleted { .. } => "upload_completed",
             Self::UploadRejected { .. } => "upload_rejected",
@@ -166,20 +188,31 @@ pub fn to_proto(row: &event::Model) -> pb::Event {
                 reset_time: None,
             }),
             Payload::ProcessingStage {
+                phase: _,
                 stage,
                 attempt,
                 percent,
+                stage_percent,
                 error,
                 will_retry,
-                ..
             } => P::Stage(pb::StageProgress {
                 stage: crate::meetings::convert::stage_to_proto(&stage).into(),
                 attempt,
                 percent,
                 error,
                 will_retry,
+                stage_percent,
             }),
             Payload::MeetingReady { has_transcript } => P::MeetingReady(pb::MeetingReady { has_transcript }),
+            Payload::ProcessingEnded {
+                status,
+                failure_reason,
+                has_transcript,
+            } => P::ProcessingEnded(pb::ProcessingEnded {
+                status: status.to_proto().into(),
+                failure_reason,
+                has_transcript,
+            }),
             Payload::SystemNotice { title, message } => P::SystemNotice(pb::SystemNotice { title, message }),
         });
     pb::Event {

@@ -57,7 +57,7 @@ impl EventService for EventApi {
                 store::last_id(&scoped, user_id).await?
             }
         };
-        let stream = self.state.streams.stream(slot, after, filter, Vec::new());
+        let stream = self.state.streams.stream(slot, after, filter, Vec::new(), None);
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -78,6 +78,15 @@ impl Frame for pb::WatchMeetingResponse {
     }
 }
 
+/// State a stream shows besides events (a meeting on `WatchMeeting`),
+/// sent again after the events of each change to it.
+#[tonic::async_trait]
+pub trait Watched<T>: Send + 'static {
+    /// A frame with the state if it changed since the last one sent. An
+    /// error ends the stream: NOT_FOUND once the state is gone (deleted).
+    async fn changed(&mut self, db: &Db) -> AppResult<Option<T>>;
+}
+
 /// Why a stream was ended by the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
@@ -87,12 +96,15 @@ enum Stop {
     Shutdown,
     /// Reading the log failed.
     Failed,
+    /// What the stream watches no longer exists.
+    Gone(&'static str),
 }
 
 impl Stop {
     fn error(self, last_event_id: i64) -> AppError {
         let metadata = HashMap::from([("last_event_id".to_owned(), last_event_id.to_string())]);
         match self {
+            Self::Gone(resource) => AppError::not_found(resource),
             Self::TooSlow => AppError::Aborted {
                 reason: "STREAM_TOO_SLOW",
                 message: format!(
@@ -185,13 +197,15 @@ impl Streams {
     }
 
     /// Starts streaming `user_id`'s events after `after` (matching
-    /// `filter`), preceded by `first` frames.
+    /// `filter`), preceded by `first` frames, with `watched` sent again
+    /// whenever it changes.
     pub fn stream<T: Frame>(
         self: &Arc<Self>,
         slot: Slot,
         after: i64,
         filter: Filter,
         first: Vec<T>,
+        mut watched: Option<Box<dyn Watched<T>>>,
     ) -> impl Stream<Item = Result<T, tonic::Status>> + Send + 'static {
         let (tx, rx) = mpsc::channel(BUFFER);
         let (stop_tx, stop_rx) = watch::channel(None);
@@ -202,7 +216,10 @@ impl Streams {
                     return;
                 }
             }
-            if let Some(stop) = streams.produce(slot.user_id, after, &filter, &tx).await {
+            let produced = streams
+                .produce(slot.user_id, after, &filter, &tx, watched.as_deref_mut())
+                .await;
+            if let Some(stop) = produced {
                 let _ = stop_tx.send(Some(stop));
             }
             drop(slot);
@@ -217,6 +234,7 @@ impl Streams {
         mut last: i64,
         filter: &Filter,
         tx: &mpsc::Sender<T>,
+        mut watched: Option<&mut (dyn Watched<T> + 'static)>,
     ) -> Option<Stop> {
         let signal = self.db.signals().of(user_id);
         let send = |frame: T| tokio::time::timeout(self.config.slow_timeout, tx.send(frame));
@@ -241,6 +259,23 @@ impl Streams {
             }
             if full {
                 continue;
+            }
+            // The watched state after the events that changed it (a wake
+            // without an event may have changed it too).
+            if let Some(watched) = watched.as_deref_mut() {
+                match watched.changed(&self.db).await {
+                    Ok(None) => {}
+                    Ok(Some(frame)) => match send(frame).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return None,
+                        Err(_) => return Some(Stop::TooSlow),
+                    },
+                    Err(AppError::NotFound { resource }) => return Some(Stop::Gone(resource)),
+                    Err(error) => {
+                        tracing::warn!(%error, "could not read what a stream watches");
+                        return Some(Stop::Failed);
+                    }
+                }
             }
             tokio::select! {
                 () = &mut notified => {}

@@ -4,9 +4,13 @@ use sea_orm::entity::prelude::*;
 
 use crate::db::Owned;
 
-/// Where a meeting is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+/// Where a meeting is in its life (stored, and in event payloads, by the
+/// names below).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, serde::Serialize, serde::Deserialize,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Created; no upload yet.
     #[sea_orm(string_value = "awaiting_upload")]

@@ -9,7 +9,9 @@ use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::auth::model::parse_name;
 use crate::context::RequestMeta;
-use crate::error::{AppError, Violations};
+use crate::db::Db;
+use crate::error::{AppError, AppResult, Violations};
+use crate::events::stream::Watched;
 use crate::pagination::{BeforeId, PageRequest};
 use crate::pb::v1 as pb;
 use crate::pb::v1::meeting_service_server::MeetingService;
@@ -170,15 +172,21 @@ impl MeetingService for MeetingApi {
             types: Vec::new(),
             meeting_id: Some(id),
         };
-        // The current state first, then what happens to it.
-        let first = vec![pb::WatchMeetingResponse {
-            kind: Some(pb::watch_meeting_response::Kind::Meeting(convert::to_proto(
-                &meeting,
-            ))),
-        }];
-        Ok(Response::new(Box::pin(
-            self.state.streams.stream(slot, after, filter, first),
-        )))
+        // The current state first, then what happens to it, and the state
+        // again after each change.
+        let watched = MeetingWatch {
+            user_id,
+            id,
+            seen: (meeting.status, meeting.current_stage.clone()),
+        };
+        let first = vec![snapshot(&meeting)];
+        Ok(Response::new(Box::pin(self.state.streams.stream(
+            slot,
+            after,
+            filter,
+            first,
+            Some(Box::new(watched)),
+        ))))
     }
 
     #[tracing::instrument(skip_all)]
@@ -239,6 +247,36 @@ impl MeetingService for MeetingApi {
             crate::uploads::lifecycle::delete_objects(&self.state, upload_id).await;
         }
         Ok(Response::new(pb::DeleteMeetingResponse {}))
+    }
+}
+
+fn snapshot(meeting: &super::entity::Model) -> pb::WatchMeetingResponse {
+    pb::WatchMeetingResponse {
+        kind: Some(pb::watch_meeting_response::Kind::Meeting(convert::to_proto(
+            meeting,
+        ))),
+    }
+}
+
+/// What `WatchMeeting` sends again: the meeting, when its status or stage
+/// changed since it was last sent.
+struct MeetingWatch {
+    user_id: uuid::Uuid,
+    id: uuid::Uuid,
+    seen: (MeetingStatus, Option<String>),
+}
+
+#[tonic::async_trait]
+impl Watched<pb::WatchMeetingResponse> for MeetingWatch {
+    async fn changed(&mut self, db: &Db) -> AppResult<Option<pb::WatchMeetingResponse>> {
+        let scoped = db.as_user(self.user_id).await?;
+        let meeting = store::get(&scoped, self.id).await?;
+        let now = (meeting.status, meeting.current_stage.clone());
+        if now == self.seen {
+            return Ok(None);
+        }
+        self.seen = now;
+        Ok(Some(snapshot(&meeting)))
     }
 }
 

@@ -157,9 +157,13 @@ pub async fn transition(scoped: &Scoped, id: Uuid, from: &[Status], to: Status) 
         .filter(entity::Column::Id.eq(id))
         .filter(entity::Column::DeletedAt.is_null())
         .filter(entity::Column::Status.is_in(from.iter().copied()))
-        .exec(scoped.txn())
+        .exec_with_returning(scoped.txn())
         .await?;
-    Ok(moved.rows_affected == 1)
+    // Streams watching the meeting show its new status.
+    for meeting in &moved {
+        crate::events::wake(scoped, meeting.user_id).await?;
+    }
+    Ok(!moved.is_empty())
 }
 
 /// Records why a meeting's processing failed, in words for its owner.
@@ -184,12 +188,13 @@ pub async fn soft_delete(scoped: &Scoped, id: Uuid) -> AppResult<()> {
         .col_expr(entity::Column::UpdatedAt, Expr::value(now))
         .filter(entity::Column::Id.eq(id))
         .filter(entity::Column::DeletedAt.is_null())
-        .exec(scoped.txn())
+        .exec_with_returning(scoped.txn())
         .await?;
-    if deleted.rows_affected == 0 {
+    let Some(meeting) = deleted.first() else {
         return Err(AppError::not_found("meeting"));
-    }
-    Ok(())
+    };
+    // Streams watching it end.
+    crate::events::wake(scoped, meeting.user_id).await
 }
 
 /// Ready meetings processed before `cutoff` that still hold their

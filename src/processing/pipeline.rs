@@ -279,14 +279,10 @@ impl Run<'_> {
             .filter(meeting::Column::Id.eq(self.meeting.id))
             .exec(scoped.txn())
             .await?;
-        self.announce(
+        announce(
             &scoped,
-            stage,
-            attempt,
-            StagePhase::Started,
-            percent_at(stage),
-            "",
-            false,
+            &self.meeting,
+            StageEvent::new(stage, attempt, StagePhase::Started),
         )
         .await?;
         scoped.commit().await?;
@@ -298,36 +294,12 @@ impl Run<'_> {
     async fn end(&self, scoped: &Scoped, stage: Stage, attempt: i32, state: RunState) -> AppResult<()> {
         jobs::fence(scoped, self.job.id, self.worker).await?;
         end_run(scoped, self.meeting.id, stage, attempt, state, None).await?;
-        let next = STAGES
-            .iter()
-            .position(|s| *s == stage)
-            .map_or(100.0, |i| (i + 1) as f64 * 100.0 / STAGES.len() as f64);
-        self.announce(scoped, stage, attempt, StagePhase::Completed, next, "", false)
-            .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn announce(
-        &self,
-        scoped: &Scoped,
-        stage: Stage,
-        attempt: i32,
-        phase: StagePhase,
-        percent: f64,
-        error: &str,
-        will_retry: bool,
-    ) -> AppResult<()> {
-        announce(
-            scoped,
-            &self.meeting,
-            stage,
-            attempt,
-            phase,
-            percent,
-            error,
-            will_retry,
-        )
-        .await
+        let phase = if state == RunState::Skipped {
+            StagePhase::Skipped
+        } else {
+            StagePhase::Completed
+        };
+        announce(scoped, &self.meeting, StageEvent::new(stage, attempt, phase)).await
     }
 
     /// Ends the stage as succeeded in `scoped`, the transaction holding
@@ -344,6 +316,56 @@ impl Run<'_> {
         self.end(&scoped, stage, attempt, state).await?;
         scoped.commit().await?;
         Ok(state)
+    }
+
+    /// Runs blocking audio `work` for `stage` and publishes its progress
+    /// (the share done, 0 to 1, that `work` reports) as events: at most one
+    /// per whole percent and per `DEBRIEF_PROGRESS_INTERVAL`.
+    async fn blocking_with_progress<T, F>(&self, stage: Stage, attempt: i32, work: F) -> Result<T, Failure>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn FnMut(f64)) -> T + Send + 'static,
+    {
+        let interval = self.pipeline.config.processing.progress_interval;
+        let (tx, mut rx) = tokio::sync::watch::channel(0.0);
+        let mut task = tokio::task::spawn_blocking(move || {
+            let (mut last, mut reported) = (std::time::Instant::now(), 0.0);
+            let mut report = |done: f64| {
+                let percent = (done * 100.0).floor();
+                if percent > reported && percent < 100.0 && last.elapsed() >= interval {
+                    (last, reported) = (std::time::Instant::now(), percent);
+                    let _ = tx.send(percent);
+                }
+            };
+            work(&mut report)
+        });
+        loop {
+            tokio::select! {
+                done = &mut task => return done.map_err(|e| AppError::internal(e).into()),
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        // The work is ending: nothing more will be reported.
+                        return (&mut task).await.map_err(|e| AppError::internal(e).into());
+                    }
+                    let percent = *rx.borrow_and_update();
+                    if let Err(error) = self.progress(stage, attempt, percent).await {
+                        tracing::debug!(%error, "could not report a stage's progress");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes that `stage_percent` of the stage is done.
+    async fn progress(&self, stage: Stage, attempt: i32, stage_percent: f64) -> AppResult<()> {
+        let scoped = self.pipeline.db.as_service().await?;
+        jobs::fence(&scoped, self.job.id, self.worker).await?;
+        let event = StageEvent {
+            stage_percent,
+            ..StageEvent::new(stage, attempt, StagePhase::Progress)
+        };
+        announce(&scoped, &self.meeting, event).await?;
+        scoped.commit().await
     }
 
     /// The original, downloaded once per run.
@@ -390,9 +412,11 @@ impl Run<'_> {
             _ => "wav",
         };
         let output = self.wav.clone();
-        let converted = tokio::task::spawn_blocking(move || convert::convert(&input, extension, &output))
-            .await
-            .map_err(AppError::internal)?
+        let converted = self
+            .blocking_with_progress(Stage::Convert, attempt, move |progress| {
+                convert::convert(&input, extension, &output, progress)
+            })
+            .await?
             .map_err(|e| match e {
                 convert::ConvertError::Unplayable(u) => Failure::permanent(u.message),
                 convert::ConvertError::Write(e) => AppError::internal(e).into(),
@@ -430,9 +454,11 @@ impl Run<'_> {
 
     async fn segment(&self, attempt: i32) -> Result<RunState, Failure> {
         let path = self.converted().await?.clone();
-        let (levels, total_ms) = tokio::task::spawn_blocking(move || vad::frame_levels(&path))
-            .await
-            .map_err(AppError::internal)?
+        let (levels, total_ms) = self
+            .blocking_with_progress(Stage::Segment, attempt, move |progress| {
+                vad::frame_levels(&path, progress)
+            })
+            .await?
             .map_err(AppError::internal)?;
         let spans = vad::speech_spans(&levels, total_ms);
         let scoped = self.pipeline.db.as_service().await?;
@@ -547,6 +573,16 @@ impl Run<'_> {
             let scoped = self.pipeline.db.as_service().await?;
             self.segments(&scoped).await?
         };
+        let selected_ms: i64 = pending
+            .iter()
+            .filter(|s| s.selected)
+            .map(|s| s.end_ms - s.start_ms)
+            .sum();
+        let mut done_ms: i64 = pending
+            .iter()
+            .filter(|s| s.selected && s.transcript.is_some())
+            .map(|s| s.end_ms - s.start_ms)
+            .sum();
         for piece in pending.iter().filter(|s| s.selected && s.transcript.is_none()) {
             let path = self.converted().await?.clone();
             let (start, end) = (piece.start_ms, piece.end_ms);
@@ -583,6 +619,14 @@ impl Run<'_> {
                 now,
             )
             .await?;
+            done_ms += end - start;
+            if done_ms < selected_ms {
+                let event = StageEvent {
+                    stage_percent: (done_ms as f64 * 100.0 / selected_ms as f64).floor(),
+                    ..StageEvent::new(Stage::Transcribe, attempt, StagePhase::Progress)
+                };
+                announce(&scoped, &self.meeting, event).await?;
+            }
             scoped.commit().await?;
         }
 
@@ -765,17 +809,17 @@ impl Run<'_> {
             .exec(scoped.txn())
             .await?;
         settle_reservation(&scoped, self.job, &self.meeting, now).await?;
+        let has_transcript = !parked && self.pipeline.transcriber.model().is_some();
+        let (owner, id) = (self.meeting.user_id, Some(self.meeting.id));
         if !parked {
-            crate::events::publish(
-                &scoped,
-                self.meeting.user_id,
-                Some(self.meeting.id),
-                Payload::MeetingReady {
-                    has_transcript: self.pipeline.transcriber.model().is_some(),
-                },
-            )
-            .await?;
+            crate::events::publish(&scoped, owner, id, Payload::MeetingReady { has_transcript }).await?;
         }
+        let ended = Payload::ProcessingEnded {
+            status: to,
+            failure_reason: String::new(),
+            has_transcript,
+        };
+        crate::events::publish(&scoped, owner, id, ended).await?;
         jobs::succeed(&scoped, self.job.id, self.worker).await?;
         scoped.commit().await?;
         Ok(if parked { Outcome::Parked } else { Outcome::Ready })
@@ -868,33 +912,57 @@ pub async fn end_run(
     Ok(())
 }
 
-/// Publishes a stage event for the meeting's owner.
-#[allow(clippy::too_many_arguments)]
-pub async fn announce(
-    scoped: &Scoped,
-    meeting: &meeting::Model,
-    stage: Stage,
-    attempt: i32,
-    phase: StagePhase,
-    percent: f64,
-    error: &str,
-    will_retry: bool,
-) -> AppResult<()> {
-    crate::events::publish(
-        scoped,
-        meeting.user_id,
-        Some(meeting.id),
-        Payload::ProcessingStage {
-            phase,
-            stage: stage_name(stage),
+/// What a stage event says.
+#[derive(Debug, Clone)]
+pub struct StageEvent {
+    /// The stage.
+    pub stage: Stage,
+    /// Which attempt.
+    pub attempt: i32,
+    /// What happened.
+    pub phase: StagePhase,
+    /// How much of the stage is done, 0 to 100.
+    pub stage_percent: f64,
+    /// Why it failed.
+    pub error: String,
+    /// Whether a failed stage will be tried again by itself.
+    pub will_retry: bool,
+}
+
+impl StageEvent {
+    /// The event of `phase`: nothing done when it starts or fails, all of
+    /// it once completed or skipped.
+    pub fn new(stage: Stage, attempt: i32, phase: StagePhase) -> Self {
+        let done = matches!(phase, StagePhase::Completed | StagePhase::Skipped);
+        Self {
+            stage,
             attempt,
-            percent,
-            error: error.to_owned(),
-            will_retry,
-        },
-    )
-    .await
-    .map(|_| ())
+            phase,
+            stage_percent: if done { 100.0 } else { 0.0 },
+            error: String::new(),
+            will_retry: false,
+        }
+    }
+
+    fn into_payload(self) -> Payload {
+        let share = 100.0 / STAGES.len() as f64;
+        Payload::ProcessingStage {
+            phase: self.phase,
+            stage: stage_name(self.stage),
+            attempt: self.attempt,
+            percent: percent_at(self.stage) + share * self.stage_percent / 100.0,
+            stage_percent: self.stage_percent,
+            error: self.error,
+            will_retry: self.will_retry,
+        }
+    }
+}
+
+/// Publishes a stage event for the meeting's owner.
+pub async fn announce(scoped: &Scoped, meeting: &meeting::Model, event: StageEvent) -> AppResult<()> {
+    crate::events::publish(scoped, meeting.user_id, Some(meeting.id), event.into_payload())
+        .await
+        .map(|_| ())
 }
 
 /// The stored name of a stage, e.g. `convert`.

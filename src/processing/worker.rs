@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::entity::{RunState, job};
+use sea_orm::{ColumnTrait, QueryFilter};
+
+use super::entity::{RunState, job, transcript};
 use super::jobs;
-use super::pipeline::{self, Failure, Outcome, Pipeline};
+use super::pipeline::{self, Failure, Outcome, Pipeline, StageEvent};
 use crate::error::AppResult;
-use crate::events::model::StagePhase;
+use crate::events::model::{Payload, StagePhase};
 use crate::meetings::entity::Status;
 use crate::meetings::store;
 
@@ -177,12 +179,11 @@ async fn record_failure(
         pipeline::announce(
             &scoped,
             &meeting,
-            stage,
-            attempt,
-            StagePhase::Failed,
-            pipeline::percent_at(stage),
-            &failure.message,
-            will_retry,
+            StageEvent {
+                error: failure.message.clone(),
+                will_retry,
+                ..StageEvent::new(stage, attempt, StagePhase::Failed)
+            },
         )
         .await?;
     }
@@ -197,6 +198,18 @@ async fn record_failure(
         )
         .await?;
         store::set_failure(&scoped, meeting.id, &failure.message).await?;
+        let has_transcript = scoped
+            .find::<transcript::Entity>()
+            .filter(transcript::Column::MeetingId.eq(meeting.id))
+            .one(scoped.txn())
+            .await?
+            .is_some();
+        let ended = Payload::ProcessingEnded {
+            status: Status::Failed,
+            failure_reason: failure.message.clone(),
+            has_transcript,
+        };
+        crate::events::publish(&scoped, meeting.user_id, Some(meeting.id), ended).await?;
     }
     scoped.commit().await
 }

@@ -24,6 +24,7 @@ on_both_backends!(
     shutdown_ends_streams_with_the_resume_point,
     list_events_pages_through_the_log,
     uploads_and_quota_warnings_publish_events,
+    admins_send_system_notices_to_one_user_or_to_everyone,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -481,5 +482,106 @@ async fn a_missed_wake_up_is_caught_at_the_next_heartbeat() {
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
         started.elapsed()
+    );
+}
+
+async fn admins_send_system_notices_to_one_user_or_to_everyone(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let boss = crate::usage::admin(&app).await;
+    let ann = app.sign_up("ann").await;
+    let bob = app.sign_up("bob").await;
+    let mut live = subscribe(&app, &ann, None).await;
+    let admin = || debrief::pb::v1::admin_service_client::AdminServiceClient::new(app.channel.clone());
+    let notice = |user: &str, title: &str| pb::SendSystemNoticeRequest {
+        user: user.into(),
+        title: title.into(),
+        message: "debrief is read-only on Saturday from 06:00 to 07:00 UTC while the database is upgraded; \
+                  uploads started before then finish normally."
+            .into(),
+    };
+
+    let sent = admin()
+        .send_system_notice(crate::helpers::bearer(&boss, notice("", "Scheduled maintenance")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(sent.recipient_count, 3, "the admin, ann and bob");
+    let event = next_event(&mut live).await.unwrap();
+    assert_eq!(event.r#type(), pb::EventType::SystemNotice);
+    let Some(pb::event::Payload::SystemNotice(received)) = event.payload else {
+        panic!("{event:?}");
+    };
+    assert_eq!(received.title, "Scheduled maintenance");
+
+    // To one user only: bob, who reads his log later and finds both.
+    admin()
+        .send_system_notice(crate::helpers::bearer(
+            &boss,
+            notice(&format!("users/{}", bob.id), "Your export is ready"),
+        ))
+        .await
+        .unwrap();
+    let titles = |user: TestUser| {
+        let app = &app;
+        async move {
+            EventServiceClient::new(app.channel.clone())
+                .list_events(user.request(pb::ListEventsRequest {
+                    types: vec![pb::EventType::SystemNotice.into()],
+                    ..Default::default()
+                }))
+                .await
+                .unwrap()
+                .into_inner()
+                .events
+                .into_iter()
+                .map(|e| match e.payload {
+                    Some(pb::event::Payload::SystemNotice(n)) => n.title,
+                    other => panic!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        titles(bob.clone()).await,
+        ["Scheduled maintenance", "Your export is ready"]
+    );
+    assert_eq!(titles(ann.clone()).await, ["Scheduled maintenance"]);
+
+    // Bad input, unknown users and non-admins are refused; each notice is
+    // audited.
+    let status = admin()
+        .send_system_notice(crate::helpers::bearer(&boss, notice("people/1", " ")))
+        .await
+        .unwrap_err();
+    assert_eq!(crate::helpers::violation_fields(&status), ["user", "title"]);
+    let stranger = format!("users/{}", uuid::Uuid::now_v7());
+    let status = admin()
+        .send_system_notice(crate::helpers::bearer(&boss, notice(&stranger, "Hello")))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let status = admin()
+        .send_system_notice(ann.request(notice("", "Hi all")))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        app.audit_actions(bob.id)
+            .await
+            .contains(&"admin.system_notice".to_owned())
+    );
+
+    // Over HTTP too.
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/systemNotices:send", app.url()))
+        .bearer_auth(&boss)
+        .json(&serde_json::json!({"user": format!("users/{}", ann.id), "title": "Welcome", "message": "Glad you are here."}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        next_event(&mut live).await.unwrap().r#type(),
+        pb::EventType::SystemNotice
     );
 }

@@ -29,6 +29,7 @@ on_both_backends!(
     a_plans_concurrent_jobs_and_analysis_minutes_are_respected,
     originals_are_deleted_after_their_retention,
     a_queued_meeting_wakes_an_idle_worker_at_once,
+    watching_a_meeting_shows_each_new_state_until_it_is_deleted,
 );
 
 pub(crate) const RATE: u32 = 16_000;
@@ -329,7 +330,8 @@ fn silences() -> Vec<(i64, i64)> {
 
 async fn a_recording_is_segmented_transcribed_and_analysed(backend: Backend) {
     let (url, provider) = fake_provider().await;
-    let app = app_with_provider(backend, &url, &[]).await;
+    // Progress reported as often as every percent, to see it on a short run.
+    let app = app_with_provider(backend, &url, &[("DEBRIEF_PROGRESS_INTERVAL", "1ms")]).await;
     let dan = app.sign_up("dan").await;
     let meeting = upload(&app, &dan, &recording(TOTAL_MS, SPEECH, 22_050)).await;
     let done = wait_for(
@@ -399,20 +401,64 @@ async fn a_recording_is_segmented_transcribed_and_analysed(backend: Backend) {
     assert_eq!(objects, vec![format!("meetings/{id}/original")]);
 
     // Events told the owner as it went.
-    let events = EventServiceClient::new(app.channel.clone())
-        .list_events(dan.request(pb::ListEventsRequest {
-            page_size: 200,
-            meeting: meeting.clone(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = meeting_events(&app, &dan, &meeting, &[]).await;
+    assert!(
+        events.len() < 500,
+        "{} events: progress is not throttled",
+        events.len()
+    );
     let count = |kind: pb::EventType| events.iter().filter(|e| e.r#type() == kind).count();
     assert_eq!(count(pb::EventType::ProcessingStageStarted), 7);
     assert_eq!(count(pb::EventType::ProcessingStageCompleted), 7);
     assert_eq!(count(pb::EventType::MeetingReady), 1);
+    let last = events.last().unwrap();
+    assert_eq!(
+        last.r#type(),
+        pb::EventType::ProcessingEnded,
+        "the end comes last"
+    );
+    assert_eq!(ended_of(last).status(), pb::MeetingStatus::Ready);
+    assert!(ended_of(last).has_transcript);
+
+    // The long stages told how far they were, in order and between their
+    // start and end; transcription after each piece.
+    for stage in [
+        pb::ProcessingStage::Convert,
+        pb::ProcessingStage::Segment,
+        pb::ProcessingStage::Transcribe,
+    ] {
+        let reports: Vec<&pb::StageProgress> = events
+            .iter()
+            .filter(|e| e.r#type() == pb::EventType::ProcessingStageProgress)
+            .map(stage_of)
+            .filter(|p| p.stage() == stage)
+            .collect();
+        assert!(!reports.is_empty(), "no progress for {stage:?}");
+        let done: Vec<f64> = reports.iter().map(|p| p.stage_percent).collect();
+        assert!(
+            done.windows(2).all(|w| w[0] < w[1]) && done.iter().all(|p| *p > 0.0 && *p < 100.0),
+            "{stage:?}: {done:?}"
+        );
+        let start = stage_of(
+            events
+                .iter()
+                .find(|e| e.r#type() == pb::EventType::ProcessingStageStarted && stage_of(e).stage() == stage)
+                .unwrap(),
+        )
+        .percent;
+        assert!(
+            reports
+                .iter()
+                .all(|p| p.percent > start && p.percent < start + 100.0 / 7.0),
+            "{stage:?} starts at {start}: {reports:?}"
+        );
+    }
+    let transcribed = events
+        .iter()
+        .filter(|e| e.r#type() == pb::EventType::ProcessingStageProgress)
+        .filter(|e| stage_of(e).stage() == pb::ProcessingStage::Transcribe)
+        .count();
+    assert_eq!(transcribed, starts.len() - 1, "one report per piece but the last");
 
     // Nobody else sees any of it, or can retry it.
     let eve = app.sign_up("eve").await;
@@ -432,6 +478,42 @@ async fn a_recording_is_segmented_transcribed_and_analysed(backend: Backend) {
 }
 
 /// A short recording: two bursts, so two pieces.
+/// Every event about `meeting` (of `types`, or all), oldest first.
+async fn meeting_events(
+    app: &TestApp,
+    user: &TestUser,
+    meeting: &str,
+    types: &[pb::EventType],
+) -> Vec<pb::Event> {
+    EventServiceClient::new(app.channel.clone())
+        .list_events(user.request(pb::ListEventsRequest {
+            page_size: 500,
+            meeting: meeting.into(),
+            types: types.iter().map(|t| (*t).into()).collect(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}
+
+/// The stage report of a stage event.
+fn stage_of(event: &pb::Event) -> &pb::StageProgress {
+    match &event.payload {
+        Some(pb::event::Payload::Stage(stage)) => stage,
+        other => panic!("not a stage event: {other:?}"),
+    }
+}
+
+/// The end report of a PROCESSING_ENDED event.
+fn ended_of(event: &pb::Event) -> &pb::ProcessingEnded {
+    match &event.payload {
+        Some(pb::event::Payload::ProcessingEnded(ended)) => ended,
+        other => panic!("not a PROCESSING_ENDED event: {other:?}"),
+    }
+}
+
 pub(crate) fn short() -> Vec<u8> {
     recording(12_000, &[(1000, 5000), (7000, 11_000)], RATE)
 }
@@ -454,6 +536,32 @@ async fn without_a_transcriber_meetings_wait_and_a_retry_completes_them(backend:
         .find(|r| r.stage() == pb::ProcessingStage::Transcribe)
         .unwrap();
     assert_eq!(transcribe.state(), pb::StageRunState::Skipped);
+    // The skipped stages are reported as skipped, and the end as the end.
+    let skipped: Vec<pb::ProcessingStage> =
+        meeting_events(&app, &fay, &meeting, &[pb::EventType::ProcessingStageSkipped])
+            .await
+            .iter()
+            .map(|e| stage_of(e).stage())
+            .collect();
+    assert_eq!(
+        skipped,
+        [pb::ProcessingStage::Transcribe, pb::ProcessingStage::Cleanup]
+    );
+    let events = meeting_events(&app, &fay, &meeting, &[]).await;
+    let parked_end = events.last().unwrap();
+    assert_eq!(parked_end.r#type(), pb::EventType::ProcessingEnded);
+    assert_eq!(
+        ended_of(parked_end).status(),
+        pb::MeetingStatus::AwaitingTranscription
+    );
+    assert!(!ended_of(parked_end).has_transcript);
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.r#type() == pb::EventType::ProcessingStageCompleted
+                && stage_of(e).stage() == pb::ProcessingStage::Transcribe),
+        "a skipped stage is not reported as completed"
+    );
     let early = get_analysis(&app, &fay, &meeting).await.unwrap();
     assert!(early.speech_ratio > 0.5 && early.words_per_minute.is_none());
     assert_eq!(
@@ -538,6 +646,10 @@ async fn rate_limits_are_waited_out_and_a_dead_job_is_retried_by_hand(backend: B
         })
         .collect();
     assert_eq!(retried, vec![true, false]);
+    let ended = meeting_events(&app, &gus, &second, &[pb::EventType::ProcessingEnded]).await;
+    assert_eq!(ended.len(), 1, "a retry that will happen by itself is no end");
+    assert_eq!(ended_of(&ended[0]).status(), pb::MeetingStatus::Failed);
+    assert_eq!(ended_of(&ended[0]).failure_reason, failed.failure_reason);
 
     // A dead job gives its analysis minute back; the retry holds it again.
     let minutes = || crate::uploads::usage_of(&app, &gus, pb::UsageCategory::AnalysisMinutes);
@@ -862,4 +974,130 @@ async fn a_queued_meeting_wakes_an_idle_worker_at_once(backend: Backend) {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// The order meetings move through, to check that watched states never go
+/// back.
+fn lifecycle_rank(status: pb::MeetingStatus) -> usize {
+    use pb::MeetingStatus as S;
+    [
+        S::AwaitingUpload,
+        S::Uploading,
+        S::Uploaded,
+        S::Queued,
+        S::Processing,
+        S::AwaitingTranscription,
+    ]
+    .iter()
+    .position(|s| *s == status)
+    .unwrap_or_else(|| panic!("unexpected status {status:?}"))
+}
+
+async fn watching_a_meeting_shows_each_new_state_until_it_is_deleted(backend: Backend) {
+    let app = spawn_app_with(backend, |vars| {
+        vars.insert("DEBRIEF_WORKERS".into(), "1".into());
+    })
+    .await;
+    let ivy = app.sign_up("ivy").await;
+    let meeting = new_meeting(&app, &ivy).await;
+    let watch = |user: &TestUser| {
+        let request = user.request(pb::WatchMeetingRequest {
+            name: meeting.clone(),
+            after_event_id: 0,
+        });
+        let mut client = MeetingServiceClient::new(app.channel.clone());
+        async move { client.watch_meeting(request).await }
+    };
+    let mut stream = watch(&ivy).await.unwrap().into_inner();
+    upload_whole(
+        &mut UploadServiceClient::new(app.channel.clone()),
+        &ivy,
+        &meeting,
+        &short(),
+    )
+    .await;
+
+    // Meeting states and events in the order they arrive, until the end.
+    let mut states: Vec<(pb::MeetingStatus, pb::ProcessingStage)> = Vec::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let message = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .expect("processing ends")
+            .unwrap()
+            .expect("open");
+        match message.kind {
+            Some(pb::watch_meeting_response::Kind::Meeting(m)) => {
+                states.push((m.status(), m.current_stage()))
+            }
+            Some(pb::watch_meeting_response::Kind::Event(e)) => {
+                let end = e.r#type() == pb::EventType::ProcessingEnded;
+                events.push(e);
+                if end {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    // The state that the end event reports follows it.
+    let message = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let Some(pb::watch_meeting_response::Kind::Meeting(last)) = message.kind else {
+        panic!("expected the meeting after the end, got {message:?}");
+    };
+    states.push((last.status(), last.current_stage()));
+    assert_eq!(states[0].0, pb::MeetingStatus::AwaitingUpload, "{states:?}");
+    assert_eq!(
+        *states.last().unwrap(),
+        (
+            pb::MeetingStatus::AwaitingTranscription,
+            pb::ProcessingStage::Unspecified
+        )
+    );
+    assert!(
+        states.len() >= 4,
+        "the meeting was sent again as it changed: {states:?}"
+    );
+    assert!(
+        states.windows(2).all(|w| w[0] != w[1]),
+        "sent only when changed: {states:?}"
+    );
+    assert!(
+        states
+            .windows(2)
+            .all(|w| lifecycle_rank(w[0].0) <= lifecycle_rank(w[1].0)),
+        "{states:?}"
+    );
+    assert!(states.iter().any(|s| s.0 == pb::MeetingStatus::Uploading));
+    assert!(states.iter().any(|s| s.0 == pb::MeetingStatus::Processing));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.r#type() == pb::EventType::ProcessingStageSkipped)
+    );
+
+    // Another user cannot watch it; once deleted, the stream ends.
+    let other = app.sign_up("jay").await;
+    assert_eq!(watch(&other).await.unwrap_err().code(), tonic::Code::NotFound);
+    MeetingServiceClient::new(app.channel.clone())
+        .delete_meeting(ivy.request(pb::DeleteMeetingRequest {
+            name: meeting.clone(),
+        }))
+        .await
+        .unwrap();
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("the stream ends")
+        {
+            Ok(Some(_)) => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(ended.unwrap_err().code(), tonic::Code::NotFound);
 }

@@ -65,7 +65,7 @@ pub async fn run(mp3: Option<&Path>, jobs_count: usize, claimers: usize) -> anyh
     let started = Instant::now();
     let converted = {
         let (input, output) = (input.clone(), output.clone());
-        tokio::task::spawn_blocking(move || convert::convert(&input, "mp3", &output)).await??
+        tokio::task::spawn_blocking(move || convert::convert(&input, "mp3", &output, &mut |_| {})).await??
     };
     let convert_seconds = started.elapsed().as_secs_f64();
     let recording_seconds = converted.frames as f64 / 16_000.0;

@@ -41,15 +41,28 @@ fn corrupt(message: String) -> ConvertError {
 }
 
 /// Converts the recording at `input` (`extension` hints at its container)
-/// into a WAV file at `output`.
-pub fn convert(input: &Path, extension: &str, output: &Path) -> Result<Converted, ConvertError> {
+/// into a WAV file at `output`, telling `progress` the share of the
+/// recording done so far (0 to 1) as it goes.
+pub fn convert(
+    input: &Path,
+    extension: &str,
+    output: &Path,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Converted, ConvertError> {
     let Opened {
         mut format,
         track_id,
         sample_rate,
         mut decoder,
+        duration_ms,
         ..
     } = probe::open(input, extension).map_err(ConvertError::Unplayable)?;
+    // How many input frames make the whole recording, when the container
+    // says how long it is.
+    let expected = duration_ms
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(|ms| ms * u64::from(sample_rate) / 1000)
+        .filter(|frames| *frames > 0);
     let file = std::fs::File::create(output).map_err(hound::Error::IoError)?;
     let mut writer = hound::WavWriter::new(BufWriter::new(file), spec())?;
     let mut sink = Sink::new(sample_rate)?;
@@ -84,6 +97,9 @@ pub fn convert(input: &Path, extension: &str, output: &Path) -> Result<Converted
                 .map(|frame| frame.iter().sum::<f32>() / channels as f32),
             &mut writer,
         )?;
+        if let Some(expected) = expected {
+            progress((sink.input_frames as f64 / expected as f64).min(1.0));
+        }
     }
     let frames = sink.finish(&mut writer)?;
     writer.finalize()?;

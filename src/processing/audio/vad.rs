@@ -29,7 +29,7 @@ pub type Span = (i64, i64);
 
 /// The level of each 20 ms frame of the 16 kHz mono WAV at `path`, in
 /// dBFS; reads the file once, holding only the levels (50 per second).
-pub fn frame_levels(path: &Path) -> Result<(Vec<f32>, i64), hound::Error> {
+pub fn frame_levels(path: &Path, progress: &mut dyn FnMut(f64)) -> Result<(Vec<f32>, i64), hound::Error> {
     let mut reader = hound::WavReader::open(path)?;
     let frames = u64::from(reader.duration());
     let mut levels = Vec::with_capacity(usize::try_from(frames).unwrap_or(0) / FRAME + 1);
@@ -41,6 +41,9 @@ pub fn frame_levels(path: &Path) -> Result<(Vec<f32>, i64), hound::Error> {
         if count == FRAME {
             levels.push(level(sum, count));
             (sum, count) = (0.0, 0);
+            if levels.len() % 50 == 0 {
+                progress((levels.len() * FRAME) as f64 / frames.max(1) as f64);
+            }
         }
     }
     if count > 0 {
