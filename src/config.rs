@@ -72,6 +72,8 @@ pub struct Config {
     /// `DEBRIEF_DELETED_RETENTION`: how long a deleted meeting's data is
     /// kept before it is purged.
     pub deleted_retention: Duration,
+    /// `DEBRIEF_HOUSEKEEPING_INTERVAL`: how often periodic clean-up runs.
+    pub housekeeping_interval: Duration,
     /// The processing pipeline and its workers.
     pub processing: ProcessingConfig,
 }
@@ -310,6 +312,10 @@ impl Config {
                 .unwrap_or("http://localhost:3000/settings/plan")
                 .to_owned(),
             deleted_retention: vars.duration("DEBRIEF_DELETED_RETENTION", "30d")?,
+            housekeeping_interval: positive(
+                vars.duration("DEBRIEF_HOUSEKEEPING_INTERVAL", "5m")?,
+                "DEBRIEF_HOUSEKEEPING_INTERVAL",
+            )?,
             processing: ProcessingConfig::from_vars(&vars)?,
             events: EventsConfig {
                 heartbeat: positive(

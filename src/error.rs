@@ -62,6 +62,8 @@ pub enum AppError {
         reason: &'static str,
         /// Explanation for the caller.
         message: String,
+        /// Extra facts for clients, e.g. the upload in the way.
+        metadata: HashMap<String, String>,
     },
     /// A concurrent change won; retrying the whole operation may succeed.
     #[error("{message}")]
@@ -265,8 +267,8 @@ impl From<AppError> for Status {
                 info(&mut details, reason, HashMap::new());
                 Code::AlreadyExists
             }
-            AppError::FailedPrecondition { reason, .. } => {
-                info(&mut details, reason, HashMap::new());
+            AppError::FailedPrecondition { reason, metadata, .. } => {
+                info(&mut details, reason, metadata);
                 Code::FailedPrecondition
             }
             AppError::Aborted { reason, metadata, .. } => {

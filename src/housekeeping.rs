@@ -1,10 +1,9 @@
 //! Periodic work every instance does while it serves: giving back expired
-//! usage reservations, expiring idle uploads, removing temporary files left
-//! by a crash, pruning old events, deleting original recordings past their
-//! retention, and purging meetings deleted longer ago than the retention.
+//! usage reservations, expiring idle uploads, finishing the clean-up of
+//! ended uploads and removing scratch files that a killed process left,
+//! pruning old events, deleting original recordings past their retention,
+//! and purging meetings deleted longer ago than the retention.
 //! Each task is safe to run on several instances at once.
-
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
@@ -12,12 +11,10 @@ use tokio_util::sync::CancellationToken;
 use crate::error::AppResult;
 use crate::server::AppState;
 
-/// How often the tasks run.
-pub const INTERVAL: Duration = Duration::from_secs(300);
-
-/// Runs [`run_once`] every [`INTERVAL`] until `shutdown`.
+/// Runs [`run_once`] every `DEBRIEF_HOUSEKEEPING_INTERVAL` until
+/// `shutdown`.
 pub async fn run(state: AppState, shutdown: CancellationToken) {
-    let mut interval = tokio::time::interval(INTERVAL);
+    let mut interval = tokio::time::interval(state.config.housekeeping_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -39,7 +36,15 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) {
         Ok(expired) => tracing::info!(expired, "expired idle uploads"),
         Err(error) => tracing::warn!(%error, "could not expire idle uploads"),
     }
-    remove_stale_temporary_files(&state.config.data_dir.join("tmp")).await;
+    match crate::uploads::lifecycle::clean_ended(state, now).await {
+        Ok(0) => {}
+        Ok(cleaned) => tracing::info!(cleaned, "removed the objects of ended uploads"),
+        Err(error) => tracing::warn!(%error, "could not clean up ended uploads"),
+    }
+    match crate::scratch::sweep(&state.config.data_dir.join("tmp")).await {
+        0 => {}
+        removed => tracing::info!(removed, "removed scratch files of processes that died"),
+    }
     let events_cutoff =
         now - chrono::Duration::from_std(state.config.events.retention).unwrap_or(chrono::Duration::days(7));
     match crate::events::store::prune(&state.db, events_cutoff).await {
@@ -85,36 +90,4 @@ async fn delete_expired_originals(state: &AppState, now: DateTime<Utc>) -> AppRe
         crate::meetings::store::forget_original(&state.db, meeting, now).await?;
     }
     Ok(meetings.len())
-}
-
-/// Temporary files older than this were left by a process that died while
-/// completing an upload or processing a meeting (each takes minutes, at
-/// most an hour or two for the longest recordings).
-const STALE_TEMPORARY_FILE: Duration = Duration::from_secs(24 * 3600);
-
-/// Removes files in `dir` last changed before [`STALE_TEMPORARY_FILE`].
-async fn remove_stale_temporary_files(dir: &std::path::Path) {
-    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
-        return;
-    };
-    while let Ok(Some(entry)) = entries.next_entry().await {
-        let stale = entry
-            .metadata()
-            .await
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|modified| modified.elapsed().ok())
-            .is_some_and(|age| age > STALE_TEMPORARY_FILE);
-        if !stale {
-            continue;
-        }
-        let removed = match entry.file_type().await {
-            // A processing run's work directory.
-            Ok(kind) if kind.is_dir() => tokio::fs::remove_dir_all(entry.path()).await,
-            _ => tokio::fs::remove_file(entry.path()).await,
-        };
-        if let Err(error) = removed {
-            tracing::warn!(%error, path = %entry.path().display(), "could not remove a stale temporary file");
-        }
-    }
 }

@@ -25,6 +25,7 @@ pub mod practice;
 pub mod processing;
 pub mod profiles;
 pub mod progress;
+pub mod scratch;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

@@ -43,6 +43,8 @@ pub enum StorageError {
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
     description: String,
+    /// The directory of local storage (none for S3).
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -72,6 +74,7 @@ impl Storage {
                 Ok(Self {
                     store: Arc::new(store),
                     description: format!("local files in {}", dir.display()),
+                    local_root: Some(dir),
                 })
             }
             Some(url) => {
@@ -101,6 +104,7 @@ impl Storage {
                 Ok(Self {
                     store,
                     description: format!("s3://{bucket}/{prefix}"),
+                    local_root: None,
                 })
             }
         }
@@ -178,6 +182,17 @@ impl Storage {
             match self.store.delete(&key).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(failed(e)),
+            }
+        }
+        // On local disk a write that was killed leaves a staging file
+        // (`<key>#<n>`) that listing does not show: remove the folder.
+        if let Some(root) = &self.local_root
+            && let Some(folder) = prefix.strip_suffix('/').filter(|p| !p.is_empty())
+        {
+            match tokio::fs::remove_dir_all(root.join(folder)).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(AppError::internal(e)),
             }
         }
         Ok(())

@@ -17,6 +17,7 @@ mod m20261127_000006_usage_reservations;
 mod m20261127_000007_upload_reservations;
 mod m20261127_000008_event_sequences;
 mod m20261127_000009_processing;
+mod m20261201_000010_upload_completion;
 pub mod rls;
 mod util;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000007_upload_reservations::Migration),
             Box::new(m20261127_000008_event_sequences::Migration),
             Box::new(m20261127_000009_processing::Migration),
+            Box::new(m20261201_000010_upload_completion::Migration),
         ]
     }
 }

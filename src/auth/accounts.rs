@@ -302,6 +302,7 @@ pub async fn send_verification(auth: &Auth, db: &Db, user_id: uuid::Uuid) -> App
         return Err(AppError::FailedPrecondition {
             reason: "EMAIL_ALREADY_VERIFIED",
             message: "the email address is already verified".into(),
+            metadata: Default::default(),
         });
     }
     let token = store::issue_email_token(&scoped, user_id, Purpose::VerifyEmail, VERIFY_TTL).await?;

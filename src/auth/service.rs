@@ -29,6 +29,7 @@ fn session_of(caller: &Caller) -> Result<uuid::Uuid, AppError> {
     caller.session_id().ok_or_else(|| AppError::FailedPrecondition {
         reason: "SESSION_REQUIRED",
         message: "this call needs a signed-in session, not an API key".into(),
+        metadata: Default::default(),
     })
 }
 

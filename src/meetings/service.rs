@@ -243,8 +243,8 @@ impl MeetingService for MeetingApi {
         )
         .await?;
         scoped.commit().await?;
-        if let Some(upload_id) = cancelled {
-            crate::uploads::lifecycle::delete_objects(&self.state, upload_id).await;
+        if let Some(upload) = cancelled {
+            crate::uploads::lifecycle::delete_objects(&self.state, &upload).await;
         }
         Ok(Response::new(pb::DeleteMeetingResponse {}))
     }

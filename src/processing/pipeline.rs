@@ -192,16 +192,14 @@ impl Pipeline {
                 .is_some_and(|r| r.state == RunState::Succeeded)
         };
         let first = STAGES.iter().position(|s| !done(*s)).unwrap_or(STAGES.len());
-        // Local copies live in a directory of this run alone (removed when
-        // it ends; a killed worker's is swept by housekeeping), so a run
-        // never trusts a file another one left half-written.
-        let tmp = self.config.data_dir.join("tmp");
-        tokio::fs::create_dir_all(&tmp)
+        // Local copies live in a directory of this run alone, locked while
+        // it runs (removed when it ends; a killed worker's is swept by
+        // housekeeping), so a run never trusts a file another one left
+        // half-written.
+        let tmp = crate::scratch::dir(&self.config.data_dir)
             .await
             .map_err(AppError::internal)?;
-        let work = tempfile::Builder::new()
-            .prefix(&format!("work-{}-", meeting.id))
-            .tempdir_in(&tmp)
+        let work = crate::scratch::ScratchDir::create(&tmp, &format!("work-{}-", meeting.id))
             .map_err(AppError::internal)?;
         let run = Run {
             pipeline: self,

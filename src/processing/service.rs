@@ -170,6 +170,7 @@ impl ProcessingService for ProcessingApi {
                 reason: "NOT_RETRYABLE",
                 message: "only a meeting whose processing failed or awaits transcription can be retried"
                     .into(),
+                metadata: Default::default(),
             }
             .into());
         }

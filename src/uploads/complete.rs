@@ -2,20 +2,21 @@
 //! after every check — size, checksum, scanners, type, and a decode — or
 //! the upload is rejected and leaves nothing behind.
 //!
-//! The chunks are streamed one at a time into a temporary file (memory is
+//! The chunks are streamed one at a time into a scratch file (memory is
 //! bounded by one chunk), hashed and scanned on the way; the file is probed
 //! there and then streamed to storage as the original object.
 
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, QueryFilter};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
-use super::entity::{State, upload};
+use super::entity::{State, chunk, upload};
 use super::lifecycle::{self, delete_objects};
 use super::model::{Container, container};
 use super::probe::{self, AudioFacts};
@@ -25,22 +26,30 @@ use crate::context::RequestMeta;
 use crate::error::{AppError, AppResult};
 use crate::events::model::Payload;
 use crate::meetings::entity::{self as meeting, Status};
+use crate::scratch::ScratchFile;
 use crate::server::AppState;
 use crate::usage::ledger;
-
-/// A temporary file removed when dropped.
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// A refusal: reason code and explanation.
 type Refusal = (&'static str, String);
 
+/// How long a completion holds its upload. A completion runs inside one
+/// request, which the server ends after `DEBRIEF_REQUEST_TIMEOUT`; the claim
+/// lasts twice that, so it lapses only once its holder is surely gone
+/// (killed mid-completion), and the upload can then be completed or ended
+/// again.
+fn claim_until(state: &AppState, now: DateTime<Utc>) -> DateTime<Utc> {
+    let lease = state.config.request_timeout * 2;
+    now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(1))
+}
+
 /// Completes the upload `id` of `user_id`.
+///
+/// The upload is claimed first, in its own transaction, so that no cancel,
+/// expiry or second completion ends it while the recording is being
+/// stored; nothing is written to storage before that. The recording goes
+/// to a key of this upload alone, and becomes the meeting's in the
+/// transaction that ends the claim.
 pub async fn complete(
     state: &AppState,
     meta: &RequestMeta,
@@ -48,61 +57,57 @@ pub async fn complete(
     id: Uuid,
 ) -> AppResult<(upload::Model, meeting::Model)> {
     let now = Utc::now();
+    let token = Uuid::now_v7();
     let (upload, chunks) = {
         let scoped = state.db.as_user(user_id).await?;
         let upload = store::get_active(&scoped, id, now).await?;
-        (upload.clone(), store::chunks(&scoped, upload.id).await?)
-    };
-    if upload.committed_bytes != upload.size_bytes {
-        return Err(AppError::FailedPrecondition {
-            reason: "UPLOAD_INCOMPLETE",
-            message: format!(
-                "{} of {} bytes have arrived; append the rest from offset {}",
-                upload.committed_bytes, upload.size_bytes, upload.committed_bytes
-            ),
-        });
-    }
-    let dir = state.config.data_dir.join("tmp");
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(AppError::internal)?;
-    let temp = TempFile(dir.join(format!("upload-{id}-{}", Uuid::now_v7())));
-
-    // Assemble, hash and scan in one pass.
-    let mut file = tokio::fs::File::create(&temp.0)
-        .await
-        .map_err(AppError::internal)?;
-    let mut hasher = Sha256::new();
-    let mut scanner = Scanner::default();
-    for chunk in &chunks {
-        let bytes = state.storage.get(&chunk.object_key).await?;
-        if i64::from(crc32c::crc32c(&bytes)) != chunk.crc32c {
-            return Err(AppError::internal(format!(
-                "chunk at {} of upload {id} is corrupt in storage",
-                chunk.offset
-            )));
+        if upload.committed_bytes != upload.size_bytes {
+            return Err(AppError::FailedPrecondition {
+                reason: "UPLOAD_INCOMPLETE",
+                message: format!(
+                    "{} of {} bytes have arrived; append the rest from offset {}",
+                    upload.committed_bytes, upload.size_bytes, upload.committed_bytes
+                ),
+                metadata: HashMap::from([
+                    ("upload".to_owned(), format!("uploads/{id}")),
+                    ("committed_bytes".to_owned(), upload.committed_bytes.to_string()),
+                ]),
+            });
         }
-        hasher.update(&bytes);
-        scanner.update(&bytes);
-        file.write_all(&bytes).await.map_err(AppError::internal)?;
-    }
-    file.flush().await.map_err(AppError::internal)?;
-    drop(file);
-
-    let verdict = check(state, &upload, &temp.0, hex(&hasher.finalize()), scanner).await?;
-    let facts = match verdict {
-        Ok(facts) => facts,
-        Err((reason, message)) => return Err(lifecycle::reject(state, meta, &upload, reason, message).await),
+        if !store::claim_completion(&scoped, id, token, claim_until(state, now), now).await? {
+            return Err(store::completing());
+        }
+        let chunks = store::chunks(&scoped, upload.id).await?;
+        scoped.commit().await?;
+        (upload, chunks)
     };
-    let original = store::original_key(upload.meeting_id);
-    state.storage.put_file(&original, &temp.0).await?;
-    drop(temp);
+    let stored = store_recording(state, meta, &upload, &chunks, token).await;
+    let (facts, original) = match stored {
+        Ok(Ok(stored)) => stored,
+        // Refused: the upload was rejected (and its claim with it).
+        Ok(Err(refusal)) => return Err(refusal),
+        Err(error) => {
+            // A failure of ours: let a retry complete it at once.
+            if let Ok(scoped) = state.db.as_user(user_id).await
+                && store::release_completion(&scoped, id, token).await.is_ok()
+            {
+                let _ = scoped.commit().await;
+            }
+            return Err(error);
+        }
+    };
 
     let scoped = state.db.as_user(user_id).await?;
-    if !store::finish(&scoped, id, State::Completed, None, now).await? {
+    if !store::finish(&scoped, id, State::Completed, None, Some(token), now).await? {
+        drop(scoped);
+        // The claim lapsed and the upload was ended meanwhile: nothing refers
+        // to the recording stored for it (this deletes nothing of an upload
+        // that is still active, held by another completion).
+        delete_objects(state, &upload).await;
         return Err(AppError::FailedPrecondition {
             reason: "UPLOAD_NOT_ACTIVE",
-            message: "the upload was completed, cancelled or expired meanwhile".into(),
+            message: "the upload was cancelled or expired meanwhile".into(),
+            metadata: Default::default(),
         });
     }
     scoped
@@ -146,8 +151,58 @@ pub async fn complete(
     let done = store::get(&scoped, id, now).await?;
     let meeting = crate::meetings::store::get(&scoped, upload.meeting_id).await?;
     scoped.commit().await?;
-    delete_objects(state, id).await;
+    delete_objects(state, &done).await;
     Ok((done, meeting))
+}
+
+/// Assembles the chunks into a scratch file (hashing and scanning on the
+/// way, memory bounded by one chunk), checks it, and stores it as the
+/// upload's recording. Ok(Err(..)) is a refusal, after which the upload is
+/// rejected; Err(..) a failure of ours. Returns the facts and the key.
+async fn store_recording(
+    state: &AppState,
+    meta: &RequestMeta,
+    upload: &upload::Model,
+    chunks: &[chunk::Model],
+    token: Uuid,
+) -> AppResult<Result<(AudioFacts, String), AppError>> {
+    let dir = crate::scratch::dir(&state.config.data_dir)
+        .await
+        .map_err(AppError::internal)?;
+    let temp = ScratchFile::create(&dir, &format!("upload-{}-", upload.id)).map_err(AppError::internal)?;
+    let mut file = tokio::fs::File::create(temp.path())
+        .await
+        .map_err(AppError::internal)?;
+    let mut hasher = Sha256::new();
+    let mut scanner = Scanner::default();
+    for chunk in chunks {
+        let bytes = state.storage.get(&chunk.object_key).await?;
+        if i64::from(crc32c::crc32c(&bytes)) != chunk.crc32c {
+            return Err(AppError::internal(format!(
+                "chunk at {} of upload {} is corrupt in storage",
+                chunk.offset, upload.id
+            )));
+        }
+        hasher.update(&bytes);
+        scanner.update(&bytes);
+        file.write_all(&bytes).await.map_err(AppError::internal)?;
+    }
+    file.flush().await.map_err(AppError::internal)?;
+    drop(file);
+
+    let verdict = check(state, upload, temp.path(), hex(&hasher.finalize()), scanner).await?;
+    let facts = match verdict {
+        Ok(facts) => facts,
+        Err((reason, message)) => {
+            return Ok(Err(lifecycle::reject(
+                state, meta, upload, token, reason, message,
+            )
+            .await));
+        }
+    };
+    let original = store::original_key(upload.meeting_id, upload.id);
+    state.storage.put_file(&original, temp.path()).await?;
+    Ok(Ok((facts, original)))
 }
 
 /// Every check of the assembled file, in order: checksum, scanners, type,

@@ -68,6 +68,12 @@ pub mod upload {
         pub updated_at: DateTimeUtc,
         /// The usage reservation holding its storage.
         pub reservation_id: Option<Uuid>,
+        /// The request completing it, while it holds the claim.
+        pub completion_token: Option<Uuid>,
+        /// Until when that claim holds.
+        pub completing_until: Option<DateTimeUtc>,
+        /// When its objects were deleted after it ended.
+        pub cleaned_at: Option<DateTimeUtc>,
     }
 
     /// No relations are navigated.

@@ -2,6 +2,7 @@
 //! ways an upload ends without a recording (cancel, reject, expire), which
 //! all give the storage back and delete every object of the upload.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -93,9 +94,23 @@ impl NewUpload {
     }
 }
 
+/// What to do about an unfinished upload of the meeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Earlier {
+    /// Refuse, naming it (resumable uploads: the caller resumes or cancels).
+    Refuse,
+    /// Cancel it and start anew (a client stream that starts over).
+    Replace,
+}
+
 /// Starts an upload: checks the plan's largest upload, reserves the size
 /// against the storage quota, and moves the meeting to `uploading`.
-pub async fn create(state: &AppState, user_id: Uuid, new: NewUpload) -> AppResult<upload::Model> {
+pub async fn create(
+    state: &AppState,
+    user_id: Uuid,
+    new: NewUpload,
+    earlier: Earlier,
+) -> AppResult<upload::Model> {
     let now = Utc::now();
     let scoped = state.db.as_user(user_id).await?;
     if let Some(request_id) = &new.request_id {
@@ -109,6 +124,36 @@ pub async fn create(state: &AppState, user_id: Uuid, new: NewUpload) -> AppResul
         }
     }
     crate::meetings::store::get(&scoped, new.meeting_id).await?;
+    let unfinished = scoped
+        .find::<upload::Entity>()
+        .filter(upload::Column::MeetingId.eq(new.meeting_id))
+        .filter(upload::Column::State.eq(State::Active))
+        .one(scoped.txn())
+        .await?;
+    let replaced = match unfinished {
+        Some(upload) if earlier == Earlier::Replace => {
+            if store::is_being_completed(&upload, None, now) {
+                return Err(store::completing());
+            }
+            end(&scoped, &upload, Ending::Cancelled, None, now).await?;
+            Some(upload)
+        }
+        Some(upload) => {
+            return Err(AppError::FailedPrecondition {
+                reason: "MEETING_NOT_AWAITING_UPLOAD",
+                message: format!(
+                    "the meeting has an unfinished upload, uploads/{} ({} of {} bytes): resume it \
+                     from its committed size or cancel it",
+                    upload.id, upload.committed_bytes, upload.size_bytes
+                ),
+                metadata: HashMap::from([
+                    ("upload".to_owned(), format!("uploads/{}", upload.id)),
+                    ("committed_bytes".to_owned(), upload.committed_bytes.to_string()),
+                ]),
+            });
+        }
+        None => None,
+    };
     if !crate::meetings::store::transition(
         &scoped,
         new.meeting_id,
@@ -119,7 +164,8 @@ pub async fn create(state: &AppState, user_id: Uuid, new: NewUpload) -> AppResul
     {
         return Err(AppError::FailedPrecondition {
             reason: "MEETING_NOT_AWAITING_UPLOAD",
-            message: "the meeting already has a recording or an upload in progress".into(),
+            message: "the meeting already has a recording".into(),
+            metadata: Default::default(),
         });
     }
     let url = &state.config.upgrade_url;
@@ -154,10 +200,16 @@ pub async fn create(state: &AppState, user_id: Uuid, new: NewUpload) -> AppResul
             created_at: Set(now),
             updated_at: Set(now),
             reservation_id: Set(Some(reservation.id)),
+            completion_token: Set(None),
+            completing_until: Set(None),
+            cleaned_at: Set(None),
         })
         .await?;
     set_meeting_upload(&scoped, new.meeting_id, Some(created.id)).await?;
     scoped.commit().await?;
+    if let Some(replaced) = replaced {
+        delete_objects(state, &replaced).await;
+    }
     Ok(created)
 }
 
@@ -184,12 +236,14 @@ pub enum Ending {
 
 /// Ends an active upload without a recording, in `scoped`: marks it,
 /// returns the meeting to `awaiting_upload` and releases the storage
-/// reservation. False if it had already ended. The caller deletes the
-/// objects after committing ([`delete_objects`]).
+/// reservation. False if it had already ended, or a completion other than
+/// `holder` holds it. The caller deletes the objects after committing
+/// ([`delete_objects`]).
 pub async fn end(
     scoped: &Scoped,
     upload: &upload::Model,
     ending: Ending,
+    holder: Option<Uuid>,
     now: DateTime<Utc>,
 ) -> AppResult<bool> {
     let (state, reason) = match ending {
@@ -197,7 +251,7 @@ pub async fn end(
         Ending::Rejected(reason) => (State::Rejected, Some(reason)),
         Ending::Expired => (State::Expired, None),
     };
-    if !store::finish(scoped, upload.id, state, reason, now).await? {
+    if !store::finish(scoped, upload.id, state, reason, holder, now).await? {
         return Ok(false);
     }
     crate::meetings::store::transition(
@@ -217,33 +271,59 @@ pub async fn end(
 }
 
 /// Cancels the active upload of a meeting being deleted, if any; returns
-/// its id so the caller deletes its objects after committing.
+/// it so the caller deletes its objects after committing. Refused while a
+/// completion is storing its recording.
 pub async fn end_for_meeting(
     scoped: &Scoped,
     meeting_id: Uuid,
     now: DateTime<Utc>,
-) -> AppResult<Option<Uuid>> {
+) -> AppResult<Option<upload::Model>> {
     let active = scoped
         .find::<upload::Entity>()
         .filter(upload::Column::MeetingId.eq(meeting_id))
         .filter(upload::Column::State.eq(State::Active))
         .one(scoped.txn())
         .await?;
-    match active {
-        Some(upload) if end(scoped, &upload, Ending::Cancelled, now).await? => Ok(Some(upload.id)),
-        _ => Ok(None),
+    let Some(upload) = active else {
+        return Ok(None);
+    };
+    // A completion holds it (or took it meanwhile): the recording is being
+    // stored and will need the meeting.
+    if store::is_being_completed(&upload, None, now)
+        || !end(scoped, &upload, Ending::Cancelled, None, now).await?
+    {
+        return Err(store::completing());
     }
+    Ok(Some(upload))
 }
 
-/// Deletes every object of an upload. Failures are logged: the expiry
-/// sweep deletes what is left.
-pub async fn delete_objects(state: &AppState, upload_id: Uuid) {
-    if let Err(error) = state
-        .storage
-        .delete_prefix(&store::upload_prefix(upload_id))
-        .await
-    {
-        tracing::warn!(%error, upload = %upload_id, "could not delete an upload's objects");
+/// Deletes the objects of an upload that ended — its chunks and, if it
+/// never completed, the recording a completion may have stored — and marks
+/// it cleaned. A failure is logged: housekeeping tries again.
+pub async fn delete_objects(state: &AppState, upload: &upload::Model) {
+    let deleted = async {
+        let ended = {
+            let scoped = state.db.as_service().await?;
+            store::state_of(&scoped, upload.id).await?
+        };
+        let Some(ended) = ended.filter(|s| *s != State::Active) else {
+            // Still active (or gone): its objects are someone's to use.
+            return Ok(());
+        };
+        state
+            .storage
+            .delete_prefix(&store::upload_prefix(upload.id))
+            .await?;
+        if ended != State::Completed {
+            let original = store::original_key(upload.meeting_id, upload.id);
+            state.storage.delete(&original).await?;
+        }
+        let scoped = state.db.as_service().await?;
+        store::mark_cleaned(&scoped, upload.id, Utc::now()).await?;
+        scoped.commit().await
+    };
+    if let Err(error) = deleted.await {
+        tracing::warn!(%error, upload = %upload.id, "could not delete an upload's objects");
     }
 }
 
@@ -252,25 +332,43 @@ pub async fn cancel(state: &AppState, user_id: Uuid, id: Uuid) -> AppResult<uplo
     let now = Utc::now();
     let scoped = state.db.as_user(user_id).await?;
     let upload = store::get_active(&scoped, id, now).await?;
-    end(&scoped, &upload, Ending::Cancelled, now).await?;
-    let upload = store::get(&scoped, id, now).await?;
+    if store::is_being_completed(&upload, None, now)
+        || !end(&scoped, &upload, Ending::Cancelled, None, now).await?
+    {
+        // A completion took it meanwhile (or has finished it).
+        drop(scoped);
+        let scoped = state.db.as_user(user_id).await?;
+        let now_held = store::get_active(&scoped, id, Utc::now()).await?;
+        return Err(if store::is_being_completed(&now_held, None, Utc::now()) {
+            store::completing()
+        } else {
+            AppError::Aborted {
+                reason: "UPLOAD_CHANGED",
+                message: "the upload changed while it was being cancelled; try again".into(),
+                metadata: Default::default(),
+            }
+        });
+    }
+    let cancelled = store::get(&scoped, id, now).await?;
     scoped.commit().await?;
-    delete_objects(state, id).await;
-    Ok(upload)
+    delete_objects(state, &upload).await;
+    Ok(cancelled)
 }
 
-/// Rejects an upload, with an audit entry for malware.
+/// Rejects an upload that the completion `holder` holds, with an audit
+/// entry for malware.
 pub async fn reject(
     state: &AppState,
     meta: &RequestMeta,
     upload: &upload::Model,
+    holder: Uuid,
     reason: &'static str,
     message: String,
 ) -> AppError {
     let now = Utc::now();
     let result = async {
         let scoped = state.db.as_user(upload.user_id).await?;
-        end(&scoped, upload, Ending::Rejected(reason), now).await?;
+        end(&scoped, upload, Ending::Rejected(reason), Some(holder), now).await?;
         let rejected = crate::events::model::Payload::UploadRejected {
             upload: upload.id,
             reason: reason.to_owned(),
@@ -290,7 +388,7 @@ pub async fn reject(
         scoped.commit().await
     }
     .await;
-    delete_objects(state, upload.id).await;
+    delete_objects(state, upload).await;
     match result {
         Ok(()) => AppError::Rejected { reason, message },
         Err(error) => error,
@@ -307,14 +405,32 @@ pub async fn expire_idle(state: &AppState, now: DateTime<Utc>) -> AppResult<usiz
         .all(scoped.txn())
         .await?;
     let mut expired = Vec::new();
-    for upload in &idle {
-        if end(&scoped, upload, Ending::Expired, now).await? {
-            expired.push(upload.id);
+    for upload in idle {
+        if end(&scoped, &upload, Ending::Expired, None, now).await? {
+            expired.push(upload);
         }
     }
     scoped.commit().await?;
-    for id in &expired {
-        delete_objects(state, *id).await;
+    for upload in &expired {
+        delete_objects(state, upload).await;
     }
     Ok(expired.len())
+}
+
+/// Finishes the clean-up of uploads that ended a while ago but whose
+/// objects were not deleted (the process died in between, or storage
+/// failed): chunks, uncommitted chunk objects and a recording a killed
+/// completion stored. Returns how many it cleaned.
+pub async fn clean_ended(state: &AppState, now: DateTime<Utc>) -> AppResult<usize> {
+    // The request that ended an upload deletes its objects right after;
+    // give it a moment before doing it for it.
+    let before = now - chrono::Duration::minutes(1);
+    let ended = {
+        let scoped = state.db.as_service().await?;
+        store::uncleaned(&scoped, before, 100).await?
+    };
+    for upload in &ended {
+        delete_objects(state, upload).await;
+    }
+    Ok(ended.len())
 }

@@ -11,5 +11,6 @@ pub mod probe;
 pub mod scan;
 pub mod service;
 pub mod store;
+pub mod stream;
 
 pub use service::UploadApi;

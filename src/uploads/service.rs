@@ -1,17 +1,17 @@
 //! The gRPC UploadService.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use super::append::{self, Chunk};
-use super::lifecycle::{self, NewUpload};
-use super::model::{max_chunk, to_proto};
-use super::{complete, store};
+use super::lifecycle::{self, Earlier, NewUpload};
+use super::model::to_proto;
+use super::{complete, store, stream};
 use crate::auth::Caller;
 use crate::auth::model::parse_name;
 use crate::context::RequestMeta;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::meetings::convert;
 use crate::pb::v1 as pb;
 use crate::pb::v1::upload_service_server::UploadService;
@@ -33,63 +33,6 @@ impl UploadApi {
     fn proto(&self, upload: &super::entity::upload::Model) -> pb::Upload {
         to_proto(upload, self.state.config.max_message_bytes)
     }
-
-    /// Reads the client stream after its metadata into chunks of the
-    /// largest size and appends them; the upload is cancelled on failure.
-    async fn stream_chunks(
-        &self,
-        user_id: Uuid,
-        upload_id: Uuid,
-        stream: &mut Streaming<pb::UploadRequest>,
-    ) -> AppResult<()> {
-        let limit = usize::try_from(max_chunk(self.state.config.max_message_bytes)).unwrap_or(usize::MAX);
-        let mut buffer = BytesMut::with_capacity(limit);
-        let mut offset = 0i64;
-        let flush = |data: Bytes, at: i64| {
-            append::append(
-                &self.state,
-                user_id,
-                upload_id,
-                Chunk {
-                    offset: at,
-                    crc32c: None,
-                    data,
-                },
-            )
-        };
-        loop {
-            let message = stream
-                .message()
-                .await
-                .map_err(|status| AppError::invalid("stream", status.message().to_owned()))?;
-            let Some(message) = message else { break };
-            let bytes = match message.kind {
-                Some(pb::upload_request::Kind::Chunk(bytes)) => bytes,
-                _ => {
-                    return Err(AppError::invalid(
-                        "chunk",
-                        "only the first message may carry metadata",
-                    ));
-                }
-            };
-            let mut rest = &bytes[..];
-            while !rest.is_empty() {
-                let take = (limit - buffer.len()).min(rest.len());
-                buffer.extend_from_slice(&rest[..take]);
-                rest = &rest[take..];
-                if buffer.len() == limit {
-                    let data = buffer.split().freeze();
-                    let len = i64::try_from(data.len()).unwrap_or(i64::MAX);
-                    flush(data, offset).await?;
-                    offset += len;
-                }
-            }
-        }
-        if !buffer.is_empty() {
-            flush(buffer.split().freeze(), offset).await?;
-        }
-        Ok(())
-    }
 }
 
 fn upload_id(field: &str, name: &str) -> AppResult<Uuid> {
@@ -107,7 +50,8 @@ impl UploadService for UploadApi {
     ) -> Reply<pb::CreateUploadResponse> {
         let user_id = Caller::of(&request)?.user_id;
         let pb::CreateUploadRequest { upload, request_id } = request.into_inner();
-        let created = lifecycle::create(&self.state, user_id, NewUpload::parse(upload, request_id)?).await?;
+        let new = NewUpload::parse(upload, request_id)?;
+        let created = lifecycle::create(&self.state, user_id, new, Earlier::Refuse).await?;
         Ok(Response::new(pb::CreateUploadResponse {
             upload: Some(self.proto(&created)),
         }))
@@ -174,29 +118,7 @@ impl UploadService for UploadApi {
     async fn upload(&self, request: Request<Streaming<pb::UploadRequest>>) -> Reply<pb::UploadResponse> {
         let meta = RequestMeta::of(&request);
         let user_id = Caller::of(&request)?.user_id;
-        let mut stream = request.into_inner();
-        let first = stream
-            .message()
-            .await?
-            .and_then(|m| match m.kind {
-                Some(pb::upload_request::Kind::Metadata(upload)) => Some(upload),
-                _ => None,
-            })
-            .ok_or_else(|| {
-                AppError::invalid("metadata", "the first message must carry the upload's metadata")
-            })?;
-        let created = lifecycle::create(
-            &self.state,
-            user_id,
-            NewUpload::parse(Some(first), String::new())?,
-        )
-        .await?;
-        if let Err(error) = self.stream_chunks(user_id, created.id, &mut stream).await {
-            // Nothing half-uploaded stays behind.
-            let _ = lifecycle::cancel(&self.state, user_id, created.id).await;
-            return Err(error.into());
-        }
-        let (upload, meeting) = complete::complete(&self.state, &meta, user_id, created.id).await?;
+        let (upload, meeting) = stream::upload(&self.state, &meta, user_id, request.into_inner()).await?;
         Ok(Response::new(pb::UploadResponse {
             upload: Some(self.proto(&upload)),
             meeting: Some(convert::to_proto(&meeting)),

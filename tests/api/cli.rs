@@ -55,7 +55,7 @@ async fn a_bad_configuration_value_stops_start_up_naming_it(backend: Backend) {
 
 /// Starts `debrief serve` on a free port and returns it with its address,
 /// read from its first JSON log line that announces serving.
-async fn serve(
+pub(crate) async fn serve(
     vars: &HashMap<String, String>,
 ) -> (
     tokio::process::Child,
@@ -223,15 +223,18 @@ async fn migrate_commands_apply_revert_and_report(backend: Backend) {
         );
         String::from_utf8(output.stdout).unwrap()
     };
+    use migration::MigratorTrait;
+    let migrations = migration::Migrator::migrations().len();
     let before = status(run(&vars, &["migrate", "status"]).await);
-    assert_eq!(before.lines().count(), 9, "{before}");
+    assert_eq!(before.lines().count(), migrations, "{before}");
     assert!(before.lines().all(|l| l.starts_with("pending")), "{before}");
 
     status(run(&vars, &["migrate", "up"]).await);
     let applied = status(run(&vars, &["migrate", "status"]).await);
     assert!(applied.lines().all(|l| l.starts_with("applied")), "{applied}");
 
-    status(run(&vars, &["migrate", "down", "--steps", "9"]).await);
+    let steps = migrations.to_string();
+    status(run(&vars, &["migrate", "down", "--steps", &steps]).await);
     let reverted = status(run(&vars, &["migrate", "status"]).await);
     assert!(reverted.lines().all(|l| l.starts_with("pending")), "{reverted}");
 
@@ -552,13 +555,11 @@ async fn an_upload_survives_kill_9_and_resumes_where_it_stopped(backend: Backend
         .expect("completes after the restart")
         .into_inner();
     let meeting = done.meeting.unwrap();
-    let id = meeting.name.trim_start_matches("meetings/");
     let stored = std::fs::read(
         _data_dir
             .path()
-            .join("objects/meetings")
-            .join(id)
-            .join("original"),
+            .join("objects")
+            .join(crate::uploads::original_key(&meeting)),
     )
     .unwrap();
     assert_eq!(

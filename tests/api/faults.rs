@@ -11,9 +11,17 @@ use std::time::Duration;
 use debrief::pb::v1 as pb;
 use debrief::pb::v1::event_service_client::EventServiceClient;
 use debrief::pb::v1::meeting_service_client::MeetingServiceClient;
+use debrief::pb::v1::upload_service_client::UploadServiceClient;
+use tokio_stream::wrappers::ReceiverStream;
 
-use crate::helpers::{Backend, KillOnDrop, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, KillOnDrop, TestApp, TestUser, details, spawn_app, spawn_app_with};
 use crate::processing::{RATE, get_status, recording, upload, wait_for, worker_process};
+use crate::uploads::{MIB, new_meeting, original_key, wav};
+
+crate::on_both_backends!(
+    a_stream_cut_at_shutdown_names_its_upload_and_a_new_stream_resumes_or_replaces_it,
+    a_completion_killed_mid_way_leaves_nothing_behind_and_can_be_completed_again,
+);
 
 mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,4 +244,338 @@ async fn a_database_outage_is_unavailable_with_a_retry_hint_and_the_server_recov
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(ready().await.0, 200);
+}
+
+/// A client stream of `Upload` messages the test feeds by hand.
+struct Feed {
+    tx: tokio::sync::mpsc::Sender<pb::UploadRequest>,
+    call: tokio::task::JoinHandle<Result<tonic::Response<pb::UploadResponse>, tonic::Status>>,
+}
+
+impl Feed {
+    /// Opens the stream with `metadata`, its bytes starting at `write_offset`.
+    fn open(app: &TestApp, user: &TestUser, metadata: pb::Upload, write_offset: i64) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.try_send(pb::UploadRequest {
+            kind: Some(pb::upload_request::Kind::Metadata(metadata)),
+            write_offset,
+        })
+        .unwrap();
+        let mut client = UploadServiceClient::new(app.channel.clone());
+        let request = user.request(ReceiverStream::new(rx));
+        Self {
+            tx,
+            call: tokio::spawn(async move { client.upload(request).await }),
+        }
+    }
+
+    async fn send(&self, bytes: &[u8]) {
+        for piece in bytes.chunks(MIB) {
+            self.tx
+                .send(pb::UploadRequest {
+                    kind: Some(pb::upload_request::Kind::Chunk(piece.to_vec())),
+                    write_offset: 0,
+                })
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Ends the stream and returns the answer.
+    async fn finish(self) -> Result<pb::UploadResponse, tonic::Status> {
+        drop(self.tx);
+        self.call.await.unwrap().map(tonic::Response::into_inner)
+    }
+}
+
+fn metadata_for(meeting: &str, file: &[u8]) -> pb::Upload {
+    pb::Upload {
+        meeting: meeting.into(),
+        file_name: "board-review.wav".into(),
+        content_type: "audio/wav".into(),
+        size_bytes: file.len() as i64,
+        ..Default::default()
+    }
+}
+
+/// Waits for the first committed chunk of `user`'s uploads.
+async fn first_progress(stream: &mut tonic::codec::Streaming<pb::SubscribeResponse>) -> pb::UploadProgress {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), stream.message())
+            .await
+            .expect("a chunk is committed")
+            .unwrap()
+            .unwrap();
+        if let Some(pb::subscribe_response::Kind::Event(pb::Event {
+            payload: Some(pb::event::Payload::UploadProgress(progress)),
+            ..
+        })) = message.kind
+        {
+            return progress;
+        }
+    }
+}
+
+async fn a_stream_cut_at_shutdown_names_its_upload_and_a_new_stream_resumes_or_replaces_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let pat = app.sign_up("pat").await;
+    let file = wav(20 * MIB);
+    let mut events = EventServiceClient::new(app.channel.clone())
+        .subscribe(pat.request(pb::SubscribeRequest {
+            types: vec![pb::EventType::UploadProgress.into()],
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = new_meeting(&app, &pat).await;
+    let feed = Feed::open(&app, &pat, metadata_for(&first, &file), 0);
+    feed.send(&file[..9 * MIB]).await;
+    let committed = first_progress(&mut events).await;
+
+    // Shutdown cuts the stream: its status says what to resume.
+    app.begin_shutdown();
+    let status = feed.finish().await.expect_err("cut by the shutdown");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    let info = details(&status).error_info().cloned().expect("ErrorInfo");
+    assert_eq!(info.metadata["upload"], committed.upload);
+    let offset: i64 = info.metadata["committed_bytes"].parse().unwrap();
+    assert_eq!(offset, committed.committed_bytes);
+    assert!(offset > 0 && offset < file.len() as i64);
+
+    // Another instance on the same database and storage, after the restart.
+    let data_dir = app.data_dir().display().to_string();
+    let next = app
+        .spawn_replica_with(|vars| {
+            vars.insert("DEBRIEF_DATA_DIR".into(), data_dir);
+        })
+        .await;
+    let resumed = Feed::open(
+        &next,
+        &pat,
+        pb::Upload {
+            name: committed.upload.clone(),
+            ..metadata_for(&first, &file)
+        },
+        offset,
+    );
+    resumed.send(&file[offset as usize..]).await;
+    let done = resumed.finish().await.expect("the resumed stream completes");
+    let meeting = done.meeting.unwrap();
+    assert_eq!(meeting.upload, committed.upload, "the same upload, resumed");
+    let stored = std::fs::read(app.data_dir().join("objects").join(original_key(&meeting))).unwrap();
+    assert!(stored == file, "the recording is byte for byte the file");
+
+    // A stream that ended early leaves its upload, which a plain new
+    // stream for the meeting replaces.
+    let second = new_meeting(&next, &pat).await;
+    let mut events = EventServiceClient::new(next.channel.clone())
+        .subscribe(pat.request(pb::SubscribeRequest {
+            types: vec![pb::EventType::UploadProgress.into()],
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let early = Feed::open(&next, &pat, metadata_for(&second, &file), 0);
+    early.send(&file[..9 * MIB]).await;
+    let abandoned = first_progress(&mut events).await.upload;
+    let status = early.finish().await.expect_err("incomplete");
+    assert_eq!(
+        details(&status).error_info().unwrap().metadata["upload"],
+        abandoned
+    );
+    let refused = UploadServiceClient::new(next.channel.clone())
+        .create_upload(pat.request(pb::CreateUploadRequest {
+            upload: Some(metadata_for(&second, &file)),
+            request_id: String::new(),
+        }))
+        .await
+        .expect_err("the meeting has an unfinished upload");
+    assert_eq!(
+        details(&refused).error_info().unwrap().metadata["upload"],
+        abandoned
+    );
+    let again = Feed::open(&next, &pat, metadata_for(&second, &file), 0);
+    again.send(&file).await;
+    let replaced = again
+        .finish()
+        .await
+        .expect("a new stream replaces the abandoned upload");
+    assert_ne!(replaced.upload.unwrap().name, abandoned);
+    let old = UploadServiceClient::new(next.channel.clone())
+        .get_upload(pat.request(pb::GetUploadRequest {
+            name: abandoned.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .upload
+        .unwrap();
+    assert_eq!(old.state(), pb::UploadState::Cancelled);
+    // Two recordings are stored and counted; nothing is held any more.
+    let storage = crate::uploads::storage_used(&next, &pat).await;
+    assert_eq!(storage, (2 * file.len() as i64, 0));
+    // Nobody else can resume it.
+    let eve = next.sign_up("eve").await;
+    let foreign = Feed::open(
+        &next,
+        &eve,
+        pb::Upload {
+            name: abandoned,
+            ..metadata_for(&second, &file)
+        },
+        0,
+    );
+    assert_eq!(foreign.finish().await.unwrap_err().code(), tonic::Code::NotFound);
+}
+
+/// `debrief serve` is SIGKILLed while it completes an upload (the scan
+/// waits on a clamd that never answers, the assembled file on disk, the
+/// upload claimed). The next process removes the assembled file within
+/// seconds, and once the dead completion's claim lapses (twice the request
+/// timeout) the upload completes, byte for byte.
+async fn a_completion_killed_mid_way_leaves_nothing_behind_and_can_be_completed_again(backend: Backend) {
+    use tokio::process::Command;
+
+    let (mut vars, data_dir) = crate::helpers::test_env(backend).await;
+    vars.insert("DEBRIEF_LOG_FORMAT".into(), "json".into());
+    vars.insert("DEBRIEF_REQUEST_TIMEOUT".into(), "3s".into());
+    vars.insert("DEBRIEF_HOUSEKEEPING_INTERVAL".into(), "1s".into());
+    // A clamd that takes the file and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut with_silent_clamd = vars.clone();
+    with_silent_clamd.insert(
+        "DEBRIEF_CLAMD_ADDR".into(),
+        silent.local_addr().unwrap().to_string(),
+    );
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let connect = |addr: String| async move {
+        tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    };
+    let (mut child, addr, _log) = crate::cli::serve(&with_silent_clamd).await;
+    let channel = connect(addr).await;
+    let token = debrief::pb::v1::auth_service_client::AuthServiceClient::new(channel.clone())
+        .sign_up(pb::SignUpRequest {
+            email: "kim@example.com".into(),
+            password: crate::helpers::PASSWORD.into(),
+            display_name: "Kim".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens
+        .unwrap()
+        .access_token;
+    let file = wav(3 * MIB);
+    let meeting = crate::uploads::new_meeting_via(&channel, &token).await;
+    let mut uploads = UploadServiceClient::new(channel.clone());
+    let upload = uploads
+        .create_upload(crate::helpers::bearer(
+            &token,
+            pb::CreateUploadRequest {
+                upload: Some(metadata_for(&meeting, &file)),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .upload
+        .unwrap();
+    for (i, piece) in file.chunks(2 * MIB).enumerate() {
+        uploads
+            .append_chunk(crate::helpers::bearer(
+                &token,
+                crate::uploads::append(&upload.name, i * 2 * MIB, piece),
+            ))
+            .await
+            .unwrap();
+    }
+    let complete = |channel: tonic::transport::Channel| {
+        let request = crate::helpers::bearer(
+            &token,
+            pb::CompleteUploadRequest {
+                name: upload.name.clone(),
+            },
+        );
+        async move { UploadServiceClient::new(channel).complete_upload(request).await }
+    };
+    let pending = tokio::spawn(complete(channel.clone()));
+    let tmp = data_dir.path().join("tmp");
+    let assembled = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&tmp)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("upload-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while assembled().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the completion never assembled the file"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+    let _ = child.wait().await;
+    let _ = pending.await;
+    let left = assembled();
+    assert_eq!(left.len(), 1, "the killed completion's file is left: {left:?}");
+
+    // The next process, without the silent scanner.
+    let (_child, addr, _log) = crate::cli::serve(&vars).await;
+    let restarted = std::time::Instant::now();
+    let channel = connect(addr).await;
+    while left[0].exists() {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(20),
+            "the assembled file stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let removed_after = restarted.elapsed();
+    let done = loop {
+        match complete(channel.clone()).await {
+            Ok(done) => break done.into_inner(),
+            Err(status) => {
+                let reason = details(&status).error_info().map(|i| i.reason.clone());
+                assert_eq!(reason.as_deref(), Some("UPLOAD_COMPLETING"), "{status:?}");
+                assert!(
+                    restarted.elapsed() < Duration::from_secs(30),
+                    "the claim never lapsed"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    let completed_after = restarted.elapsed();
+    let meeting = done.meeting.unwrap();
+    let stored = std::fs::read(data_dir.path().join("objects").join(original_key(&meeting))).unwrap();
+    assert!(stored == file, "the recording is byte for byte the file");
+    println!(
+        "after the restart: the dead completion's file removed in {removed_after:?}, the upload completed after {completed_after:?}"
+    );
 }

@@ -17,7 +17,7 @@ use debrief::pb::v1::upload_service_client::UploadServiceClient;
 
 use crate::helpers::{Backend, TestApp, TestUser, spawn_app_with};
 use crate::on_both_backends;
-use crate::uploads::{new_meeting, upload_in_chunks, upload_whole};
+use crate::uploads::{new_meeting, original_key_of, upload_in_chunks, upload_whole};
 
 on_both_backends!(
     a_recording_is_segmented_transcribed_and_analysed,
@@ -398,7 +398,7 @@ async fn a_recording_is_segmented_transcribed_and_analysed(backend: Backend) {
     // Temporary objects are gone; the original stays.
     let id = meeting.trim_start_matches("meetings/");
     let objects = app.state.storage.list(&format!("meetings/{id}/")).await.unwrap();
-    assert_eq!(objects, vec![format!("meetings/{id}/original")]);
+    assert_eq!(objects, vec![original_key_of(&app, &dan, &meeting).await]);
 
     // Events told the owner as it went.
     let events = meeting_events(&app, &dan, &meeting, &[]).await;
@@ -773,7 +773,11 @@ async fn speech_dense_sampling_stays_within_the_budget(backend: Backend) {
 async fn a_worker_killed_mid_stage_is_replaced_and_the_meeting_is_ready_once(backend: Backend) {
     let (url, provider) = fake_provider().await;
     provider.lock().unwrap().stalled = true;
-    let app = crate::helpers::spawn_app(backend).await;
+    // Housekeeping every second, to see it remove the dead worker's files.
+    let app = spawn_app_with(backend, |vars| {
+        vars.insert("DEBRIEF_HOUSEKEEPING_INTERVAL".into(), "1s".into());
+    })
+    .await;
     let lease = [("DEBRIEF_JOB_LEASE", "2s")];
     let mut doomed = worker_process(&app, Some(&url), &lease);
     let jon = app.sign_up("jon").await;
@@ -781,8 +785,37 @@ async fn a_worker_killed_mid_stage_is_replaced_and_the_meeting_is_ready_once(bac
 
     // The worker is inside the transcribe stage, waiting on the provider.
     wait_until_transcribing(&app, &jon, &[&meeting]).await;
+    let id = meeting.trim_start_matches("meetings/");
+    let work_dirs = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(app.data_dir().join("tmp"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("work-{id}-"))
+            })
+            .collect()
+    };
+    let left = work_dirs();
+    assert_eq!(left.len(), 1, "the run's work directory: {left:?}");
     doomed.kill().expect("SIGKILL the worker");
     doomed.wait().unwrap();
+    // What the killed worker left is removed soon, not after a day.
+    let killed_at = std::time::Instant::now();
+    while left[0].exists() {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(20),
+            "the dead worker's directory stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "a killed worker's work directory was removed {:?} after the kill",
+        killed_at.elapsed()
+    );
 
     provider.lock().unwrap().stalled = false;
     let mut successor = worker_process(&app, Some(&url), &lease);
@@ -826,9 +859,8 @@ async fn a_worker_killed_mid_stage_is_replaced_and_the_meeting_is_ready_once(bac
         .into_inner()
         .events;
     assert_eq!(events.len(), 1);
-    let id = meeting.trim_start_matches("meetings/");
     let objects = app.state.storage.list(&format!("meetings/{id}/")).await.unwrap();
-    assert_eq!(objects, vec![format!("meetings/{id}/original")]);
+    assert_eq!(objects, vec![original_key_of(&app, &jon, &meeting).await]);
 }
 
 async fn mp3_and_m4a_recordings_convert_to_16_khz_mono_of_the_same_length(backend: Backend) {

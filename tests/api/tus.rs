@@ -276,11 +276,10 @@ async fn tus_js_client_uploads_and_resumes(backend: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     // The stored original is the file, byte for byte.
-    let id = meeting.trim_start_matches("meetings/");
     let stored = app
         .state
         .storage
-        .get(&format!("meetings/{id}/original"))
+        .get(&crate::uploads::original_key_of(&app, &cyd, &meeting).await)
         .await
         .unwrap();
     assert_eq!(sha256_hex(&stored), sha256_hex(&file));

@@ -27,6 +27,8 @@ on_both_backends!(
     idle_uploads_expire_and_give_everything_back,
     uploads_work_on_s3_compatible_storage,
     housekeeping_removes_temporary_files_left_by_a_crash,
+    cancel_racing_complete_never_leaves_an_uncounted_recording,
+    an_ended_upload_leaves_no_chunk_rows_or_staging_files,
 );
 
 pub const MIB: usize = 1 << 20;
@@ -192,11 +194,29 @@ where
         .map(|r| r.into_inner())
 }
 
+/// The storage key of a meeting's original recording: each upload stores
+/// it under a key of its own, `meetings/{meeting}/original-{upload}`.
+pub fn original_key(meeting: &pb::Meeting) -> String {
+    let upload = meeting.upload.trim_start_matches("uploads/");
+    assert!(!upload.is_empty(), "the meeting has no upload: {meeting:?}");
+    format!("{}/original-{upload}", meeting.name)
+}
+
+/// [`original_key`] of the meeting named `name`.
+pub async fn original_key_of(app: &TestApp, user: &TestUser, name: &str) -> String {
+    let meeting = MeetingServiceClient::new(app.channel.clone())
+        .get_meeting(user.request(pb::GetMeetingRequest { name: name.into() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .meeting
+        .unwrap();
+    original_key(&meeting)
+}
+
 /// The stored original of a meeting.
 async fn original(app: &TestApp, meeting: &pb::Meeting) -> Vec<u8> {
-    let id = meeting.name.trim_start_matches("meetings/");
-    std::fs::read(app.data_dir().join("objects/meetings").join(id).join("original"))
-        .expect("the original is stored")
+    std::fs::read(app.data_dir().join("objects").join(original_key(meeting))).expect("the original is stored")
 }
 
 /// Every object under the upload's prefix.
@@ -291,10 +311,12 @@ async fn a_wav_uploads_through_the_client_stream(backend: Backend) {
             sha256: sha256_hex(&file),
             ..Default::default()
         })),
+        write_offset: 0,
     }];
     // Odd-sized pieces: the server re-chunks them.
     messages.extend(file.chunks(300_000).map(|piece| pb::UploadRequest {
         kind: Some(pb::upload_request::Kind::Chunk(piece.to_vec())),
+        write_offset: 0,
     }));
     let done = UploadServiceClient::new(app.channel.clone())
         .upload(cal.request(futures::stream::iter(messages)))
@@ -562,6 +584,7 @@ async fn another_user_gets_not_found_for_every_upload_rpc(backend: Backend) {
     let streamed = client
         .upload(hal.request(futures::stream::iter([pb::UploadRequest {
             kind: Some(pb::upload_request::Kind::Metadata(metadata)),
+            write_offset: 0,
         }])))
         .await
         .unwrap_err();
@@ -770,10 +793,9 @@ async fn uploads_work_on_s3_compatible_storage(backend: Backend) {
         .await
         .expect("upload to S3");
     let meeting = done.meeting.unwrap();
-    let id = meeting.name.trim_start_matches("meetings/");
     let http = reqwest::Client::new();
     let original = http
-        .get(format!("{bucket_url}/recordings/meetings/{id}/original"))
+        .get(format!("{bucket_url}/recordings/{}", original_key(&meeting)))
         .send()
         .await
         .unwrap();
@@ -808,7 +830,161 @@ async fn housekeeping_removes_temporary_files_left_by_a_crash(backend: Backend) 
         .unwrap()
         .set_modified(two_days_ago)
         .unwrap();
+    // A live completion's file, however old, is locked by its process.
+    let held = debrief::scratch::ScratchFile::create(&tmp, "upload-held-").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(held.path())
+        .unwrap()
+        .set_modified(two_days_ago)
+        .unwrap();
     debrief::housekeeping::run_once(&app.state, chrono::Utc::now()).await;
-    assert!(!stale.exists(), "a day-old temporary file is removed");
-    assert!(fresh.exists(), "a completion in progress keeps its file");
+    assert!(!stale.exists(), "an old file nobody holds is removed");
+    assert!(fresh.exists(), "a file just created is given time to be locked");
+    assert!(held.path().exists(), "a completion in progress keeps its file");
+}
+
+/// Every object a meeting or upload has in local storage.
+fn objects_of(app: &TestApp, prefix: &str) -> usize {
+    walk(&app.data_dir().join("objects").join(prefix))
+}
+
+async fn cancel_racing_complete_never_leaves_an_uncounted_recording(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ray = app.sign_up("ray").await;
+    let file = wav(6 * MIB);
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    let mut outcomes = Vec::new();
+    // The cancel arrives at different points of the completion: before
+    // it, while the chunks are assembled and checked, and after.
+    for delay_ms in [0, 5, 20, 60, 150, 400] {
+        let meeting = new_meeting(&app, &ray).await;
+        let upload = start(&mut client, &ray, &meeting, &file, "audio/wav", "race.wav").await;
+        for (i, piece) in file.chunks(4 * MIB).enumerate() {
+            client
+                .append_chunk(ray.request(append(&upload.name, i * 4 * MIB, piece)))
+                .await
+                .unwrap();
+        }
+        let complete = {
+            let mut client = client.clone();
+            let request = ray.request(pb::CompleteUploadRequest {
+                name: upload.name.clone(),
+            });
+            tokio::spawn(async move { client.complete_upload(request).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        let cancelled = client
+            .cancel_upload(ray.request(pb::CancelUploadRequest {
+                name: upload.name.clone(),
+            }))
+            .await;
+        let completed = complete.await.unwrap();
+        assert!(
+            completed.is_ok() != cancelled.is_ok(),
+            "exactly one wins: {completed:?} {cancelled:?}"
+        );
+        let id = meeting.trim_start_matches("meetings/");
+        let (stored, used) = (
+            objects_of(&app, &format!("meetings/{id}")),
+            storage_used(&app, &ray).await,
+        );
+        match completed {
+            Ok(_) => {
+                assert_eq!(stored, 1, "the recording is stored once");
+                outcomes.push("completed");
+            }
+            Err(refused) => {
+                assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+                assert_eq!(stored, 0, "a cancelled upload stores no recording");
+                outcomes.push("cancelled");
+            }
+        }
+        if let Err(refused) = cancelled {
+            // Still being completed, or completed already.
+            let reason = details(&refused).error_info().unwrap().reason.clone();
+            assert!(
+                ["UPLOAD_COMPLETING", "UPLOAD_NOT_ACTIVE"].contains(&reason.as_str()),
+                "{refused:?}"
+            );
+            outcomes.push(if reason == "UPLOAD_COMPLETING" {
+                "(cancel refused: completing)"
+            } else {
+                "(cancel refused: done)"
+            });
+        }
+        assert_eq!(upload_objects(&app, &upload.name), 0, "no chunk is left");
+        // Every stored byte is counted, and nothing else is.
+        let recordings = outcomes.iter().filter(|o| **o == "completed").count() as i64;
+
+        assert_eq!(used, (recordings * file.len() as i64, 0), "after {outcomes:?}");
+    }
+    println!("cancel against complete: {outcomes:?}");
+}
+
+async fn an_ended_upload_leaves_no_chunk_rows_or_staging_files(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sue = app.sign_up("sue").await;
+    let meeting = new_meeting(&app, &sue).await;
+    let file = wav(2 * MIB);
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    let upload = start(&mut client, &sue, &meeting, &file, "audio/wav", "s.wav").await;
+    client
+        .append_chunk(sue.request(append(&upload.name, 0, &file[..MIB])))
+        .await
+        .unwrap();
+    // What a write killed half-way leaves on local disk: a staging file
+    // beside the chunks, which listing the store does not show.
+    let chunks = app.data_dir().join("objects").join(&upload.name).join("chunks");
+    std::fs::write(chunks.join("0000000000000000-killed#1"), b"half a chunk").unwrap();
+    let id: uuid::Uuid = upload.name.trim_start_matches("uploads/").parse().unwrap();
+    let chunk_rows = || async {
+        use debrief::uploads::entity::chunk;
+        use sea_orm::{ColumnTrait, PaginatorTrait, QueryFilter};
+        let scoped = app.db.as_service().await.unwrap();
+        scoped
+            .find::<chunk::Entity>()
+            .filter(chunk::Column::UploadId.eq(id))
+            .count(scoped.txn())
+            .await
+            .unwrap()
+    };
+    assert_eq!(chunk_rows().await, 1);
+    client
+        .cancel_upload(sue.request(pb::CancelUploadRequest {
+            name: upload.name.clone(),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(chunk_rows().await, 0, "an ended upload keeps no chunk rows");
+    assert!(!chunks.exists(), "nor any file of its chunks");
+
+    // A process that died between ending an upload and deleting its
+    // objects: housekeeping finishes the job.
+    std::fs::create_dir_all(&chunks).unwrap();
+    std::fs::write(chunks.join("0000000000000000-orphan"), b"an orphaned chunk").unwrap();
+    {
+        use debrief::uploads::entity::upload;
+        use sea_orm::sea_query::Expr;
+        use sea_orm::{ColumnTrait, QueryFilter};
+        let scoped = app.db.as_service().await.unwrap();
+        let an_hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+        scoped
+            .update_many::<upload::Entity>()
+            .col_expr(
+                upload::Column::CleanedAt,
+                Expr::value(None::<chrono::DateTime<chrono::Utc>>),
+            )
+            .col_expr(upload::Column::UpdatedAt, Expr::value(an_hour_ago))
+            .filter(upload::Column::Id.eq(id))
+            .exec(scoped.txn())
+            .await
+            .unwrap();
+        scoped.commit().await.unwrap();
+    }
+    debrief::housekeeping::run_once(&app.state, chrono::Utc::now()).await;
+    assert!(
+        !chunks.exists(),
+        "housekeeping removes what the dead process left"
+    );
 }
