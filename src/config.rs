@@ -39,6 +39,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `DEBRIEF_LOG`: a tracing filter such as `info` or `debrief=debug,info`.
     pub log_filter: String,
+    /// `DEBRIEF_TRUSTED_PROXIES`: comma-separated networks (`10.0.0.0/8`)
+    /// or addresses of proxies whose `Forwarded` / `X-Forwarded-For` is
+    /// believed to name the client. Empty: none, the TCP peer is the client.
+    pub trusted_proxies: crate::context::TrustedProxies,
     /// `DEBRIEF_CORS_ORIGINS`: comma-separated browser origins allowed to
     /// call the API, e.g. `https://app.example.com`. Empty: none.
     pub cors_origins: Vec<HeaderValue>,
@@ -290,6 +294,7 @@ impl Config {
                 filter.to_owned()
             },
             cors_origins: cors_origins(vars.get("DEBRIEF_CORS_ORIGINS").unwrap_or(""))?,
+            trusted_proxies: trusted_proxies(vars.get("DEBRIEF_TRUSTED_PROXIES").unwrap_or(""))?,
             max_message_bytes: {
                 let value = vars.get("DEBRIEF_MAX_MESSAGE_SIZE").unwrap_or("16MiB");
                 let bytes = parse_size(value).ok_or_else(|| {
@@ -612,6 +617,26 @@ fn positive<T: PartialOrd + Default>(value: T, var: &'static str) -> Result<T, C
     }
 }
 
+fn trusted_proxies(value: &str) -> Result<crate::context::TrustedProxies, ConfigError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|net| !net.is_empty())
+        .map(|net| {
+            net.parse::<ipnet::IpNet>()
+                .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        "DEBRIEF_TRUSTED_PROXIES",
+                        net,
+                        "expected a network such as 10.0.0.0/8 or an address",
+                    )
+                })
+        })
+        .collect::<Result<_, _>>()
+        .map(crate::context::TrustedProxies)
+}
+
 fn cors_origins(value: &str) -> Result<Vec<HeaderValue>, ConfigError> {
     value
         .split(',')
@@ -712,6 +737,7 @@ mod tests {
             ("DEBRIEF_SESSION_RECHECK", "5m"),
             ("DEBRIEF_ACCESS_TOKEN_TTL", "0s"),
             ("DEBRIEF_AUTH_RATE_LIMIT", "many"),
+            ("DEBRIEF_TRUSTED_PROXIES", "10.0.0.0/8, the-load-balancer"),
         ] {
             let err = config(&[(var, value)]).expect_err(value);
             assert_eq!(err.var, var, "{err}");

@@ -213,7 +213,9 @@ impl Application {
             shutdown,
         } = self;
         let grace = state.config.shutdown_grace;
+        let trusted = state.config.trusted_proxies.clone();
         let layers = ServiceBuilder::new()
+            .map_request(move |request| crate::context::resolve_client_ip(&trusted, request))
             .map_request(drop_unusable_request_id)
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(

@@ -22,6 +22,12 @@ use crate::timestamps;
 /// Characters of the key kept to recognise it (`dbk_` and 8 more).
 const PREFIX_LEN: usize = 12;
 
+/// How long after creation a repeated `CreateApiKey` (same `request_id`)
+/// still gets the secret: long enough for a client to retry a lost answer,
+/// short enough that "shown once" holds. Later repeats get the key's
+/// metadata only.
+pub const SECRET_REPLAY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
 /// Creates a key and returns it with its secret, the only time it is shown.
 pub async fn create(
     auth: &Auth,
@@ -95,6 +101,14 @@ pub async fn create(
             .one(scoped.txn())
             .await?;
         if let Some(earlier) = earlier {
+            if now - earlier.created_at > SECRET_REPLAY_WINDOW {
+                // Shown once: past the window a repeat learns only what the
+                // key is, never its secret again.
+                return Ok(pb::CreateApiKeyResponse {
+                    api_key: Some(to_proto(&earlier)),
+                    key: String::new(),
+                });
+            }
             // The signing key (and so the derivation key) may have changed
             // since: never hand out a secret that is not the stored key's.
             if secret::hash(&secret_key) != earlier.key_hash {

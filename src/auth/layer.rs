@@ -59,8 +59,10 @@ pub struct Authenticator {
     keys: Arc<KeySet>,
     db: Db,
     recheck: std::time::Duration,
-    /// Session id → the user's role while the session is valid.
-    sessions: Cache<Uuid, user::Role>,
+    /// (User id, session id) → the user's role while that user's session
+    /// is valid. Keyed by both, so a token naming someone else's session
+    /// can neither use its entry nor spoil it for its owner.
+    sessions: Cache<(Uuid, Uuid), user::Role>,
     /// API key hash → the key while it is valid.
     api_keys: Cache<String, CachedKey>,
     /// Failed authentications per address.
@@ -135,11 +137,12 @@ impl Authenticator {
             ),
             TokenError::Invalid => unauthenticated("TOKEN_INVALID", "the access token is not valid"),
         })?;
-        let role = match cached(&self.sessions, &claims.sid, self.recheck) {
+        let key = (claims.sub, claims.sid);
+        let role = match cached(&self.sessions, &key, self.recheck) {
             Some(role) => role,
             None => {
                 let role = self.load_session(claims.sub, claims.sid).await?;
-                remember(&self.sessions, claims.sid, role);
+                remember(&self.sessions, key, role);
                 role
             }
         };
@@ -161,6 +164,7 @@ impl Authenticator {
         let active = scoped
             .find::<session::Entity>()
             .filter(session::Column::Id.eq(session_id))
+            .filter(session::Column::UserId.eq(user_id))
             .one(scoped.txn())
             .await?
             .is_some_and(|s| s.is_active(now));
@@ -241,9 +245,7 @@ impl Authenticator {
     /// Forgets what is known about these sessions, after revoking them here.
     pub fn forget_sessions(&self, ids: &[Uuid]) {
         if let Ok(mut sessions) = self.sessions.lock() {
-            for id in ids {
-                sessions.remove(id);
-            }
+            sessions.retain(|(_, session), _| !ids.contains(session));
         }
     }
 
@@ -344,9 +346,8 @@ where
             let path = request.uri().path();
             let ip = request
                 .extensions()
-                .get::<tonic::transport::server::TcpConnectInfo>()
-                .and_then(|info| info.remote_addr())
-                .map(|addr| addr.ip());
+                .get::<crate::context::ClientIp>()
+                .map(|client| client.0);
             let resolved = match auth.failures.check(ip) {
                 Err(refused) => Err(refused),
                 Ok(()) => match auth.authenticate(request.headers()).await {

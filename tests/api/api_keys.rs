@@ -145,6 +145,33 @@ async fn creating_a_key_is_idempotent_and_validated(backend: Backend) {
         .api_keys;
     assert_eq!(listed.len(), 1, "and no second key");
 
+    // Shown once: past the replay window a repeat gets the key without
+    // its secret.
+    {
+        use debrief::auth::entity::api_key;
+        use sea_orm::sea_query::Expr;
+        use sea_orm::{ColumnTrait, QueryFilter};
+        let scoped = app.db.as_service().await.unwrap();
+        let long_ago =
+            chrono::Utc::now() - debrief::auth::api_keys::SECRET_REPLAY_WINDOW - chrono::Duration::seconds(1);
+        scoped
+            .update_many::<api_key::Entity>()
+            .col_expr(api_key::Column::CreatedAt, Expr::value(long_ago))
+            .filter(api_key::Column::UserId.eq(gil.id))
+            .exec(scoped.txn())
+            .await
+            .unwrap();
+        scoped.commit().await.unwrap();
+    }
+    let late = app
+        .auth()
+        .create_api_key(gil.request(new_key(&["uploads:write"], "nightly-sync-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(late.key, "", "the secret is not shown again");
+    assert_eq!(late.api_key.unwrap().name, first.api_key.as_ref().unwrap().name);
+
     let status = app
         .auth()
         .create_api_key(gil.request(new_key(&["meetings:delete", "everything"], "")))

@@ -28,6 +28,8 @@ on_both_backends!(
     the_sixth_wrong_password_locks_the_email_until_the_backoff_passes,
     sign_in_is_rate_limited_per_address,
     guessing_credentials_blocks_the_address_for_a_while,
+    a_token_naming_another_users_session_is_refused_and_spoils_nothing,
+    behind_a_trusted_proxy_each_client_has_its_own_limits_and_records,
 );
 
 async fn get_profile(app: &TestApp, token: &str) -> Result<pb::Profile, tonic::Status> {
@@ -519,4 +521,125 @@ async fn guessing_credentials_blocks_the_address_for_a_while(backend: Backend) {
     // a valid token.
     let status = get_profile(&app, &pia.tokens.access_token).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
+}
+
+async fn a_token_naming_another_users_session_is_refused_and_spoils_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ann = app.sign_up("ann").await;
+    let bob = app.sign_up("bob").await;
+    let keys = &app.state.auth.keys;
+    let ann_session = keys.verify(&ann.tokens.access_token).unwrap().sid;
+    // A token (signed with a valid key) whose subject is Bob but whose
+    // session is Ann's.
+    let crossed = |sid| {
+        let mut claims = keys.verify(&bob.tokens.access_token).unwrap();
+        claims.sid = sid;
+        keys.sign(&claims).unwrap()
+    };
+
+    // Used first, it must not spoil Ann's session for Ann.
+    let refused = get_profile(&app, &crossed(ann_session)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    get_profile(&app, &ann.tokens.access_token)
+        .await
+        .expect("Ann's own token still works");
+    // Used once Ann's session is known valid, it must not ride on it.
+    let refused = get_profile(&app, &crossed(ann_session)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert_eq!(
+        get_profile(&app, &bob.tokens.access_token)
+            .await
+            .unwrap()
+            .display_name,
+        "bob"
+    );
+}
+
+/// A SignIn as it arrives through a proxy that appended `client`.
+fn forwarded_sign_in(email: &str, chain: &str) -> tonic::Request<pb::SignInRequest> {
+    let mut request = tonic::Request::new(pb::SignInRequest {
+        email: email.into(),
+        password: PASSWORD.into(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-forwarded-for", chain.parse().unwrap());
+    request
+}
+
+async fn behind_a_trusted_proxy_each_client_has_its_own_limits_and_records(backend: Backend) {
+    // The tests reach the server from 127.0.0.1: here that is the proxy.
+    let app = spawn_app_with(backend, |vars| {
+        vars.insert("DEBRIEF_AUTH_RATE_LIMIT".into(), "2".into());
+        vars.insert("DEBRIEF_TRUSTED_PROXIES".into(), "127.0.0.0/8".into());
+    })
+    .await;
+    let kit = {
+        let mut request = tonic::Request::new(pb::SignUpRequest {
+            email: "kit@example.com".into(),
+            password: PASSWORD.into(),
+            display_name: "Kit".into(),
+        });
+        request
+            .metadata_mut()
+            .insert("x-forwarded-for", "192.0.2.10".parse().unwrap());
+        app.auth().sign_up(request).await.unwrap().into_inner()
+    };
+    let email = "kit@example.com";
+    // One client uses up its own allowance; a client spoofing an address
+    // in front of its own is still counted as itself.
+    app.auth()
+        .sign_in(forwarded_sign_in(email, "192.0.2.10"))
+        .await
+        .expect("second request from 192.0.2.10");
+    let refused = app
+        .auth()
+        .sign_in(forwarded_sign_in(email, "198.51.100.77, 192.0.2.10"))
+        .await
+        .expect_err("third request from 192.0.2.10");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    // Another client behind the same proxy is not affected.
+    let other = app
+        .auth()
+        .sign_in(forwarded_sign_in(email, "203.0.113.5"))
+        .await
+        .expect("a different client")
+        .into_inner();
+    // Sessions and the audit log record the client, not the proxy.
+    let sessions = app
+        .auth()
+        .list_sessions(bearer(
+            &other.tokens.unwrap().access_token,
+            pb::AuthServiceListSessionsRequest::default(),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .sessions;
+    let addresses: std::collections::BTreeSet<String> =
+        sessions.iter().map(|s| s.ip_address.clone()).collect();
+    assert_eq!(
+        addresses,
+        ["192.0.2.10", "203.0.113.5"].map(String::from).into(),
+        "{sessions:?}"
+    );
+    let _ = kit;
+
+    // Without trusted proxies the header is ignored: everyone is 127.0.0.1.
+    let plain = spawn_app_with(backend, |vars| {
+        vars.insert("DEBRIEF_AUTH_RATE_LIMIT".into(), "2".into());
+    })
+    .await;
+    plain.sign_up("lou").await;
+    plain
+        .auth()
+        .sign_in(forwarded_sign_in("lou@example.com", "203.0.113.1"))
+        .await
+        .unwrap();
+    let refused = plain
+        .auth()
+        .sign_in(forwarded_sign_in("lou@example.com", "203.0.113.2"))
+        .await
+        .expect_err("the header is not believed");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
 }
