@@ -52,6 +52,11 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) {
         Ok(pruned) => tracing::info!(pruned, "pruned old events"),
         Err(error) => tracing::warn!(%error, "could not prune old events"),
     }
+    match crate::auth::tickets::prune(&state.db, now - chrono::Duration::hours(1)).await {
+        Ok(0) => {}
+        Ok(pruned) => tracing::debug!(pruned, "pruned old stream tickets"),
+        Err(error) => tracing::warn!(%error, "could not prune stream tickets"),
+    }
     match delete_expired_originals(state, now).await {
         Ok(0) => {}
         Ok(deleted) => tracing::info!(deleted, "deleted original recordings past their retention"),

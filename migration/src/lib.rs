@@ -18,6 +18,7 @@ mod m20261127_000007_upload_reservations;
 mod m20261127_000008_event_sequences;
 mod m20261127_000009_processing;
 mod m20261201_000010_upload_completion;
+mod m20261201_000011_stream_tickets;
 pub mod rls;
 mod util;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000008_event_sequences::Migration),
             Box::new(m20261127_000009_processing::Migration),
             Box::new(m20261201_000010_upload_completion::Migration),
+            Box::new(m20261201_000011_stream_tickets::Migration),
         ]
     }
 }

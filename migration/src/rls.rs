@@ -20,6 +20,7 @@ pub const OWNED_TABLES: &[(&str, &str)] = &[
     ("refresh_tokens", "user_id"),
     ("api_keys", "user_id"),
     ("user_tokens", "user_id"),
+    ("stream_tickets", "user_id"),
     ("meetings", "user_id"),
     ("uploads", "user_id"),
     ("upload_chunks", "user_id"),

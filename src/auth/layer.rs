@@ -106,8 +106,19 @@ impl Authenticator {
         }
     }
 
-    /// The caller named by the `authorization` header.
-    pub async fn authenticate(&self, headers: &http::HeaderMap) -> AppResult<Caller> {
+    /// The caller named by the `authorization` header, or by a stream
+    /// ticket the HTTP edge took from a streaming GET (when there is no
+    /// header).
+    pub async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        ticket: Option<&super::tickets::StreamTicket>,
+    ) -> AppResult<Caller> {
+        if let Some(ticket) = ticket
+            && !headers.contains_key(http::header::AUTHORIZATION)
+        {
+            return self.stream_ticket(&ticket.0).await;
+        }
         let value = headers.get(http::header::AUTHORIZATION).ok_or_else(|| {
             unauthenticated(
                 "CREDENTIALS_MISSING",
@@ -154,6 +165,26 @@ impl Authenticator {
             credential: Credential::Session {
                 session_id: claims.sid,
             },
+        })
+    }
+
+    /// The caller a stream ticket stands for: its session's, while that
+    /// session is active.
+    async fn stream_ticket(&self, ticket: &str) -> AppResult<Caller> {
+        let (user_id, session_id) = super::tickets::redeem(&self.db, ticket).await?.ok_or_else(|| {
+            unauthenticated(
+                "TICKET_INVALID",
+                "the stream ticket is not valid, was already used or has expired; mint a new one",
+            )
+        })?;
+        let role = self
+            .load_session(user_id, session_id)
+            .await?
+            .ok_or_else(|| unauthenticated("SESSION_REVOKED", "the session has ended; sign in again"))?;
+        Ok(Caller {
+            user_id,
+            role,
+            credential: Credential::Session { session_id },
         })
     }
 
@@ -350,13 +381,19 @@ where
                 .map(|client| client.0);
             let resolved = match auth.failures.check(ip) {
                 Err(refused) => Err(refused),
-                Ok(()) => match auth.authenticate(request.headers()).await {
+                Ok(()) => match auth
+                    .authenticate(
+                        request.headers(),
+                        request.extensions().get::<super::tickets::StreamTicket>(),
+                    )
+                    .await
+                {
                     // A forged or guessed credential counts against the
                     // address; a missing or expired one does not.
                     Err(AppError::Unauthenticated { reason, message })
                         if matches!(
                             reason,
-                            "TOKEN_INVALID" | "API_KEY_INVALID" | "CREDENTIALS_INVALID"
+                            "TOKEN_INVALID" | "API_KEY_INVALID" | "CREDENTIALS_INVALID" | "TICKET_INVALID"
                         ) =>
                     {
                         Err(auth

@@ -19,6 +19,7 @@ pub mod service;
 pub mod sessions;
 pub mod store;
 pub mod throttle;
+pub mod tickets;
 
 use std::sync::Arc;
 

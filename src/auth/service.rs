@@ -4,7 +4,7 @@
 use tonic::{Request, Response, Status};
 
 use super::model::parse_name;
-use super::{Caller, accounts, api_keys, sessions};
+use super::{Caller, accounts, api_keys, sessions, tickets};
 use crate::context::RequestMeta;
 use crate::error::AppError;
 use crate::pb::v1 as pb;
@@ -188,6 +188,20 @@ impl AuthService for AuthApi {
         Ok(Response::new(
             api_keys::list(&self.state.db, user_id, request.into_inner()).await?,
         ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_stream_ticket(
+        &self,
+        request: Request<pb::CreateStreamTicketRequest>,
+    ) -> Reply<pb::CreateStreamTicketResponse> {
+        let caller = Caller::of(&request)?;
+        let session = session_of(caller)?;
+        let (ticket, expires_at) = tickets::mint(&self.state.db, caller.user_id, session).await?;
+        Ok(Response::new(pb::CreateStreamTicketResponse {
+            ticket,
+            expire_time: Some(crate::timestamps::to_proto(expires_at)),
+        }))
     }
 
     #[tracing::instrument(skip_all)]

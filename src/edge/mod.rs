@@ -314,8 +314,21 @@ impl Edge {
     }
 
     async fn serve(&self, request: http::Request<AxumBody>) -> Result<Response, Failure> {
-        let (head, body) = request.into_parts();
+        let (mut head, body) = request.into_parts();
         let (binding, variables) = self.find(&head.method, head.uri.path())?;
+        let streaming = binding.rpc.is_server_streaming();
+        // A browser's EventSource authenticates with a stream ticket in the
+        // query; it is for the auth layer, not a field of the request.
+        let query = match (streaming && head.method == Method::GET, head.uri.query()) {
+            (true, Some(query)) => {
+                let (ticket, rest) = take_ticket(query);
+                if let Some(ticket) = ticket {
+                    head.extensions.insert(crate::auth::tickets::StreamTicket(ticket));
+                }
+                Some(rest)
+            }
+            (_, query) => query.map(str::to_owned),
+        };
         let body = axum::body::to_bytes(body, self.max_body).await.map_err(|_| {
             Failure::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -331,7 +344,7 @@ impl Edge {
             binding,
             &Parts {
                 variables,
-                query: head.uri.query(),
+                query: query.as_deref(),
                 content_type,
                 body: &body,
             },
@@ -342,7 +355,6 @@ impl Edge {
             }
             RequestError::Invalid(error) => error.into(),
         })?;
-        let streaming = binding.rpc.is_server_streaming();
         if streaming {
             resume_from_last_event_id(&mut message, &head.headers)?;
         }
@@ -536,6 +548,20 @@ fn accepts_ndjson(headers: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("application/x-ndjson"))
+}
+
+/// The `ticket` parameter of a query string, and the query without it.
+fn take_ticket(query: &str) -> (Option<String>, String) {
+    let mut ticket = None;
+    let mut rest = url::form_urlencoded::Serializer::new(String::new());
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if key == "ticket" {
+            ticket = Some(value.into_owned());
+        } else {
+            rest.append_pair(&key, &value);
+        }
+    }
+    (ticket, rest.finish())
 }
 
 /// `Last-Event-ID` (sent by browsers when an EventSource reconnects) sets

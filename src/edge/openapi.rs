@@ -70,6 +70,15 @@ pub fn document(pool: &DescriptorPool, bindings: &[Binding]) -> Value {
                 .map_or_else(|| json!({}), |field| schemas.field(&field)),
             None => schemas.message(&output),
         };
+        if rpc.is_server_streaming() && binding.method == http::Method::GET {
+            parameters.push(json!({
+                "name": "ticket",
+                "in": "query",
+                "required": false,
+                "description": "A stream ticket from AuthService.CreateStreamTicket, for clients that cannot send an Authorization header (a browser EventSource). Single-use, valid for 60 seconds.",
+                "schema": {"type": "string"},
+            }));
+        }
         let content = if rpc.is_server_streaming() {
             // Each event: its data is one message as JSON; its id the event
             // id when the message carries one; `error` events carry a

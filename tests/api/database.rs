@@ -46,6 +46,7 @@ const TABLES: &[&str] = &[
     "profiles",
     "refresh_tokens",
     "sign_in_failures",
+    "stream_tickets",
     "transcript_segments",
     "upload_chunks",
     "uploads",

@@ -19,6 +19,7 @@ on_both_backends!(
     the_openapi_document_describes_every_binding_and_docs_render_it,
     per_user_limits_answer_429_over_http_and_resource_exhausted_over_grpc,
     a_call_over_the_request_timeout_is_a_504,
+    an_event_source_opens_a_stream_with_a_single_use_ticket,
 );
 
 fn client() -> reqwest::Client {
@@ -696,4 +697,122 @@ async fn a_call_over_the_request_timeout_is_a_504(backend: Backend) {
     .await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
     assert_eq!(body["code"], 4);
+}
+
+async fn an_event_source_opens_a_stream_with_a_single_use_ticket(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let http = client();
+    let base = app.url();
+    let token = sign_up(&app, "eva").await;
+    let mint = || async {
+        let minted: Value = http
+            .post(format!("{base}/v1/streamTickets"))
+            .bearer_auth(&token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(minted["expireTime"].is_string(), "{minted}");
+        minted["ticket"].as_str().unwrap().to_owned()
+    };
+    let user_id = app.state.auth.keys.verify(&token).unwrap().sub;
+    let notice = |title: &str| {
+        let app = &app;
+        let title = title.to_owned();
+        async move {
+            let scoped = app.db.as_user(user_id).await.unwrap();
+            let payload = debrief::events::model::Payload::SystemNotice {
+                title,
+                message: "The quarterly review recording is ready.".into(),
+            };
+            debrief::events::publish(&scoped, user_id, None, payload)
+                .await
+                .unwrap();
+            scoped.commit().await.unwrap();
+        }
+    };
+    // What a browser's EventSource does: a plain GET, no headers of ours.
+    let ticket = mint().await;
+    let mut stream = http
+        .get(format!(
+            "{base}/v1/events:subscribe?ticket={ticket}&afterEventId=0"
+        ))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    notice("first").await;
+    notice("second").await;
+    let text = read_until(&mut stream, |t| event_ids(t).len() >= 2).await;
+    assert_eq!(event_ids(&text)[..2], [1, 2], "{text}");
+    drop(stream);
+
+    // Single-use: the same ticket does not open a second stream.
+    let reused = http
+        .get(format!("{base}/v1/events:subscribe?ticket={ticket}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reused.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = reused.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("mint a new one"),
+        "{body}"
+    );
+    // Reconnecting means a new ticket and the last id seen.
+    let mut resumed = http
+        .get(format!(
+            "{base}/v1/events:subscribe?ticket={}&afterEventId=1",
+            mint().await
+        ))
+        .send()
+        .await
+        .unwrap();
+    let text = read_until(&mut resumed, |t| !event_ids(t).is_empty()).await;
+    assert_eq!(event_ids(&text)[0], 2, "{text}");
+    drop(resumed);
+
+    // Only on streaming GETs: not on other calls, not over gRPC.
+    let unary = http
+        .get(format!("{base}/v1/meetings?ticket={}", mint().await))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(unary.status(), StatusCode::OK);
+    let status = app
+        .profiles()
+        .get_profile(crate::helpers::bearer(
+            &mint().await,
+            debrief::pb::v1::GetProfileRequest {},
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let forged = http
+        .get(format!("{base}/v1/events:subscribe?ticket=dst_made-up"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+
+    // A ticket works only while its session does.
+    let unused = mint().await;
+    let signed_out = http
+        .post(format!("{base}/v1/auth:signOut"))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_out.status(), StatusCode::OK);
+    let after = http
+        .get(format!("{base}/v1/events:subscribe?ticket={unused}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
 }
