@@ -28,6 +28,11 @@ pub struct Config {
     /// `DATABASE_URL`: a `postgres://` or `sqlite:` URL; unset for SQLite in
     /// the data directory.
     pub database_url: Option<Secret>,
+    /// `DATABASE_MIGRATION_URL`: Postgres only, the URL of the role that
+    /// owns the schema, for migrations; the server itself connects with
+    /// `DATABASE_URL` as a role that owns nothing, so no statement it runs
+    /// can turn Row Level Security off.
+    pub database_migration_url: Option<Secret>,
     /// `DEBRIEF_DB_MAX_CONNECTIONS`: pool size (Postgres; SQLite uses one
     /// connection unless this is set).
     pub db_max_connections: Option<u32>,
@@ -268,6 +273,7 @@ impl Config {
             metrics_addr: vars.parse_opt("DEBRIEF_METRICS_ADDR", "an address such as 127.0.0.1:9090")?,
             data_dir: PathBuf::from(vars.get("DEBRIEF_DATA_DIR").unwrap_or("./debrief-data")),
             database_url: vars.secret("DATABASE_URL", "DATABASE_URL_FILE")?,
+            database_migration_url: vars.secret("DATABASE_MIGRATION_URL", "DATABASE_MIGRATION_URL_FILE")?,
             db_max_connections: vars
                 .parse_opt("DEBRIEF_DB_MAX_CONNECTIONS", "a whole number")?
                 .map(|n| positive(n, "DEBRIEF_DB_MAX_CONNECTIONS"))

@@ -132,8 +132,7 @@ async fn admin(config: Config, action: AdminAction) -> anyhow::Result<()> {
             line.trim_end_matches(['\r', '\n']).to_owned()
         }
     };
-    let db = Db::connect(&config).await?;
-    db.migrate().await.context("migrating the database")?;
+    let db = Db::open(&config).await?;
     let user = debrief::admin::users::create_user(&db, &email, &password, role, &display_name)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -169,8 +168,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn worker(config: Config) -> anyhow::Result<()> {
-    let db = Db::connect(&config).await?;
-    db.migrate().await.context("migrating up")?;
+    let db = Db::open(&config).await?;
     let storage = debrief::storage::Storage::open(&config)?;
     let transcriber = debrief::processing::transcribe::from_config(&config.processing.transcriber);
     let slots = config.processing.workers.max(1);
@@ -194,9 +192,16 @@ async fn worker(config: Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: Config, action: MigrateAction) -> anyhow::Result<()> {
-    let db = Db::connect(&config).await?;
+    let db = Db::connect_as_owner(&config).await?;
     match action {
-        MigrateAction::Up => db.migrate().await.context("migrating up")?,
+        MigrateAction::Up => {
+            db.migrate().await.context("migrating up")?;
+            // The serving role, when it is another one, may use what was made.
+            if config.database_migration_url.is_some() && db.backend() == sea_orm::DbBackend::Postgres {
+                let serving = Db::connect(&config).await?;
+                db.grant_to(&serving.current_role().await?).await?;
+            }
+        }
         MigrateAction::Down { steps } => db.migrate_down(steps).await.context("migrating down")?,
         MigrateAction::Status => {
             for (name, applied) in db.migration_status().await? {

@@ -77,12 +77,9 @@ impl AppState {
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The database could not be opened.
+    /// The database could not be opened or migrated.
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    /// Migrations failed.
-    #[error("cannot migrate the database: {0}")]
-    Migrate(sea_orm::DbErr),
     /// The address could not be bound.
     #[error("cannot listen on {addr} (DEBRIEF_ADDR): {source}")]
     Bind {
@@ -129,8 +126,7 @@ impl Application {
 
     /// [`Self::build`] with another way to deliver email.
     pub async fn build_with_mailer(config: Config, mailer: Arc<dyn Mailer>) -> Result<Self, ServerError> {
-        let db = Db::connect(&config).await?;
-        db.migrate().await.map_err(ServerError::Migrate)?;
+        let db = Db::open(&config).await?;
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|source| ServerError::Bind {

@@ -49,19 +49,114 @@ pub enum ConnectError {
     /// The Postgres role would bypass Row Level Security.
     #[error(
         "DATABASE_URL connects as role {role:?}, which is a superuser or has BYPASSRLS, so row \
-         level security would not apply to it. Connect as an ordinary role that owns the \
-         database (see the README, \"Running on Postgres\")"
+         level security would not apply to it. Connect as an ordinary role (see the README, \
+         \"Running on Postgres\")"
     )]
     BypassesRls {
         /// The role connected as.
         role: String,
     },
+    /// The Postgres role owns debrief's tables, so it could turn their Row
+    /// Level Security off.
+    #[error(
+        "DATABASE_URL connects as role {role:?}, which owns the database's tables and so could \
+         turn their row level security off. Serve as a role that owns nothing, and run \
+         migrations as the owner with DATABASE_MIGRATION_URL (see the README, \"Running on \
+         Postgres\")"
+    )]
+    OwnsTables {
+        /// The role connected as.
+        role: String,
+    },
+    /// The schema could not be brought up to date.
+    #[error(
+        "cannot migrate the database: {0}. On Postgres, migrations run as the role of \
+         DATABASE_MIGRATION_URL, the owner of the schema"
+    )]
+    Migrate(DbErr),
 }
 
 impl Db {
-    /// Opens the database named by the configuration.
+    /// Opens the database for serving, with its schema up to date: connects
+    /// as the `DATABASE_URL` role and migrates — on Postgres with
+    /// `DATABASE_MIGRATION_URL` as the owner of the schema, which then
+    /// grants the serving role what it needs and nothing more.
+    pub async fn open(config: &Config) -> Result<Self, ConnectError> {
+        let db = Self::connect(config).await?;
+        match &config.database_migration_url {
+            Some(_) if db.backend() == DbBackend::Postgres => {
+                let owner = Self::connect_as_owner(config).await?;
+                owner.migrate().await.map_err(ConnectError::Migrate)?;
+                owner.grant_to(&db.current_role().await?).await?;
+                owner.close().await?;
+            }
+            _ => db.migrate().await.map_err(ConnectError::Migrate)?,
+        }
+        Ok(db)
+    }
+
+    /// Opens the database named by the configuration, for serving: on
+    /// Postgres a role that is a superuser, bypasses RLS or owns the tables
+    /// is refused.
     pub async fn connect(config: &Config) -> Result<Self, ConnectError> {
-        let url = config.database_url();
+        let db = Self::connect_url(config, &config.database_url()).await?;
+        if db.backend() == DbBackend::Postgres {
+            db.refuse_rls_bypass().await?;
+        }
+        Ok(db)
+    }
+
+    /// Opens the database as the owner of the schema, for migrations:
+    /// `DATABASE_MIGRATION_URL` if set, else `DATABASE_URL`.
+    pub async fn connect_as_owner(config: &Config) -> Result<Self, ConnectError> {
+        let url = config
+            .database_migration_url
+            .clone()
+            .unwrap_or_else(|| config.database_url());
+        Self::connect_url(config, &url).await
+    }
+
+    /// Grants `role` (the serving role) what it needs on the schema this
+    /// connection owns: reading and writing rows, the audit log append-only,
+    /// the migration history read-only. Repeated after every migration run,
+    /// so new tables are covered.
+    pub async fn grant_to(&self, role: &str) -> Result<(), ConnectError> {
+        let schema: String = self
+            .conn
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT current_schema()::text AS schema",
+            ))
+            .await?
+            .ok_or_else(|| DbErr::Custom("no current schema".into()))?
+            .try_get("", "schema")?;
+        let (schema, role) = (quote_identifier(&schema), quote_identifier(role));
+        self.conn
+            .execute_unprepared(&format!(
+                "GRANT USAGE ON SCHEMA {schema} TO {role};
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
+                 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
+                 REVOKE UPDATE, DELETE, TRUNCATE ON {schema}.audit_log FROM {role};
+                 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {schema}.seaql_migrations FROM {role};"
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// The role this connection works as (Postgres).
+    pub async fn current_role(&self) -> Result<String, ConnectError> {
+        Ok(self
+            .conn
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT current_user::text AS role",
+            ))
+            .await?
+            .ok_or_else(|| DbErr::Custom("no current role".into()))?
+            .try_get("", "role")?)
+    }
+
+    async fn connect_url(config: &Config, url: &crate::config::Secret) -> Result<Self, ConnectError> {
         let url = url.expose();
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             DbBackend::Postgres
@@ -103,14 +198,10 @@ impl Db {
             }
         }
         let conn = Database::connect(options).await?;
-        let db = Self {
+        Ok(Self {
             conn,
             signals: Default::default(),
-        };
-        if backend == DbBackend::Postgres {
-            db.refuse_rls_bypass().await?;
-        }
-        Ok(db)
+        })
     }
 
     /// Opens a transaction. On SQLite it takes the write lock at once
@@ -165,17 +256,39 @@ impl Db {
         Ok(txn)
     }
 
-    /// Every migration with whether it has been applied, oldest first.
+    /// Every migration with whether it has been applied, oldest first. It
+    /// only reads the migration history, so the serving role, which may not
+    /// create it, can ask too.
     pub async fn migration_status(&self) -> Result<Vec<(String, bool)>, DbErr> {
-        Ok(Migrator::get_migration_with_status(&self.conn)
+        let backend = self.backend();
+        let exists = match backend {
+            DbBackend::Postgres => "SELECT to_regclass('seaql_migrations') IS NOT NULL AS present",
+            _ => {
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' \
+                  AND name = 'seaql_migrations') AS present"
+            }
+        };
+        let present = self
+            .conn
+            .query_one_raw(Statement::from_string(backend, exists))
             .await?
+            .is_some_and(|row| row.try_get::<bool>("", "present").unwrap_or(false));
+        let applied: Vec<String> = if present {
+            self.conn
+                .query_all_raw(Statement::from_string(
+                    backend,
+                    "SELECT version FROM seaql_migrations",
+                ))
+                .await?
+                .iter()
+                .map(|row| row.try_get::<String>("", "version"))
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(Migrator::migrations()
             .iter()
-            .map(|m| {
-                (
-                    m.name().to_owned(),
-                    m.status() == migration::MigrationStatus::Applied,
-                )
-            })
+            .map(|m| (m.name().to_owned(), applied.iter().any(|a| a == m.name())))
             .collect())
     }
 
@@ -215,11 +328,27 @@ impl Db {
             ))
             .await?
             .ok_or_else(|| DbErr::Custom("the current role is not in pg_roles".into()))?;
+        let role: String = row.try_get("", "role")?;
         if row.try_get::<bool>("", "bypass")? {
-            return Err(ConnectError::BypassesRls {
-                role: row.try_get("", "role")?,
-            });
+            return Err(ConnectError::BypassesRls { role });
+        }
+        let owns = self
+            .conn
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT EXISTS (SELECT 1 FROM pg_tables \
+                 WHERE schemaname = current_schema() AND tableowner = current_user) AS owns",
+            ))
+            .await?
+            .is_some_and(|row| row.try_get::<bool>("", "owns").unwrap_or(false));
+        if owns {
+            return Err(ConnectError::OwnsTables { role });
         }
         Ok(())
     }
+}
+
+/// `name` as a quoted SQL identifier.
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -78,9 +78,9 @@ async fn tables(db: &Db) -> BTreeSet<String> {
 
 async fn migrations_go_up_down_and_up_again(backend: Backend) {
     let (vars, _data_dir) = test_env(backend).await;
-    let db = Db::connect(&Config::from_vars(vars).unwrap())
+    let db = Db::connect_as_owner(&Config::from_vars(vars).unwrap())
         .await
-        .expect("connect");
+        .expect("connect as the owner");
     let all: BTreeSet<String> = TABLES.iter().map(|t| t.to_string()).collect();
 
     if backend == Backend::Sqlite {
@@ -361,7 +361,7 @@ async fn a_postgres_role_that_bypasses_rls_is_refused_at_start_up() {
     // The test server's superuser, which bypasses RLS.
     let mut url = postgres::admin_url();
     let database = postgres::fresh_database().await;
-    url.set_path(url::Url::parse(&database).unwrap().path());
+    url.set_path(url::Url::parse(&database.url).unwrap().path());
     let (mut vars, _data_dir) = test_env(Backend::Sqlite).await;
     vars.insert("DATABASE_URL".into(), url.to_string());
     let err = Db::connect(&Config::from_vars(vars).unwrap())
@@ -370,6 +370,54 @@ async fn a_postgres_role_that_bypasses_rls_is_refused_at_start_up() {
     let message = err.to_string();
     assert!(
         message.contains("BYPASSRLS") && message.contains("DATABASE_URL"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serving_role_owns_nothing_and_cannot_lift_row_level_security() {
+    let app = spawn_app(Backend::Postgres).await;
+    // Whatever an injected statement tries, the serving role may not.
+    for statement in [
+        "ALTER TABLE meetings NO FORCE ROW LEVEL SECURITY",
+        "ALTER TABLE meetings DISABLE ROW LEVEL SECURITY",
+        "DROP POLICY meetings_owner ON meetings",
+        "DROP TABLE meetings",
+        "CREATE TABLE smuggled (id int)",
+        "TRUNCATE events",
+    ] {
+        let err = app
+            .db
+            .unscoped()
+            .execute_unprepared(statement)
+            .await
+            .expect_err(statement);
+        assert!(
+            err.to_string().contains("must be owner") || err.to_string().contains("permission denied"),
+            "{statement}: {err}"
+        );
+    }
+    let service = app.db.as_service().await.unwrap();
+    assert!(
+        service
+            .txn()
+            .execute_unprepared("DELETE FROM audit_log")
+            .await
+            .is_err(),
+        "the audit log is append-only for the serving role"
+    );
+    drop(service);
+
+    // Serving as the owner is refused at start-up, naming the fix.
+    let mut vars = app.vars().clone();
+    let owner = vars["DATABASE_MIGRATION_URL"].clone();
+    vars.insert("DATABASE_URL".into(), owner);
+    let err = Db::connect(&Config::from_vars(vars).unwrap())
+        .await
+        .expect_err("the owner may not serve");
+    let message = err.to_string();
+    assert!(
+        message.contains("owns the database's tables") && message.contains("DATABASE_MIGRATION_URL"),
         "{message}"
     );
 }

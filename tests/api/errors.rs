@@ -31,8 +31,10 @@ async fn still_serving(app: &TestApp) {
 
 async fn an_internal_error_reaches_the_caller_as_internal_without_detail(backend: Backend) {
     let app = spawn_app(backend).await;
-    // Break the schema under the running server.
-    app.db
+    // Break the schema under the running server (as its owner: the server's
+    // own role may not).
+    app.owner_db()
+        .await
         .unscoped()
         .execute_unprepared("DROP TABLE plan_limits")
         .await

@@ -197,9 +197,10 @@ async fn events_of_a_worker_process_reach_streams_within_a_second() {
 /// serves again without a restart.
 async fn a_database_outage_is_unavailable_with_a_retry_hint_and_the_server_recovers() {
     let cluster = crate::helpers::postgres::Cluster::start(true).expect("a Postgres cluster of its own");
-    let url = cluster.app_database().await;
+    let database = cluster.app_database().await;
     let app = spawn_app_with(Backend::Postgres, |vars| {
-        vars.insert("DATABASE_URL".into(), url);
+        vars.insert("DATABASE_URL".into(), database.url);
+        vars.insert("DATABASE_MIGRATION_URL".into(), database.migration_url);
         vars.insert("DEBRIEF_DB_ACQUIRE_TIMEOUT".into(), "2s".into());
     })
     .await;

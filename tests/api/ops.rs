@@ -70,11 +70,12 @@ async fn health_readiness_and_metrics_answer(backend: Backend) {
     }
 
     // A schema that is not current makes the instance unready.
-    app.db.migrate_down(1).await.unwrap();
+    let owner = app.owner_db().await;
+    owner.migrate_down(1).await.unwrap();
     let (status, text) = get(format!("{base}/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
     assert!(text.contains("migrations are pending"), "{text}");
-    app.db.migrate().await.unwrap();
+    owner.migrate().await.unwrap();
     assert_eq!(get(format!("{base}/readyz")).await.0, StatusCode::OK);
 }
 

@@ -106,8 +106,7 @@ async fn queue(dir: &Path, count: usize, claimers: usize) -> anyhow::Result<(Str
         vars.push(("DATABASE_URL".to_owned(), url));
     }
     let config = Config::from_vars(vars)?;
-    let db = Db::connect(&config).await?;
-    db.migrate().await?;
+    let db = Db::open(&config).await?;
     const USERS: usize = 16;
     let mut owners = Vec::new();
     for i in 0..USERS {

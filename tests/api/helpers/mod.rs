@@ -95,7 +95,9 @@ pub async fn test_env(backend: Backend) -> (HashMap<String, String>, tempfile::T
         ("DEBRIEF_JOB_POLL".to_owned(), "100ms".to_owned()),
     ]);
     if backend == Backend::Postgres {
-        vars.insert("DATABASE_URL".to_owned(), postgres::fresh_database().await);
+        let database = postgres::fresh_database().await;
+        vars.insert("DATABASE_URL".to_owned(), database.url);
+        vars.insert("DATABASE_MIGRATION_URL".to_owned(), database.migration_url);
         vars.insert("DEBRIEF_JWT_SIGNING_KEY".to_owned(), signing_key().to_owned());
     }
     (vars, data_dir)
@@ -160,6 +162,13 @@ impl TestApp {
         vars.insert("DEBRIEF_DATA_DIR".into(), data_dir.path().display().to_string());
         configure(&mut vars);
         start(vars, data_dir).await
+    }
+
+    /// A connection as the owner of the schema (on Postgres the server's
+    /// own role may not change it).
+    pub async fn owner_db(&self) -> Db {
+        let config = Config::from_vars(self.vars.clone()).expect("valid test configuration");
+        Db::connect_as_owner(&config).await.expect("connect as the owner")
     }
 
     /// The environment the server started with.

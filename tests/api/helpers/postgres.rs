@@ -1,8 +1,10 @@
 //! A Postgres server for the tests: `TEST_DATABASE_URL` (or a `postgres://`
 //! `DATABASE_URL`) when given, else one temporary cluster per test binary,
-//! started from the local binaries. Each test gets a fresh database owned by
-//! an ordinary role, `debrief_app`, which is neither a superuser nor has
-//! BYPASSRLS, so Row Level Security binds it as it would in production.
+//! started from the local binaries. Each test gets a fresh database set up
+//! as production is: owned by `debrief_owner`, which runs the migrations
+//! (`DATABASE_MIGRATION_URL`), and served by `debrief_app`, which owns
+//! nothing, is neither a superuser nor has BYPASSRLS, so Row Level Security
+//! binds it and no statement it runs can turn it off.
 //!
 //! If no server can be had, the Postgres tests fail with the reason; they
 //! are never skipped.
@@ -15,8 +17,18 @@ use std::sync::OnceLock;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database};
 use url::Url;
 
-/// The role the application connects as.
+/// The role the application serves as.
 pub const APP_ROLE: &str = "debrief_app";
+/// The role that owns the schema and runs the migrations.
+pub const OWNER_ROLE: &str = "debrief_owner";
+
+/// A test database: the URLs of its two roles.
+pub struct TestDatabase {
+    /// `DATABASE_URL`: the serving role.
+    pub url: String,
+    /// `DATABASE_MIGRATION_URL`: the owner.
+    pub migration_url: String,
+}
 
 struct Server {
     /// A superuser URL, for creating roles and databases.
@@ -46,26 +58,29 @@ pub fn admin_url() -> Url {
 }
 
 fn create_app_role(admin_url: &Url) -> Result<(), String> {
-    psql(
-        admin_url,
-        &format!(
-            "DO $$ BEGIN
-               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
-                 CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{APP_ROLE}'
-                   NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-               END IF;
-             END $$;"
-        ),
-    )
+    for role in [APP_ROLE, OWNER_ROLE] {
+        psql(
+            admin_url,
+            &format!(
+                "DO $$ BEGIN
+                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+                     CREATE ROLE {role} LOGIN PASSWORD '{role}'
+                       NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+                   END IF;
+                 END $$;"
+            ),
+        )?;
+    }
+    Ok(())
 }
 
-/// A new, empty database owned by [`APP_ROLE`], and the URL to connect to
-/// it as that role.
-pub async fn fresh_database() -> String {
+/// A new, empty database owned by [`OWNER_ROLE`], and the URLs to connect
+/// to it as each role.
+pub async fn fresh_database() -> TestDatabase {
     database_on(admin_url()).await
 }
 
-async fn database_on(admin_url: Url) -> String {
+async fn database_on(admin_url: Url) -> TestDatabase {
     let name = format!("debrief_test_{}", uuid::Uuid::new_v4().simple());
     let mut options = ConnectOptions::new(admin_url.as_str());
     options.max_connections(1).sqlx_logging(false);
@@ -73,16 +88,22 @@ async fn database_on(admin_url: Url) -> String {
         .await
         .expect("connect as the Postgres superuser");
     admin
-        .execute_unprepared(&format!("CREATE DATABASE {name} OWNER {APP_ROLE}"))
+        .execute_unprepared(&format!("CREATE DATABASE {name} OWNER {OWNER_ROLE}"))
         .await
         .expect("create a test database");
     admin.close().await.expect("close the admin connection");
 
-    let mut url = admin_url;
-    url.set_username(APP_ROLE).expect("set user");
-    url.set_password(Some(APP_ROLE)).expect("set password");
-    url.set_path(&name);
-    url.to_string()
+    let as_role = |role: &str| {
+        let mut url = admin_url.clone();
+        url.set_username(role).expect("set user");
+        url.set_password(Some(role)).expect("set password");
+        url.set_path(&name);
+        url.to_string()
+    };
+    TestDatabase {
+        url: as_role(APP_ROLE),
+        migration_url: as_role(OWNER_ROLE),
+    }
 }
 
 fn external_url() -> Option<Url> {
@@ -183,10 +204,9 @@ impl Cluster {
             .arg("start"))
     }
 
-    /// Creates the application role and a database it owns, and returns
-    /// the URL to connect to it as that role.
-    pub async fn app_database(&self) -> String {
-        create_app_role(&self.admin_url()).expect("create the application role");
+    /// Creates the two roles and a database, and returns its URLs.
+    pub async fn app_database(&self) -> TestDatabase {
+        create_app_role(&self.admin_url()).expect("create the application roles");
         database_on(self.admin_url()).await
     }
 }
