@@ -212,6 +212,35 @@ pub struct AuthConfig {
     pub lockout: Duration,
     /// `DEBRIEF_APP_URL`: the web app, for links in emails.
     pub app_url: String,
+    /// How email is delivered.
+    pub mail: MailConfig,
+}
+
+/// How email (verification and password reset links) is delivered.
+#[derive(Debug, Clone)]
+pub enum MailConfig {
+    /// `DEBRIEF_MAILER=log` (the default without `DEBRIEF_SMTP_URL`): not
+    /// delivered but written to the log, links included. Development only.
+    Log,
+    /// `DEBRIEF_MAILER=smtp`: through an SMTP server, always encrypted.
+    Smtp(SmtpConfig),
+}
+
+/// An SMTP server to send through.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// Host name (checked against the server's certificate).
+    pub host: String,
+    /// Port: 587 (STARTTLS) or 465 (TLS) unless given.
+    pub port: u16,
+    /// `smtps://`: TLS from the start; else STARTTLS, required.
+    pub implicit_tls: bool,
+    /// User name and password, when the server wants them.
+    pub credentials: Option<(String, Secret)>,
+    /// `DEBRIEF_MAIL_FROM`: the sender, e.g. `debrief <no-reply@example.com>`.
+    pub from: String,
+    /// `DEBRIEF_SMTP_CA_FILE`: PEM of further roots to trust (a private CA).
+    pub extra_roots: Option<Vec<u8>>,
 }
 
 /// How log lines are written.
@@ -464,6 +493,88 @@ impl AuthConfig {
                 .unwrap_or("http://localhost:3000")
                 .trim_end_matches('/')
                 .to_owned(),
+            mail: MailConfig::from_vars(vars)?,
+        })
+    }
+}
+
+impl MailConfig {
+    fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let url = vars.secret("DEBRIEF_SMTP_URL", "DEBRIEF_SMTP_URL_FILE")?;
+        let default = if url.is_some() { "smtp" } else { "log" };
+        match vars.get("DEBRIEF_MAILER").unwrap_or(default) {
+            "log" => Ok(Self::Log),
+            "smtp" => {
+                let url = url.ok_or_else(|| ConfigError {
+                    var: "DEBRIEF_SMTP_URL",
+                    reason:
+                        "DEBRIEF_MAILER=smtp needs the server, e.g. smtp://user:password@mail.example.com"
+                            .into(),
+                })?;
+                SmtpConfig::parse(&url, vars).map(Self::Smtp)
+            }
+            other => Err(invalid("DEBRIEF_MAILER", other, "expected `smtp` or `log`")),
+        }
+    }
+}
+
+impl SmtpConfig {
+    fn parse(url: &Secret, vars: &Vars) -> Result<Self, ConfigError> {
+        // The URL holds a password: errors name the variable, not the value.
+        let bad = |reason: &str| ConfigError {
+            var: "DEBRIEF_SMTP_URL",
+            reason: reason.to_owned(),
+        };
+        let parsed = url::Url::parse(url.expose()).map_err(|_| bad("is not a URL"))?;
+        let implicit_tls = match parsed.scheme() {
+            "smtp" => false,
+            "smtps" => true,
+            _ => return Err(bad("must start with smtp:// (STARTTLS) or smtps:// (TLS)")),
+        };
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("names no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let decode = |text: &str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let credentials = (!parsed.username().is_empty()).then(|| {
+            (
+                decode(parsed.username()),
+                Secret::new(decode(parsed.password().unwrap_or_default())),
+            )
+        });
+        let from = vars
+            .get("DEBRIEF_MAIL_FROM")
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        if from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ConfigError {
+                var: "DEBRIEF_MAIL_FROM",
+                reason: "the sender of email, e.g. \"debrief <no-reply@example.com>\", is needed with SMTP"
+                    .into(),
+            });
+        }
+        let extra_roots = match vars.get("DEBRIEF_SMTP_CA_FILE").filter(|p| !p.is_empty()) {
+            None => None,
+            Some(path) => Some(std::fs::read(path).map_err(|e| ConfigError {
+                var: "DEBRIEF_SMTP_CA_FILE",
+                reason: format!("cannot read {path:?}: {e}"),
+            })?),
+        };
+        Ok(Self {
+            port: parsed.port().unwrap_or(if implicit_tls { 465 } else { 587 }),
+            host,
+            implicit_tls,
+            credentials,
+            from,
+            extra_roots,
         })
     }
 }
@@ -744,6 +855,8 @@ mod tests {
             ("DEBRIEF_ACCESS_TOKEN_TTL", "0s"),
             ("DEBRIEF_AUTH_RATE_LIMIT", "many"),
             ("DEBRIEF_TRUSTED_PROXIES", "10.0.0.0/8, the-load-balancer"),
+            ("DEBRIEF_MAILER", "pigeon"),
+            ("DEBRIEF_SMTP_URL", "http://mail.example.com"),
         ] {
             let err = config(&[(var, value)]).expect_err(value);
             assert_eq!(err.var, var, "{err}");
@@ -795,6 +908,34 @@ mod tests {
             super::Config::from_vars([("DATABASE_URL_FILE".to_string(), "/nonexistent/url".to_string())])
                 .expect_err("missing file");
         assert_eq!(err.var, "DATABASE_URL_FILE");
+    }
+
+    #[test]
+    fn an_smtp_url_gives_server_tls_and_credentials_without_showing_the_password() {
+        let config = config(&[
+            (
+                "DEBRIEF_SMTP_URL",
+                "smtp://mailer%40example.com:s3cr%3At+1@mail.example.com",
+            ),
+            ("DEBRIEF_MAIL_FROM", "debrief <no-reply@example.com>"),
+        ])
+        .unwrap();
+        let MailConfig::Smtp(smtp) = &config.auth.mail else {
+            panic!("SMTP when a URL is given");
+        };
+        assert_eq!(
+            (smtp.host.as_str(), smtp.port, smtp.implicit_tls),
+            ("mail.example.com", 587, false)
+        );
+        let (user, password) = smtp.credentials.as_ref().unwrap();
+        assert_eq!(
+            (user.as_str(), password.expose()),
+            ("mailer@example.com", "s3cr:t+1")
+        );
+        assert!(!format!("{config:?}").contains("s3cr"));
+        assert!(matches!(self::config(&[]).unwrap().auth.mail, MailConfig::Log));
+        let missing_from = self::config(&[("DEBRIEF_SMTP_URL", "smtps://mail.example.com")]).unwrap_err();
+        assert_eq!(missing_from.var, "DEBRIEF_MAIL_FROM");
     }
 
     #[test]

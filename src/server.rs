@@ -29,7 +29,7 @@ use tracing::Level;
 use crate::auth::Auth;
 use crate::auth::keys::KeyError;
 use crate::auth::layer::AuthLayer;
-use crate::auth::mailer::{LogMailer, Mailer};
+use crate::auth::mailer::{Mailer, MailerError};
 use crate::config::Config;
 use crate::db::{ConnectError, Db};
 use crate::events::stream::Streams;
@@ -91,6 +91,9 @@ pub enum ServerError {
     /// Object storage could not be opened.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Email delivery could not be set up.
+    #[error(transparent)]
+    Mailer(#[from] MailerError),
     /// The token keys could not be loaded.
     #[error(transparent)]
     Keys(#[from] KeyError),
@@ -121,7 +124,8 @@ impl Application {
     /// Opens and migrates the database, binds `config.addr` and builds every
     /// service. Nothing is served until [`Self::run_until_stopped`].
     pub async fn build(config: Config) -> Result<Self, ServerError> {
-        Self::build_with_mailer(config, Arc::new(LogMailer)).await
+        let mailer = crate::auth::mailer::from_config(&config.auth.mail)?;
+        Self::build_with_mailer(config, mailer).await
     }
 
     /// [`Self::build`] with another way to deliver email.

@@ -24,6 +24,7 @@ on_both_backends!(
     migrate_commands_apply_revert_and_report,
     admin_create_user_bootstraps_an_admin_and_no_log_line_holds_a_secret,
     an_upload_survives_kill_9_and_resumes_where_it_stopped,
+    email_goes_through_smtp_with_starttls_and_no_log_line_holds_a_link,
 );
 
 async fn run(vars: &HashMap<String, String>, args: &[&str]) -> std::process::Output {
@@ -70,10 +71,12 @@ pub(crate) async fn serve(
         .spawn()
         .expect("spawn debrief serve");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let addr = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.expect("read log") {
             let json: serde_json::Value =
                 serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+            let _ = tx.send(line);
             if let Some(addr) = json["fields"]["addr"].as_str() {
                 return addr.to_owned();
             }
@@ -83,7 +86,6 @@ pub(crate) async fn serve(
     .await
     .expect("debrief starts serving");
     // Keep reading the log so the process never blocks on a full pipe.
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             let _ = tx.send(line);
@@ -580,4 +582,121 @@ async fn openapi_prints_the_document_the_server_serves() {
     );
     let printed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
     assert_eq!(printed, debrief::edge::openapi_document().unwrap());
+}
+
+async fn email_goes_through_smtp_with_starttls_and_no_log_line_holds_a_link(backend: Backend) {
+    use debrief::pb::v1 as pb;
+    use debrief::pb::v1::auth_service_client::AuthServiceClient;
+
+    let smtp = crate::helpers::smtp::start().await;
+    let (mut vars, data_dir) = test_env(backend).await;
+    let ca = data_dir.path().join("mail-ca.pem");
+    std::fs::write(&ca, &smtp.ca_pem).unwrap();
+    let app_password = "app-specific-Password-77";
+    vars.extend(
+        [
+            ("DEBRIEF_LOG_FORMAT", "json".to_owned()),
+            ("DEBRIEF_LOG", "debug".to_owned()),
+            (
+                "DEBRIEF_SMTP_URL",
+                format!("smtp://mailer%40debrief.test:{app_password}@{}", smtp.addr),
+            ),
+            ("DEBRIEF_MAIL_FROM", "debrief <no-reply@debrief.test>".to_owned()),
+            ("DEBRIEF_SMTP_CA_FILE", ca.display().to_string()),
+            ("DEBRIEF_APP_URL", "https://app.debrief.test".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let (child, addr, log) = serve(&vars).await;
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut auth = AuthServiceClient::new(channel);
+    auth.sign_up(pb::SignUpRequest {
+        email: "mia@example.com".into(),
+        password: PASSWORD.into(),
+        display_name: "Mia".into(),
+    })
+    .await
+    .unwrap();
+    auth.request_password_reset(pb::RequestPasswordResetRequest {
+        email: "mia@example.com".into(),
+    })
+    .await
+    .unwrap();
+    // Delivery happens after the call commits: wait for both messages.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while smtp.received.lock().unwrap().len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the mail did not arrive");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let received = smtp.received.lock().unwrap().clone();
+    let token_in = |data: &str, path: &str| {
+        // Long lines travel quoted-printable: undo soft breaks and `=3D`.
+        let data = data.replace("=\r\n", "").replace("=3D", "=");
+        let start = data
+            .find(&format!("https://app.debrief.test/{path}?token="))
+            .expect(path);
+        data[start..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .split("token=")
+            .nth(1)
+            .unwrap()
+            .to_owned()
+    };
+    for message in &received {
+        assert!(message.encrypted_before_auth, "credentials only after STARTTLS");
+        assert_eq!(
+            message.login,
+            Some(("mailer@debrief.test".to_owned(), app_password.to_owned()))
+        );
+        assert!(
+            message.to.iter().any(|r| r.contains("mia@example.com")),
+            "{message:?}"
+        );
+        assert!(message.from.contains("no-reply@debrief.test"), "{message:?}");
+    }
+    let verify = token_in(&received[0].data, "verify-email");
+    let reset = token_in(&received[1].data, "reset-password");
+    // The links work.
+    auth.verify_email(pb::VerifyEmailRequest {
+        token: verify.clone(),
+    })
+    .await
+    .expect("the emailed verification link works");
+    auth.reset_password(pb::ResetPasswordRequest {
+        token: reset.clone(),
+        new_password: "copper-Violin-harbour-93".into(),
+    })
+    .await
+    .expect("the emailed reset link works");
+
+    let lines = stop(child, log).await;
+    assert!(!lines.is_empty());
+    for secret in [verify.as_str(), reset.as_str(), app_password] {
+        assert!(
+            !lines.iter().any(|line| line.contains(secret)),
+            "a log line holds a secret"
+        );
+    }
+    assert!(
+        !lines.iter().any(|line| line.contains("NOT delivered")),
+        "no development warning with a real mailer"
+    );
+
+    // Without SMTP, the log mailer says loudly what it does.
+    let (mut dev, _dev_dir) = test_env(backend).await;
+    dev.insert("DEBRIEF_LOG_FORMAT".into(), "json".into());
+    let (child, _, log) = serve(&dev).await;
+    let lines = stop(child, log).await;
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("\"WARN\"") && line.contains("NOT delivered")),
+        "{lines:?}"
+    );
 }

@@ -4,6 +4,7 @@
 pub mod clamd;
 pub mod postgres;
 pub mod s3;
+pub mod smtp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
