@@ -35,14 +35,7 @@ pub async fn publish(
         user_id: Set(user_id),
         last_seq: Set(1),
     })
-    .on_conflict(
-        OnConflict::column(sequence::Column::UserId)
-            .value(
-                sequence::Column::LastSeq,
-                Expr::col((sequence::Entity, sequence::Column::LastSeq)).add(1),
-            )
-            .to_owned(),
-    )
+    .on_conflict(next_number())
     .exec(scoped.txn())
     .await?;
     let seq = sequence::Entity::find_by_id(user_id)
@@ -67,21 +60,38 @@ pub async fn publish(
     Ok(seq)
 }
 
-/// Wakes `user_id`'s streams once `scoped` commits (never if it rolls
-/// back): here directly, on other instances through `NOTIFY`, which
-/// Postgres delivers at commit. For changes that streams show without an
-/// event of their own, such as a meeting's status on `WatchMeeting`.
-pub async fn wake(scoped: &Scoped, user_id: Uuid) -> AppResult<()> {
+/// The counter row of a user who has one already counts one up.
+fn next_number() -> OnConflict {
+    OnConflict::column(sequence::Column::UserId)
+        .value(
+            sequence::Column::LastSeq,
+            Expr::col((sequence::Entity, sequence::Column::LastSeq)).add(1),
+        )
+        .to_owned()
+}
+
+/// On Postgres, tells the other instances that `whom` (a user id, or
+/// [`EVERYONE`]) has new events, once the transaction commits.
+async fn notify(scoped: &Scoped, whom: &str) -> AppResult<()> {
     if scoped.txn().get_database_backend() == DbBackend::Postgres {
         scoped
             .txn()
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "SELECT pg_notify($1, $2)",
-                [CHANNEL.into(), user_id.to_string().into()],
+                [CHANNEL.into(), whom.into()],
             ))
             .await?;
     }
+    Ok(())
+}
+
+/// Wakes `user_id`'s streams once `scoped` commits (never if it rolls
+/// back): here directly, on other instances through `NOTIFY`, which
+/// Postgres delivers at commit. For changes that streams show without an
+/// event of their own, such as a meeting's status on `WatchMeeting`.
+pub async fn wake(scoped: &Scoped, user_id: Uuid) -> AppResult<()> {
+    notify(scoped, &user_id.to_string()).await?;
     scoped.signal_after_commit(user_id);
     Ok(())
 }
@@ -98,7 +108,6 @@ pub async fn publish_to_all(
     if scoped.scope() != crate::db::Scope::Service {
         return Err(AppError::internal("events for every user need the service scope"));
     }
-    let backend = scoped.txn().get_database_backend();
     // Each recipient's next number, as `publish` takes it one at a time.
     let mut numbered = recipients.clone();
     numbered
@@ -110,14 +119,7 @@ pub async fn publish_to_all(
         .columns([sequence::Column::UserId, sequence::Column::LastSeq])
         .select_from(numbered)
         .map_err(AppError::internal)?
-        .on_conflict(
-            OnConflict::column(sequence::Column::UserId)
-                .value(
-                    sequence::Column::LastSeq,
-                    Expr::col((sequence::Entity, sequence::Column::LastSeq)).add(1),
-                )
-                .to_owned(),
-        )
+        .on_conflict(next_number())
         .to_owned();
     let reached = scoped.txn().execute(&counters).await?.rows_affected();
     let now = Utc::now();
@@ -145,16 +147,7 @@ pub async fn publish_to_all(
         .map_err(AppError::internal)?
         .to_owned();
     scoped.txn().execute(&insert).await?;
-    if backend == DbBackend::Postgres {
-        scoped
-            .txn()
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                [CHANNEL.into(), EVERYONE.into()],
-            ))
-            .await?;
-    }
+    notify(scoped, EVERYONE).await?;
     scoped.signal_everyone_after_commit();
     Ok(reached)
 }

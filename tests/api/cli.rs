@@ -243,6 +243,20 @@ async fn migrate_commands_apply_revert_and_report(backend: Backend) {
     status(run(&vars, &["migrate", "up"]).await);
 }
 
+/// Kills a served child with SIGKILL, as a crash would, and reaps it.
+pub(crate) async fn kill9(child: &mut tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+    let _ = child.wait().await;
+}
+
 /// Stops a served child with SIGTERM and returns every log line it wrote.
 async fn stop(
     mut child: tokio::process::Child,
@@ -515,16 +529,7 @@ async fn an_upload_survives_kill_9_and_resumes_where_it_stopped(backend: Backend
     let sixth = bearer(&token, chunk(5));
     let pending = tokio::spawn(async move { in_flight.append_chunk(sixth).await });
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let pid = child.id().expect("running").to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-KILL", &pid])
-            .status()
-            .await
-            .unwrap()
-            .success()
-    );
-    let _ = child.wait().await;
+    kill9(&mut child).await;
     let _ = pending.await;
 
     // A new process on the same database and storage.

@@ -299,6 +299,18 @@ fn metadata_for(meeting: &str, file: &[u8]) -> pb::Upload {
     }
 }
 
+/// A stream of `user`'s upload progress events, from now on.
+async fn upload_progress(app: &TestApp, user: &TestUser) -> tonic::codec::Streaming<pb::SubscribeResponse> {
+    EventServiceClient::new(app.channel.clone())
+        .subscribe(user.request(pb::SubscribeRequest {
+            types: vec![pb::EventType::UploadProgress.into()],
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// Waits for the first committed chunk of `user`'s uploads.
 async fn first_progress(stream: &mut tonic::codec::Streaming<pb::SubscribeResponse>) -> pb::UploadProgress {
     loop {
@@ -321,14 +333,7 @@ async fn a_stream_cut_at_shutdown_names_its_upload_and_a_new_stream_resumes_or_r
     let app = spawn_app(backend).await;
     let pat = app.sign_up("pat").await;
     let file = wav(20 * MIB);
-    let mut events = EventServiceClient::new(app.channel.clone())
-        .subscribe(pat.request(pb::SubscribeRequest {
-            types: vec![pb::EventType::UploadProgress.into()],
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut events = upload_progress(&app, &pat).await;
     let first = new_meeting(&app, &pat).await;
     let feed = Feed::open(&app, &pat, metadata_for(&first, &file), 0);
     feed.send(&file[..9 * MIB]).await;
@@ -370,14 +375,7 @@ async fn a_stream_cut_at_shutdown_names_its_upload_and_a_new_stream_resumes_or_r
     // A stream that ended early leaves its upload, which a plain new
     // stream for the meeting replaces.
     let second = new_meeting(&next, &pat).await;
-    let mut events = EventServiceClient::new(next.channel.clone())
-        .subscribe(pat.request(pb::SubscribeRequest {
-            types: vec![pb::EventType::UploadProgress.into()],
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut events = upload_progress(&next, &pat).await;
     let early = Feed::open(&next, &pat, metadata_for(&second, &file), 0);
     early.send(&file[..9 * MIB]).await;
     let abandoned = first_progress(&mut events).await.upload;
@@ -437,8 +435,6 @@ async fn a_stream_cut_at_shutdown_names_its_upload_and_a_new_stream_resumes_or_r
 /// seconds, and once the dead completion's claim lapses (twice the request
 /// timeout) the upload completes, byte for byte.
 async fn a_completion_killed_mid_way_leaves_nothing_behind_and_can_be_completed_again(backend: Backend) {
-    use tokio::process::Command;
-
     let (mut vars, data_dir) = crate::helpers::test_env(backend).await;
     vars.insert("DEBRIEF_LOG_FORMAT".into(), "json".into());
     vars.insert("DEBRIEF_REQUEST_TIMEOUT".into(), "3s".into());
@@ -532,16 +528,7 @@ async fn a_completion_killed_mid_way_leaves_nothing_behind_and_can_be_completed_
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-KILL", &pid])
-            .status()
-            .await
-            .unwrap()
-            .success()
-    );
-    let _ = child.wait().await;
+    crate::cli::kill9(&mut child).await;
     let _ = pending.await;
     let left = assembled();
     assert_eq!(left.len(), 1, "the killed completion's file is left: {left:?}");
