@@ -119,13 +119,7 @@ async fn serve_starts_answers_and_stops_cleanly_on_sigterm(backend: Backend) {
         .expect("plans");
     assert_eq!(plans.into_inner().plans.len(), 3);
 
-    let pid = child.id().expect("running").to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill");
-    assert!(killed.success());
+    send_signal(&child, "-TERM").await;
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("stops within the grace period")
@@ -243,17 +237,22 @@ async fn migrate_commands_apply_revert_and_report(backend: Backend) {
     status(run(&vars, &["migrate", "up"]).await);
 }
 
-/// Kills a served child with SIGKILL, as a crash would, and reaps it.
-pub(crate) async fn kill9(child: &mut tokio::process::Child) {
+/// Sends `signal` (e.g. `-TERM`) to a running child.
+async fn send_signal(child: &tokio::process::Child, signal: &str) {
     let pid = child.id().expect("running").to_string();
     assert!(
         Command::new("kill")
-            .args(["-KILL", &pid])
+            .args([signal, &pid])
             .status()
             .await
             .unwrap()
             .success()
     );
+}
+
+/// Kills a served child with SIGKILL, as a crash would, and reaps it.
+pub(crate) async fn kill9(child: &mut tokio::process::Child) {
+    send_signal(child, "-KILL").await;
     let _ = child.wait().await;
 }
 
@@ -262,15 +261,7 @@ async fn stop(
     mut child: tokio::process::Child,
     mut log: tokio::sync::mpsc::UnboundedReceiver<String>,
 ) -> Vec<String> {
-    let pid = child.id().expect("running").to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap()
-            .success()
-    );
+    send_signal(&child, "-TERM").await;
     tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("stops")
