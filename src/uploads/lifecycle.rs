@@ -132,10 +132,7 @@ pub async fn create(
         .await?;
     let replaced = match unfinished {
         Some(upload) if earlier == Earlier::Replace => {
-            if store::is_being_completed(&upload, None, now) {
-                return Err(store::completing());
-            }
-            end(&scoped, &upload, Ending::Cancelled, None, now).await?;
+            cancel_unless_completing(&scoped, &upload, now).await?;
             Some(upload)
         }
         Some(upload) => {
@@ -287,14 +284,24 @@ pub async fn end_for_meeting(
     let Some(upload) = active else {
         return Ok(None);
     };
-    // A completion holds it (or took it meanwhile): the recording is being
-    // stored and will need the meeting.
-    if store::is_being_completed(&upload, None, now)
-        || !end(scoped, &upload, Ending::Cancelled, None, now).await?
+    cancel_unless_completing(scoped, &upload, now).await?;
+    Ok(Some(upload))
+}
+
+/// Cancels an active upload in `scoped`, or refuses with UPLOAD_COMPLETING
+/// when a completion holds it (or took it meanwhile): its recording is being
+/// stored and will need the meeting.
+async fn cancel_unless_completing(
+    scoped: &Scoped,
+    upload: &upload::Model,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    if store::is_being_completed(upload, None, now)
+        || !end(scoped, upload, Ending::Cancelled, None, now).await?
     {
         return Err(store::completing());
     }
-    Ok(Some(upload))
+    Ok(())
 }
 
 /// Deletes the objects of an upload that ended — its chunks and, if it
