@@ -8,7 +8,7 @@ use sea_orm::ActiveValue::Set;
 use uuid::Uuid;
 
 use crate::context::RequestMeta;
-use crate::db::{Owned, Scoped};
+use crate::db::Scoped;
 use crate::error::AppResult;
 
 /// `audit_log`.
@@ -42,17 +42,7 @@ pub mod entity {
         pub updated_at: DateTimeUtc,
     }
 
-    /// No relations.
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
-impl Owned for entity::Entity {
-    fn owner_column() -> entity::Column {
-        entity::Column::SubjectUserId
-    }
+    crate::db::entity_tail!(owned by SubjectUserId);
 }
 
 /// An entry to append.

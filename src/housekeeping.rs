@@ -9,11 +9,11 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::AppResult;
-use crate::server::AppState;
+use crate::shared::Shared;
 
 /// Runs [`run_once`] every `DEBRIEF_HOUSEKEEPING_INTERVAL` until
 /// `shutdown`.
-pub async fn run(state: AppState, shutdown: CancellationToken) {
+pub async fn run(state: Shared, shutdown: CancellationToken) {
     let mut interval = tokio::time::interval(state.config.housekeeping_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -25,7 +25,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
 }
 
 /// Runs every task once; failures are logged and retried next time.
-pub async fn run_once(state: &AppState, now: DateTime<Utc>) {
+pub async fn run_once(state: &Shared, now: DateTime<Utc>) {
     match crate::usage::ledger::sweep_expired(&state.db, now).await {
         Ok(0) => {}
         Ok(released) => tracing::info!(released, "gave back expired usage reservations"),
@@ -82,7 +82,7 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) {
 /// Deletes the original recordings of meetings processed longer ago than
 /// the retention setting: the object first, then the reference, so a crash
 /// in between only repeats the deletion.
-async fn delete_expired_originals(state: &AppState, now: DateTime<Utc>) -> AppResult<usize> {
+async fn delete_expired_originals(state: &Shared, now: DateTime<Utc>) -> AppResult<usize> {
     let Some(retention) = state.config.processing.original_retention else {
         return Ok(0);
     };

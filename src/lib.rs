@@ -7,8 +7,10 @@
 //! (configuration, database, errors, server assembly) sit beside them.
 
 pub mod admin;
+pub mod audio;
 pub mod audit;
 pub mod auth;
+pub mod caller;
 pub mod config;
 pub mod context;
 pub mod db;
@@ -16,8 +18,10 @@ pub mod edge;
 pub mod error;
 pub mod events;
 pub mod housekeeping;
+pub mod lifecycle;
 pub mod meetings;
 pub mod metrics;
+pub mod names;
 pub mod ops;
 pub mod pagination;
 pub mod pb;
@@ -27,8 +31,10 @@ pub mod profiles;
 pub mod progress;
 pub mod scratch;
 pub mod server;
+pub mod shared;
 pub mod storage;
 pub mod telemetry;
+pub mod text;
 pub mod timestamps;
 pub mod uploads;
 pub mod usage;

@@ -8,32 +8,44 @@ use std::time::Duration;
 
 use http::{HeaderValue, StatusCode, header};
 
+use std::sync::Arc;
+
+use crate::events::stream::Streams;
 use crate::metrics::Gauges;
-use crate::server::AppState;
+use crate::shared::Shared;
+
+/// What the operations endpoints read.
+#[derive(Clone)]
+pub struct Ops {
+    /// The database and configuration.
+    pub state: Shared,
+    /// The open event streams, counted in `/metrics`.
+    pub streams: Arc<Streams>,
+}
 
 /// `/healthz` and `/readyz`, and `/metrics` unless it has its own address.
-pub fn routes(state: AppState) -> axum::Router {
+pub fn routes(ops: Ops) -> axum::Router {
     let mut router = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .route("/readyz", axum::routing::get(ready));
-    if state.config.metrics_addr.is_none() {
+    if ops.state.config.metrics_addr.is_none() {
         router = router.route("/metrics", axum::routing::get(metrics));
     }
-    router.with_state(state)
+    router.with_state(ops)
 }
 
 /// `/metrics` alone, for its own address.
-pub fn metrics_routes(state: AppState) -> axum::Router {
+pub fn metrics_routes(ops: Ops) -> axum::Router {
     axum::Router::new()
         .route("/metrics", axum::routing::get(metrics))
-        .with_state(state)
+        .with_state(ops)
 }
 
 /// How long `/readyz` and `/metrics` wait for the database: a load
 /// balancer's check gets its answer in time whatever the database does.
 const DATABASE_CHECK: Duration = Duration::from_secs(1);
 
-async fn ready(State(state): State<AppState>) -> Response {
+async fn ready(State(Ops { state, .. }): State<Ops>) -> Response {
     let verdict = match tokio::time::timeout(DATABASE_CHECK, state.db.migration_status()).await {
         Err(_) => Err(format!(
             "the database did not answer within {} s",
@@ -57,9 +69,9 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(Ops { state, streams }): State<Ops>) -> Response {
     let mut gauges = Gauges {
-        streams_open: i64::try_from(state.streams.open_count()).unwrap_or(i64::MAX),
+        streams_open: i64::try_from(streams.open_count()).unwrap_or(i64::MAX),
         ..Gauges::default()
     };
     let depths = tokio::time::timeout(DATABASE_CHECK, async {

@@ -41,23 +41,19 @@ use crate::pb::v1::{
     upload_service_server::UploadServiceServer, usage_service_server::UsageServiceServer,
 };
 use crate::pb::{FILE_DESCRIPTOR_SET, SERVICE_NAMES};
+use crate::shared::Shared;
 use crate::storage::{Storage, StorageError};
 
-/// What every request handler shares.
+/// Everything the server wires together: the infrastructure every domain
+/// may hold, and the parts of domains that others are handed.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    /// The configuration the process started with.
-    pub config: Arc<Config>,
-    /// The database.
-    pub db: Db,
+    /// Configuration, database, storage and the shutdown signal.
+    pub shared: Shared,
     /// Keys, the authenticator, throttling and the mailer.
     pub auth: Arc<Auth>,
-    /// Where recordings are stored.
-    pub storage: Storage,
     /// The open event streams.
     pub streams: Arc<Streams>,
-    /// Cancelled when the server starts shutting down.
-    pub shutdown: CancellationToken,
     /// The transcription provider.
     pub transcriber: Arc<dyn crate::processing::transcribe::Transcriber>,
 }
@@ -66,10 +62,17 @@ impl AppState {
     /// The processing pipeline over this state.
     pub fn pipeline(&self) -> crate::processing::pipeline::Pipeline {
         crate::processing::pipeline::Pipeline {
-            config: self.config.clone(),
-            db: self.db.clone(),
-            storage: self.storage.clone(),
+            config: self.shared.config.clone(),
+            db: self.shared.db.clone(),
+            storage: self.shared.storage.clone(),
             transcriber: self.transcriber.clone(),
+        }
+    }
+
+    fn ops(&self) -> crate::ops::Ops {
+        crate::ops::Ops {
+            state: self.shared.clone(),
+            streams: self.streams.clone(),
         }
     }
 }
@@ -157,13 +160,15 @@ impl Application {
         let streams = Streams::new(db.clone(), config.events.clone(), shutdown.clone());
         let transcriber = crate::processing::transcribe::from_config(&config.processing.transcriber);
         let state = AppState {
-            transcriber,
-            config: Arc::new(config),
-            db,
+            shared: Shared {
+                config: Arc::new(config),
+                db,
+                storage,
+                shutdown: shutdown.clone(),
+            },
             auth,
-            storage,
             streams,
-            shutdown: shutdown.clone(),
+            transcriber,
         };
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
@@ -212,8 +217,9 @@ impl Application {
             routes,
             shutdown,
         } = self;
-        let grace = state.config.shutdown_grace;
-        let trusted = state.config.trusted_proxies.clone();
+        let config = state.shared.config.clone();
+        let grace = config.shutdown_grace;
+        let trusted = config.trusted_proxies.clone();
         let layers = ServiceBuilder::new()
             .map_request(move |request| crate::context::resolve_client_ip(&trusted, request))
             .map_request(drop_unusable_request_id)
@@ -243,10 +249,11 @@ impl Application {
                 http::header::CACHE_CONTROL,
                 HeaderValue::from_static("no-store"),
             ))
-            .layer(PreflightLayer(cors(&state.config)))
+            .layer(PreflightLayer(cors(&config)))
             .into_inner();
 
-        crate::events::listener::start(state.db.clone(), state.streams.clone(), shutdown.clone()).await;
+        crate::events::listener::start(state.shared.db.clone(), state.streams.clone(), shutdown.clone())
+            .await;
         let signal = {
             let shutdown = shutdown.clone();
             async move {
@@ -258,17 +265,17 @@ impl Application {
         // The edge answers its own timeouts with 504 first; this one is
         // for gRPC and gRPC-Web calls.
         let server = Server::builder()
-            .timeout(state.config.request_timeout + Duration::from_secs(1))
-            .concurrency_limit_per_connection(state.config.max_concurrent_per_connection)
+            .timeout(config.request_timeout + Duration::from_secs(1))
+            .concurrency_limit_per_connection(config.max_concurrent_per_connection)
             .accept_http1(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .layer(layers)
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal);
-        tracing::info!(%addr, backend = ?state.db.backend(), "debrief is serving gRPC, gRPC-Web and HTTP");
+        tracing::info!(%addr, backend = ?state.shared.db.backend(), "debrief is serving gRPC, gRPC-Web and HTTP");
 
         if let Some((listener, metrics_addr)) = metrics {
-            let routes = crate::ops::metrics_routes(state.clone());
+            let routes = crate::ops::metrics_routes(state.ops());
             let stop = shutdown.clone();
             tracing::info!(%metrics_addr, "serving /metrics");
             tokio::spawn(async move {
@@ -280,11 +287,11 @@ impl Application {
                 }
             });
         }
-        tokio::spawn(crate::housekeeping::run(state.clone(), shutdown.clone()));
+        tokio::spawn(crate::housekeeping::run(state.shared.clone(), shutdown.clone()));
 
         let workers = tokio::spawn(crate::processing::worker::run(
             state.pipeline(),
-            state.config.processing.workers,
+            config.processing.workers,
             shutdown.clone(),
         ));
         tokio::pin!(server);
@@ -307,7 +314,8 @@ fn grpc_routes(
     state: &AppState,
     health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
 ) -> Result<Routes, ServerError> {
-    let max = state.config.max_message_bytes;
+    let shared = &state.shared;
+    let max = shared.config.max_message_bytes;
     // Every debrief service gets the configured message size limit.
     macro_rules! limited {
         ($server:ident, $api:expr) => {
@@ -325,37 +333,41 @@ fn grpc_routes(
     routes
         .add_service(limited!(
             AuthServiceServer,
-            crate::auth::AuthApi::new(state.clone())
+            crate::auth::AuthApi::new(shared.clone(), state.auth.clone())
         ))
         .add_service(limited!(
             ProfileServiceServer,
-            crate::profiles::ProfileApi::new(state.clone())
+            crate::profiles::ProfileApi::new(shared.clone())
         ))
         .add_service(limited!(
             MeetingServiceServer,
-            crate::meetings::MeetingApi::new(state.clone())
+            crate::meetings::MeetingApi::new(
+                shared.clone(),
+                state.streams.clone(),
+                Arc::new(crate::uploads::lifecycle::EndWithMeeting(shared.clone())),
+            )
         ))
         .add_service(limited!(
             UploadServiceServer,
-            crate::uploads::UploadApi::new(state.clone())
+            crate::uploads::UploadApi::new(shared.clone())
         ))
         .add_service(limited!(
             ProcessingServiceServer,
-            crate::processing::ProcessingApi::new(state.clone())
+            crate::processing::ProcessingApi::new(shared.clone())
         ))
         .add_service(limited!(PracticeServiceServer, crate::practice::PracticeApi))
         .add_service(limited!(ProgressServiceServer, crate::progress::ProgressApi))
         .add_service(limited!(
             UsageServiceServer,
-            crate::usage::UsageApi::new(state.clone())
+            crate::usage::UsageApi::new(shared.clone())
         ))
         .add_service(limited!(
             EventServiceServer,
-            crate::events::EventApi::new(state.clone())
+            crate::events::EventApi::new(shared.clone(), state.streams.clone())
         ))
         .add_service(limited!(
             AdminServiceServer,
-            crate::admin::AdminApi::new(state.clone())
+            crate::admin::AdminApi::new(shared.clone(), state.auth.clone())
         ))
         .add_service(health)
         .add_service(reflection().build_v1()?)
@@ -370,11 +382,11 @@ fn grpc_routes(
         .layer(crate::metrics::MetricsLayer)
         .layer(AuthLayer::new(state.auth.authenticator.clone()));
     let grpc = routes.routes().into_axum_router().layer(grpc_layers);
-    let edge = crate::edge::router(grpc.clone(), max, state.config.request_timeout)?;
+    let edge = crate::edge::router(grpc.clone(), max, shared.config.request_timeout)?;
     let router = grpc
         .clone()
         .merge(edge)
-        .merge(crate::ops::routes(state.clone()))
+        .merge(crate::ops::routes(state.ops()))
         .route(
             "/.well-known/jwks.json",
             axum::routing::get(move || {

@@ -4,9 +4,9 @@ use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use crate::audit::entity as audit;
-use crate::auth::model::parse_name;
 use crate::db::Db;
 use crate::error::{AppResult, Violations};
+use crate::names::parse_name;
 use crate::pagination::{BeforeId, PageRequest};
 use crate::pb::v1 as pb;
 use crate::timestamps;

@@ -7,12 +7,13 @@ use uuid::Uuid;
 
 use crate::audit::{self, Entry};
 use crate::auth::entity::user;
-use crate::auth::model::{parse_name, plain_text};
 use crate::context::RequestMeta;
 use crate::db::Db;
 use crate::error::{AppError, AppResult, Violations};
 use crate::events::model::Payload;
+use crate::names::parse_name;
 use crate::pb::v1 as pb;
+use crate::text::plain_text;
 
 /// Longest title.
 const MAX_TITLE: usize = 120;

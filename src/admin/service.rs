@@ -1,24 +1,28 @@
 //! The gRPC AdminService: every RPC needs the admin role.
 
+use std::sync::Arc;
+
 use tonic::{Request, Response, Status};
 
 use super::{audit_log, notices, users};
-use crate::auth::Caller;
+use crate::auth::Auth;
+use crate::caller::Caller;
 use crate::context::RequestMeta;
 use crate::pb::v1 as pb;
 use crate::pb::v1::admin_service_server::AdminService;
-use crate::server::AppState;
+use crate::shared::Shared;
 
 /// AdminService. GetAnalytics answers UNIMPLEMENTED until it is built.
 #[derive(Clone, Debug)]
 pub struct AdminApi {
-    state: AppState,
+    state: Shared,
+    auth: Arc<Auth>,
 }
 
 impl AdminApi {
-    /// The service over the shared state.
-    pub fn new(state: AppState) -> Self {
-        Self { state }
+    /// The service over the shared state and authentication.
+    pub fn new(state: Shared, auth: Arc<Auth>) -> Self {
+        Self { state, auth }
     }
 }
 
@@ -51,7 +55,7 @@ impl AdminService for AdminApi {
         let meta = RequestMeta::of(&request);
         let user = users::set_role(&self.state.db, &meta, admin_id, request.into_inner()).await?;
         // Roles are read with session checks: apply the change here at once.
-        self.state.auth.authenticator.forget_all();
+        self.auth.authenticator.forget_all();
         Ok(Response::new(pb::SetUserRoleResponse { user: Some(user) }))
     }
 

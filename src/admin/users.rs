@@ -7,14 +7,16 @@ use uuid::Uuid;
 
 use crate::audit::{self, Entry};
 use crate::auth::entity::user::{self, Role};
-use crate::auth::model::{display_name, normalise_email, parse_name};
+use crate::auth::model::normalise_email;
 use crate::auth::{password, store};
 use crate::context::RequestMeta;
 use crate::db::Db;
 use crate::error::{AppError, AppResult, Violations};
+use crate::names::parse_name;
 use crate::pagination::{BeforeId, PageRequest};
 use crate::pb::v1 as pb;
 use crate::profiles::entity as profile;
+use crate::text::display_name;
 
 /// Creates an account with a role, e.g. the first admin. Used by
 /// `debrief admin create-user`; audited with no actor.
@@ -75,7 +77,7 @@ pub async fn set_role(
     let mut bad = Violations::default();
     let user_id = bad.check(parse_name("user", &user, "users"))?;
     let role = bad.check(role_from_proto("role", role))?;
-    let reason = bad.check(crate::auth::model::plain_text("reason", &reason, 500))?;
+    let reason = bad.check(crate::text::plain_text("reason", &reason, 500))?;
     let (user_id, role, reason) = bad.finish(|| Some((user_id?, role?, reason?)))?;
     // Writing another user's row needs the service scope; the admin check
     // was made by the caller.

@@ -7,7 +7,7 @@ use sea_orm::sea_query::Expr;
 use super::entity::user::{self, Role};
 use super::entity::user_token::Purpose;
 use super::mailer::Mail;
-use super::model::{display_name, normalise_email};
+use super::model::normalise_email;
 use super::sessions::{self, RevokeWhich};
 use super::store::{self, NewAccount};
 use super::throttle::FailureKeys;
@@ -17,6 +17,7 @@ use crate::context::RequestMeta;
 use crate::db::Db;
 use crate::error::{AppError, AppResult, Violations};
 use crate::pb::v1 as pb;
+use crate::text::display_name;
 
 const VERIFY_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(48);
 const RESET_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(1);

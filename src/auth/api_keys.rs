@@ -7,16 +7,17 @@ use sea_orm::{ColumnTrait, Condition, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use super::Auth;
-use super::caller::is_known_scope;
 use super::entity::api_key;
-use super::model::{display_name, parse_name};
 use super::secret::{self, API_KEY_PREFIX};
 use crate::audit::{self, Entry};
+use crate::caller::is_known_scope;
 use crate::context::RequestMeta;
 use crate::db::Db;
 use crate::error::{AppError, AppResult, FieldViolation};
+use crate::names::parse_name;
 use crate::pagination::{BeforeId, PageRequest};
 use crate::pb::v1 as pb;
+use crate::text::display_name;
 use crate::timestamps;
 
 /// Characters of the key kept to recognise it (`dbk_` and 8 more).
@@ -224,7 +225,7 @@ pub async fn revoke(
             .col_expr(api_key::Column::RevokedAt, Expr::value(now))
             .col_expr(api_key::Column::UpdatedAt, Expr::value(now))
             .filter(api_key::Column::Id.eq(id))
-            .exec(scoped.txn())
+            .exec()
             .await?;
         audit::record(
             &scoped,

@@ -17,10 +17,10 @@ use sea_orm::{ColumnTrait, QueryFilter};
 use tonic::Status;
 use uuid::Uuid;
 
-use super::caller::{Caller, Credential};
 use super::entity::{api_key, session, user};
 use super::keys::{KeySet, TokenError};
 use super::secret::{self, API_KEY_PREFIX};
+use crate::caller::{Caller, Credential};
 use crate::db::Db;
 use crate::error::{AppError, AppResult};
 
@@ -261,7 +261,7 @@ impl Authenticator {
                 .update_many::<api_key::Entity>()
                 .col_expr(api_key::Column::LastUsedAt, sea_orm::sea_query::Expr::value(now))
                 .filter(api_key::Column::Id.eq(key.id))
-                .exec(scoped.txn())
+                .exec()
                 .await?;
             scoped.commit().await?;
         }

@@ -8,7 +8,7 @@ use std::num::NonZeroU32;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use uuid::Uuid;
 
-use super::caller::is_read;
+use crate::caller::is_read;
 use crate::config::UserLimits;
 use crate::error::{AppError, AppResult};
 

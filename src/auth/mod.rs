@@ -6,7 +6,6 @@
 
 pub mod accounts;
 pub mod api_keys;
-pub mod caller;
 pub mod entity;
 pub mod keys;
 pub mod layer;
@@ -23,7 +22,6 @@ pub mod tickets;
 
 use std::sync::Arc;
 
-pub use caller::{Caller, Credential};
 pub use service::AuthApi;
 
 use crate::config::Config;

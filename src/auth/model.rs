@@ -2,9 +2,6 @@
 
 use crate::error::{AppError, AppResult};
 
-/// Longest display name.
-pub const MAX_DISPLAY_NAME: usize = 100;
-
 /// A normalised email address: trimmed, lower-case, one `@`, a dotted
 /// domain, at most 254 characters.
 pub fn normalise_email(field: &str, raw: &str) -> AppResult<String> {
@@ -31,34 +28,6 @@ pub fn normalise_email(field: &str, raw: &str) -> AppResult<String> {
     Ok(email)
 }
 
-/// A display name: trimmed, at most 100 characters, no control characters.
-pub fn display_name(field: &str, raw: &str) -> AppResult<String> {
-    plain_text(field, raw, MAX_DISPLAY_NAME)
-}
-
-/// Trimmed text of at most `max` characters without control characters.
-pub fn plain_text(field: &str, raw: &str, max: usize) -> AppResult<String> {
-    let text = raw.trim();
-    if text.chars().count() > max {
-        return Err(AppError::invalid(
-            field,
-            format!("must be at most {max} characters long"),
-        ));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(AppError::invalid(field, "must not contain control characters"));
-    }
-    Ok(text.to_owned())
-}
-
-/// The id in a resource name such as `authSessions/{id}`.
-pub fn parse_name(field: &str, name: &str, collection: &str) -> AppResult<uuid::Uuid> {
-    name.strip_prefix(collection)
-        .and_then(|rest| rest.strip_prefix('/'))
-        .and_then(|id| uuid::Uuid::parse_str(id).ok())
-        .ok_or_else(|| AppError::invalid(field, format!("must be `{collection}/{{id}}`")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,16 +49,5 @@ mod tests {
         ] {
             assert!(normalise_email("email", bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn names_parse() {
-        let id = uuid::Uuid::now_v7();
-        assert_eq!(
-            parse_name("name", &format!("apiKeys/{id}"), "apiKeys").unwrap(),
-            id
-        );
-        assert!(parse_name("name", &format!("authSessions/{id}"), "apiKeys").is_err());
-        assert!(display_name("display_name", "Al\u{7}ice").is_err());
     }
 }

@@ -1,26 +1,30 @@
 //! The gRPC AuthService: validate, call the flow, answer. The flows live in
 //! [`super::accounts`], [`super::sessions`] and [`super::api_keys`].
 
+use std::sync::Arc;
+
 use tonic::{Request, Response, Status};
 
-use super::model::parse_name;
-use super::{Caller, accounts, api_keys, sessions, tickets};
+use super::{Auth, accounts, api_keys, sessions, tickets};
+use crate::caller::Caller;
 use crate::context::RequestMeta;
 use crate::error::AppError;
+use crate::names::parse_name;
 use crate::pb::v1 as pb;
 use crate::pb::v1::auth_service_server::AuthService;
-use crate::server::AppState;
+use crate::shared::Shared;
 
 /// AuthService.
 #[derive(Clone, Debug)]
 pub struct AuthApi {
-    state: AppState,
+    state: Shared,
+    auth: Arc<Auth>,
 }
 
 impl AuthApi {
-    /// The service over the shared state.
-    pub fn new(state: AppState) -> Self {
-        Self { state }
+    /// The service over the shared state and authentication.
+    pub fn new(state: Shared, auth: Arc<Auth>) -> Self {
+        Self { state, auth }
     }
 }
 
@@ -42,7 +46,7 @@ impl AuthService for AuthApi {
         let meta = RequestMeta::of(&request);
         let s = &self.state;
         Ok(Response::new(
-            accounts::sign_up(&s.auth, &s.db, &meta, request.into_inner()).await?,
+            accounts::sign_up(&self.auth, &s.db, &meta, request.into_inner()).await?,
         ))
     }
 
@@ -51,7 +55,7 @@ impl AuthService for AuthApi {
         let meta = RequestMeta::of(&request);
         let s = &self.state;
         Ok(Response::new(
-            accounts::sign_in(&s.auth, &s.db, &meta, request.into_inner()).await?,
+            accounts::sign_in(&self.auth, &s.db, &meta, request.into_inner()).await?,
         ))
     }
 
@@ -61,12 +65,12 @@ impl AuthService for AuthApi {
         request: Request<pb::RefreshSessionRequest>,
     ) -> Reply<pb::RefreshSessionResponse> {
         let meta = RequestMeta::of(&request);
-        self.state.auth.throttle.check_rate(meta.ip)?;
+        self.auth.throttle.check_rate(meta.ip)?;
         let pb::RefreshSessionRequest { refresh_token } = request.into_inner();
         if refresh_token.is_empty() {
             return Err(AppError::invalid("refresh_token", "is required").into());
         }
-        let tokens = sessions::refresh(&self.state.auth, &self.state.db, &refresh_token, &meta).await?;
+        let tokens = sessions::refresh(&self.auth, &self.state.db, &refresh_token, &meta).await?;
         Ok(Response::new(pb::RefreshSessionResponse { tokens: Some(tokens) }))
     }
 
@@ -76,7 +80,7 @@ impl AuthService for AuthApi {
         let caller = Caller::of(&request)?;
         let session = session_of(caller)?;
         sessions::end(
-            &self.state.auth,
+            &self.auth,
             &self.state.db,
             &meta,
             caller.user_id,
@@ -110,7 +114,7 @@ impl AuthService for AuthApi {
         let meta = RequestMeta::of(&request);
         let user_id = Caller::of(&request)?.user_id;
         let id = parse_name("name", &request.get_ref().name, "authSessions")?;
-        sessions::end(&self.state.auth, &self.state.db, &meta, user_id, id, "revoked").await?;
+        sessions::end(&self.auth, &self.state.db, &meta, user_id, id, "revoked").await?;
         Ok(Response::new(pb::RevokeSessionResponse {}))
     }
 
@@ -123,7 +127,7 @@ impl AuthService for AuthApi {
         let caller = Caller::of(&request)?;
         let (user_id, session) = (caller.user_id, caller.session_id());
         let s = &self.state;
-        accounts::change_password(&s.auth, &s.db, &meta, user_id, session, request.into_inner()).await?;
+        accounts::change_password(&self.auth, &s.db, &meta, user_id, session, request.into_inner()).await?;
         Ok(Response::new(pb::ChangePasswordResponse {}))
     }
 
@@ -134,7 +138,7 @@ impl AuthService for AuthApi {
     ) -> Reply<pb::RequestPasswordResetResponse> {
         let meta = RequestMeta::of(&request);
         let s = &self.state;
-        accounts::request_password_reset(&s.auth, &s.db, &meta, &request.get_ref().email).await?;
+        accounts::request_password_reset(&self.auth, &s.db, &meta, &request.get_ref().email).await?;
         Ok(Response::new(pb::RequestPasswordResetResponse {}))
     }
 
@@ -145,7 +149,7 @@ impl AuthService for AuthApi {
     ) -> Reply<pb::ResetPasswordResponse> {
         let meta = RequestMeta::of(&request);
         let s = &self.state;
-        accounts::reset_password(&s.auth, &s.db, &meta, request.into_inner()).await?;
+        accounts::reset_password(&self.auth, &s.db, &meta, request.into_inner()).await?;
         Ok(Response::new(pb::ResetPasswordResponse {}))
     }
 
@@ -155,7 +159,7 @@ impl AuthService for AuthApi {
         request: Request<pb::SendVerificationEmailRequest>,
     ) -> Reply<pb::SendVerificationEmailResponse> {
         let user_id = Caller::of(&request)?.user_id;
-        accounts::send_verification(&self.state.auth, &self.state.db, user_id).await?;
+        accounts::send_verification(&self.auth, &self.state.db, user_id).await?;
         Ok(Response::new(pb::SendVerificationEmailResponse {}))
     }
 
@@ -175,7 +179,7 @@ impl AuthService for AuthApi {
         let user_id = Caller::of(&request)?.user_id;
         let s = &self.state;
         Ok(Response::new(
-            api_keys::create(&s.auth, &s.db, &meta, user_id, request.into_inner()).await?,
+            api_keys::create(&self.auth, &s.db, &meta, user_id, request.into_inner()).await?,
         ))
     }
 
@@ -212,7 +216,7 @@ impl AuthService for AuthApi {
         let meta = RequestMeta::of(&request);
         let user_id = Caller::of(&request)?.user_id;
         let s = &self.state;
-        let key = api_keys::revoke(&s.auth, &s.db, &meta, user_id, &request.get_ref().name).await?;
+        let key = api_keys::revoke(&self.auth, &s.db, &meta, user_id, &request.get_ref().name).await?;
         Ok(Response::new(pb::RevokeApiKeyResponse { api_key: Some(key) }))
     }
 }

@@ -154,7 +154,7 @@ pub async fn refresh(
         .col_expr(refresh_token::Column::UpdatedAt, Expr::value(now))
         .filter(refresh_token::Column::Id.eq(token.id))
         .filter(refresh_token::Column::UsedAt.is_null())
-        .exec(scoped.txn())
+        .exec()
         .await?;
     if claimed.rows_affected == 1 {
         let expires_at = now + ttl(auth.config.session_ttl);
@@ -164,7 +164,7 @@ pub async fn refresh(
             .col_expr(session::Column::ExpiresAt, Expr::value(expires_at))
             .col_expr(session::Column::UpdatedAt, Expr::value(now))
             .filter(session::Column::Id.eq(session.id))
-            .exec(scoped.txn())
+            .exec()
             .await?;
         let session = session::Model {
             expires_at,
@@ -258,7 +258,7 @@ pub async fn revoke(
             .col_expr(session::Column::RevokeReason, Expr::value(reason))
             .col_expr(session::Column::UpdatedAt, Expr::value(now))
             .filter(session::Column::Id.is_in(ids.clone()))
-            .exec(scoped.txn())
+            .exec()
             .await?;
     }
     Ok(ids)

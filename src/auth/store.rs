@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::entity::user::{self, Role};
 use super::entity::user_token::{self, Purpose};
 use super::secret;
-use crate::db::Scoped;
+use crate::db::{Scoped, ScopedWrite};
 use crate::error::{AppError, AppResult};
 use crate::pb::v1 as pb;
 use crate::profiles;
@@ -90,17 +90,20 @@ pub fn is_unique_violation(error: &sea_orm::DbErr) -> bool {
     )
 }
 
+/// An update of accounts in a scope.
+pub type UserUpdate<'a> = ScopedWrite<'a, sea_orm::UpdateMany<user::Entity>>;
+
 /// Updates columns of one account.
-pub async fn update_user(
-    scoped: &Scoped,
+pub async fn update_user<'a>(
+    scoped: &'a Scoped,
     id: Uuid,
-    changes: impl FnOnce(sea_orm::UpdateMany<user::Entity>) -> sea_orm::UpdateMany<user::Entity>,
+    changes: impl FnOnce(UserUpdate<'a>) -> UserUpdate<'a>,
 ) -> AppResult<()> {
     let update = scoped
         .update_many::<user::Entity>()
         .col_expr(user::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(user::Column::Id.eq(id));
-    changes(update).exec(scoped.txn()).await?;
+    changes(update).exec().await?;
     Ok(())
 }
 
@@ -150,7 +153,7 @@ pub async fn issue_email_token(
         .filter(user_token::Column::UserId.eq(user_id))
         .filter(user_token::Column::Purpose.eq(purpose))
         .filter(user_token::Column::UsedAt.is_null())
-        .exec(scoped.txn())
+        .exec()
         .await?;
     let token = secret::generate(secret::EMAIL_TOKEN_PREFIX)?;
     scoped
@@ -192,7 +195,7 @@ pub async fn use_email_token(scoped: &Scoped, token: &user_token::Model) -> AppR
         .col_expr(user_token::Column::UsedAt, Expr::value(Utc::now()))
         .filter(user_token::Column::Id.eq(token.id))
         .filter(user_token::Column::UsedAt.is_null())
-        .exec(scoped.txn())
+        .exec()
         .await?;
     if used.rows_affected == 1 {
         Ok(())

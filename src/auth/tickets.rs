@@ -65,7 +65,7 @@ pub async fn redeem(db: &Db, ticket: &str) -> AppResult<Option<(Uuid, Uuid)>> {
         .filter(stream_ticket::Column::TokenHash.eq(secret::hash(ticket)))
         .filter(stream_ticket::Column::UsedAt.is_null())
         .filter(stream_ticket::Column::ExpiresAt.gt(now))
-        .exec_with_returning(scoped.txn())
+        .exec_with_returning()
         .await?;
     scoped.commit().await?;
     Ok(used.first().map(|t| (t.user_id, t.session_id)))
@@ -77,7 +77,7 @@ pub async fn prune(db: &Db, before: DateTime<Utc>) -> AppResult<u64> {
     let pruned = scoped
         .delete_many::<stream_ticket::Entity>()
         .filter(stream_ticket::Column::ExpiresAt.lt(before))
-        .exec(scoped.txn())
+        .exec()
         .await?
         .rows_affected;
     scoped.commit().await?;

@@ -17,7 +17,8 @@ use sea_orm::{
     SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 
-pub use scope::{Owned, Scope, Scoped};
+pub(crate) use scope::entity_tail;
+pub use scope::{INSERT_BATCH, Owned, Scope, Scoped, ScopedWrite};
 pub use signals::Signals;
 
 use crate::config::{Config, ConfigError};

@@ -1,18 +1,20 @@
 //! Scoped transactions: the one way to read and write user data.
 //!
 //! [`Db::as_user`] opens a transaction for one user. Queries built through
-//! it ([`Scoped::find`], [`Scoped::update_many`], [`Scoped::delete_many`],
-//! [`Scoped::insert`]) carry an owner filter in SQL on every backend. On
+//! it ([`Scoped::find`], [`Scoped::update_many`], [`Scoped::delete_many`])
+//! carry an owner filter in SQL on every backend, and rows written through
+//! it ([`Scoped::insert`], [`Scoped::insert_many`], [`Scoped::upsert`]) are
+//! checked to belong to the scope first. On
 //! Postgres the transaction also sets `app.user_id` and `app.role` (local to
 //! the transaction), and the forced Row Level Security policies of the
 //! migrations enforce the same rule in the database, so a query that forgot
 //! its filter still sees nothing of anyone else's.
 
-use sea_orm::EntityName;
-use sea_orm::sea_query::ValueType;
+use sea_orm::sea_query::{Expr, ExprTrait, InsertStatement, IntoIden, OnConflict, SimpleExpr, ValueType};
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseTransaction,
-    DbBackend, DeleteMany, EntityTrait, IntoActiveModel, QueryFilter, Select, Statement, UpdateMany,
+    DbBackend, DbErr, DeleteMany, DeleteResult, EntityName, EntityTrait, IntoActiveModel, QueryFilter,
+    Select, Statement, UpdateMany, UpdateResult,
 };
 use uuid::Uuid;
 
@@ -46,6 +48,86 @@ impl Scope {
 pub trait Owned: EntityTrait {
     /// The column with the owning user's id.
     fn owner_column() -> Self::Column;
+}
+
+/// What every entity writes after its model: no navigated relations,
+/// default behaviour and, for user data, `owned by Column` names the column
+/// holding the owner's id ([`Owned`]). Use it inside the entity's module.
+macro_rules! entity_tail {
+    () => {
+        /// No relations are navigated.
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    };
+    (owned by $column:ident) => {
+        $crate::db::entity_tail!();
+
+        impl $crate::db::Owned for Entity {
+            fn owner_column() -> Column {
+                Column::$column
+            }
+        }
+    };
+}
+pub(crate) use entity_tail;
+
+/// Rows per statement of [`Scoped::insert_many`], well under every
+/// backend's limit on bound values.
+pub const INSERT_BATCH: usize = 500;
+
+/// An `UPDATE` or `DELETE` from [`Scoped::update_many`] or
+/// [`Scoped::delete_many`]: limited to the rows the scope may write, and
+/// run in the scope's transaction by `exec`.
+#[must_use = "a write does nothing until `exec`"]
+#[derive(Debug)]
+pub struct ScopedWrite<'a, Q> {
+    scoped: &'a Scoped,
+    query: Q,
+}
+
+impl<Q: QueryFilter> QueryFilter for ScopedWrite<'_, Q> {
+    type QueryStatement = Q::QueryStatement;
+
+    fn query(&mut self) -> &mut Self::QueryStatement {
+        self.query.query()
+    }
+}
+
+impl<E: EntityTrait> ScopedWrite<'_, UpdateMany<E>> {
+    /// Sets `column` to `value`.
+    pub fn col_expr<T: IntoIden>(self, column: T, value: impl Into<SimpleExpr>) -> Self {
+        Self {
+            query: self.query.col_expr(column, value.into()),
+            ..self
+        }
+    }
+
+    /// Sets the columns `model` has set.
+    pub fn set<A: ActiveModelTrait<Entity = E>>(self, model: A) -> Self {
+        Self {
+            query: self.query.set(model),
+            ..self
+        }
+    }
+
+    /// Runs the update.
+    pub async fn exec(self) -> Result<UpdateResult, DbErr> {
+        self.query.exec(&self.scoped.txn).await
+    }
+
+    /// Runs the update and returns the rows as they now are.
+    pub async fn exec_with_returning(self) -> Result<Vec<E::Model>, DbErr> {
+        self.query.exec_with_returning(&self.scoped.txn).await
+    }
+}
+
+impl<E: EntityTrait> ScopedWrite<'_, DeleteMany<E>> {
+    /// Runs the delete.
+    pub async fn exec(self) -> Result<DeleteResult, DbErr> {
+        self.query.exec(&self.scoped.txn).await
+    }
 }
 
 /// An open transaction bound to a [`Scope`]. Dropping it rolls back.
@@ -122,19 +204,21 @@ impl Scoped {
     }
 
     /// `UPDATE` over `E`, limited to rows the scope may write.
-    pub fn update_many<E: Owned>(&self) -> UpdateMany<E> {
-        match self.write_owner() {
+    pub fn update_many<E: Owned>(&self) -> ScopedWrite<'_, UpdateMany<E>> {
+        let query = match self.write_owner() {
             Some(id) => E::update_many().filter(E::owner_column().eq(id)),
             None => E::update_many(),
-        }
+        };
+        ScopedWrite { scoped: self, query }
     }
 
     /// `DELETE` over `E`, limited to rows the scope may write.
-    pub fn delete_many<E: Owned>(&self) -> DeleteMany<E> {
-        match self.write_owner() {
+    pub fn delete_many<E: Owned>(&self) -> ScopedWrite<'_, DeleteMany<E>> {
+        let query = match self.write_owner() {
             Some(id) => E::delete_many().filter(E::owner_column().eq(id)),
             None => E::delete_many(),
-        }
+        };
+        ScopedWrite { scoped: self, query }
     }
 
     /// Inserts a row after checking that the scope may own it.
@@ -143,6 +227,112 @@ impl Scoped {
         A: ActiveModelTrait + ActiveModelBehavior + Send,
         A::Entity: Owned,
         <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
+    {
+        self.check_owner(&row)?;
+        Ok(row.insert(&self.txn).await?)
+    }
+
+    /// Inserts rows, in statements of at most [`INSERT_BATCH`] rows, after
+    /// checking that the scope may own every one.
+    pub async fn insert_many<A>(&self, rows: impl IntoIterator<Item = A>) -> AppResult<()>
+    where
+        A: ActiveModelTrait + Send,
+        A::Entity: Owned,
+    {
+        self.insert_batches(rows, None).await.map(|_| ())
+    }
+
+    /// [`Self::insert_many`], skipping rows whose `columns` match a row
+    /// already there; returns how many were inserted.
+    pub async fn insert_many_or_ignore<A, I>(
+        &self,
+        rows: impl IntoIterator<Item = A>,
+        columns: I,
+    ) -> AppResult<u64>
+    where
+        A: ActiveModelTrait + Send,
+        A::Entity: Owned,
+        I: IntoIterator<Item = <A::Entity as EntityTrait>::Column>,
+    {
+        let ignore = OnConflict::columns(columns).do_nothing().to_owned();
+        self.insert_batches(rows, Some(ignore)).await
+    }
+
+    /// Inserts a row unless one with the same `columns` exists, after
+    /// checking that the scope may own it; whether it was inserted.
+    pub async fn insert_or_ignore<A, I>(&self, row: A, columns: I) -> AppResult<bool>
+    where
+        A: ActiveModelTrait + Send,
+        A::Entity: Owned,
+        I: IntoIterator<Item = <A::Entity as EntityTrait>::Column>,
+    {
+        Ok(self.insert_many_or_ignore([row], columns).await? == 1)
+    }
+
+    async fn insert_batches<A>(
+        &self,
+        rows: impl IntoIterator<Item = A>,
+        on_conflict: Option<OnConflict>,
+    ) -> AppResult<u64>
+    where
+        A: ActiveModelTrait + Send,
+        A::Entity: Owned,
+    {
+        let rows: Vec<A> = rows.into_iter().collect();
+        for row in &rows {
+            self.check_owner(row)?;
+        }
+        let mut inserted = 0;
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let batch: Vec<A> = rows.by_ref().take(INSERT_BATCH).collect();
+            let mut insert = A::Entity::insert_many(batch);
+            if let Some(on_conflict) = &on_conflict {
+                insert = insert.on_conflict(on_conflict.clone());
+            }
+            inserted += insert.exec_without_returning(&self.txn).await?;
+        }
+        Ok(inserted)
+    }
+
+    /// Inserts a row or, on conflict, runs the update of `on_conflict` (a
+    /// `DO UPDATE`; see [`Self::insert_or_ignore`] for `DO NOTHING`) on the
+    /// row in its way, after checking that the scope may own the row. The
+    /// update touches only a row the scope may write: another user's row in
+    /// the way stays as it is, and nothing is written.
+    pub async fn upsert<A>(&self, row: A, mut on_conflict: OnConflict) -> AppResult<()>
+    where
+        A: ActiveModelTrait + Send,
+        A::Entity: Owned,
+    {
+        self.check_owner(&row)?;
+        if let Some(owner) = self.write_owner() {
+            on_conflict.action_and_where(
+                Expr::col((A::Entity::default(), <A::Entity as Owned>::owner_column())).eq(owner),
+            );
+        }
+        A::Entity::insert(row)
+            .on_conflict(on_conflict)
+            .exec_without_returning(&self.txn)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs a set-based write over many users' rows (an `INSERT … SELECT`
+    /// for every recipient of a notice, say). Only the service scope, which
+    /// may write every user's rows, may run one.
+    pub async fn execute_across_users(&self, statement: &InsertStatement) -> AppResult<u64> {
+        if self.scope != Scope::Service {
+            return Err(AppError::internal("writes across users need the service scope"));
+        }
+        Ok(self.txn.execute(statement).await?.rows_affected())
+    }
+
+    /// Refuses a row the scope may not own.
+    fn check_owner<A>(&self, row: &A) -> AppResult<()>
+    where
+        A: ActiveModelTrait,
+        A::Entity: Owned,
     {
         if let Some(scope_owner) = self.write_owner() {
             let owner = match row.get(<A::Entity as Owned>::owner_column()) {
@@ -158,7 +348,7 @@ impl Scoped {
                 )));
             }
         }
-        Ok(row.insert(&self.txn).await?)
+        Ok(())
     }
 
     /// Wakes the waiters on `user_id`'s signal once this transaction has

@@ -2,8 +2,6 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::db::Owned;
-
 /// `events`: one row per event.
 pub mod event {
     use super::*;
@@ -31,17 +29,7 @@ pub mod event {
         pub seq: i64,
     }
 
-    /// No relations are navigated.
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-
-    impl super::Owned for Entity {
-        fn owner_column() -> Column {
-            Column::UserId
-        }
-    }
+    crate::db::entity_tail!(owned by UserId);
 }
 
 /// `event_sequences`: each user's last event number.
@@ -59,15 +47,5 @@ pub mod sequence {
         pub last_seq: i64,
     }
 
-    /// No relations are navigated.
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-
-    impl super::Owned for Entity {
-        fn owner_column() -> Column {
-            Column::UserId
-        }
-    }
+    crate::db::entity_tail!(owned by UserId);
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::entity::event;
-use crate::meetings::entity::Status;
+use crate::lifecycle::{Stage, Status};
 use crate::pb::v1 as pb;
 use crate::timestamps;
 
@@ -53,8 +53,8 @@ pub enum Payload {
     ProcessingStage {
         /// What happened to the stage.
         phase: StagePhase,
-        /// The stage, e.g. `convert`.
-        stage: String,
+        /// The stage.
+        stage: Stage,
         /// Which attempt of the stage.
         attempt: i32,
         /// Overall progress, 0 to 100.
@@ -196,7 +196,7 @@ pub fn to_proto(row: &event::Model) -> pb::Event {
                 error,
                 will_retry,
             } => P::Stage(pb::StageProgress {
-                stage: crate::meetings::convert::stage_to_proto(&stage).into(),
+                stage: stage.to_proto().into(),
                 attempt,
                 percent,
                 error,

@@ -31,13 +31,15 @@ pub async fn publish(
 ) -> AppResult<i64> {
     // Taking the user's next number locks their counter row until commit,
     // so the user's events commit in number order.
-    sequence::Entity::insert(sequence::ActiveModel {
-        user_id: Set(user_id),
-        last_seq: Set(1),
-    })
-    .on_conflict(next_number())
-    .exec(scoped.txn())
-    .await?;
+    scoped
+        .upsert(
+            sequence::ActiveModel {
+                user_id: Set(user_id),
+                last_seq: Set(1),
+            },
+            next_number(),
+        )
+        .await?;
     let seq = sequence::Entity::find_by_id(user_id)
         .one(scoped.txn())
         .await?
@@ -105,9 +107,6 @@ pub async fn publish_to_all(
     recipients: SelectStatement,
     payload: Payload,
 ) -> AppResult<u64> {
-    if scoped.scope() != crate::db::Scope::Service {
-        return Err(AppError::internal("events for every user need the service scope"));
-    }
     // Each recipient's next number, as `publish` takes it one at a time.
     let mut numbered = recipients.clone();
     numbered
@@ -121,7 +120,7 @@ pub async fn publish_to_all(
         .map_err(AppError::internal)?
         .on_conflict(next_number())
         .to_owned();
-    let reached = scoped.txn().execute(&counters).await?.rows_affected();
+    let reached = scoped.execute_across_users(&counters).await?;
     let now = Utc::now();
     let value = serde_json::to_value(&payload).map_err(AppError::internal)?;
     let mut rows = Query::select();
@@ -146,7 +145,7 @@ pub async fn publish_to_all(
         .select_from(rows)
         .map_err(AppError::internal)?
         .to_owned();
-    scoped.txn().execute(&insert).await?;
+    scoped.execute_across_users(&insert).await?;
     notify(scoped, EVERYONE).await?;
     scoped.signal_everyone_after_commit();
     Ok(reached)

@@ -1,28 +1,31 @@
 //! The gRPC EventService.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use super::model::to_proto;
 use super::store::{self, Filter};
-use crate::auth::Caller;
+use super::stream::Streams;
+use crate::caller::Caller;
 use crate::error::Violations;
 use crate::pb::v1 as pb;
 use crate::pb::v1::event_service_server::EventService;
-use crate::server::AppState;
+use crate::shared::Shared;
 
 /// EventService.
 #[derive(Clone, Debug)]
 pub struct EventApi {
-    state: AppState,
+    state: Shared,
+    streams: Arc<Streams>,
 }
 
 impl EventApi {
-    /// The service over the shared state.
-    pub fn new(state: AppState) -> Self {
-        Self { state }
+    /// The service over the shared state and the open streams.
+    pub fn new(state: Shared, streams: Arc<Streams>) -> Self {
+        Self { state, streams }
     }
 }
 
@@ -48,7 +51,7 @@ impl EventService for EventApi {
             bad.add("after_event_id", "must not be negative");
         }
         let filter = bad.finish(|| filter)?;
-        let slot = self.state.streams.open(user_id)?;
+        let slot = self.streams.open(user_id)?;
         // Without a starting point the stream starts at the newest event.
         let after = match after_event_id {
             Some(id) => id,
@@ -57,7 +60,7 @@ impl EventService for EventApi {
                 store::last_id(&scoped, user_id).await?
             }
         };
-        let stream = self.state.streams.stream(slot, after, filter, Vec::new(), None);
+        let stream = self.streams.stream(slot, after, filter, Vec::new(), None);
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -31,7 +31,7 @@ impl Filter {
         let meeting_id = if meeting.is_empty() {
             Some(None)
         } else {
-            bad.check(crate::auth::model::parse_name("meeting", meeting, "meetings"))?
+            bad.check(crate::names::parse_name("meeting", meeting, "meetings"))?
                 .map(Some)
         };
         Ok((names.len() == types.len())
@@ -88,7 +88,7 @@ pub async fn prune(db: &Db, cutoff: chrono::DateTime<chrono::Utc>) -> AppResult<
     let deleted = scoped
         .delete_many::<event::Entity>()
         .filter(event::Column::CreatedAt.lt(cutoff))
-        .exec(scoped.txn())
+        .exec()
         .await?;
     scoped.commit().await?;
     Ok(deleted.rows_affected)

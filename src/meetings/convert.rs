@@ -1,6 +1,7 @@
 //! Meeting rows to API messages.
 
 use super::entity;
+use crate::lifecycle::Stage;
 use crate::pb::v1 as pb;
 use crate::timestamps;
 
@@ -17,9 +18,7 @@ pub fn to_proto(meeting: &entity::Model) -> pb::Meeting {
     });
     let stage = meeting
         .current_stage
-        .as_deref()
-        .map(stage_to_proto)
-        .unwrap_or_default();
+        .map_or(pb::ProcessingStage::Unspecified, Stage::to_proto);
     pb::Meeting {
         name: format!("meetings/{}", meeting.id),
         title: meeting.title.clone(),
@@ -38,10 +37,4 @@ pub fn to_proto(meeting: &entity::Model) -> pb::Meeting {
         create_time: Some(timestamps::to_proto(meeting.created_at)),
         update_time: Some(timestamps::to_proto(meeting.updated_at)),
     }
-}
-
-/// The API value of a stored stage name such as `convert`.
-pub fn stage_to_proto(name: &str) -> pb::ProcessingStage {
-    pb::ProcessingStage::from_str_name(&format!("PROCESSING_STAGE_{}", name.to_ascii_uppercase()))
-        .unwrap_or_default()
 }

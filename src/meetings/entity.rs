@@ -2,41 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::db::Owned;
-
-/// Where a meeting is in its life (stored, and in event payloads, by the
-/// names below).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, serde::Serialize, serde::Deserialize,
-)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Created; no upload yet.
-    #[sea_orm(string_value = "awaiting_upload")]
-    AwaitingUpload,
-    /// An upload is in progress.
-    #[sea_orm(string_value = "uploading")]
-    Uploading,
-    /// Stored and validated.
-    #[sea_orm(string_value = "uploaded")]
-    Uploaded,
-    /// Waiting for a worker.
-    #[sea_orm(string_value = "queued")]
-    Queued,
-    /// Being processed.
-    #[sea_orm(string_value = "processing")]
-    Processing,
-    /// Processed except for transcription.
-    #[sea_orm(string_value = "awaiting_transcription")]
-    AwaitingTranscription,
-    /// Transcript and analysis available.
-    #[sea_orm(string_value = "ready")]
-    Ready,
-    /// Processing failed.
-    #[sea_orm(string_value = "failed")]
-    Failed,
-}
+use crate::lifecycle::Stage;
+pub use crate::lifecycle::Status;
 
 /// A meeting.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -60,7 +27,7 @@ pub struct Model {
     /// Labels, a JSON array of strings.
     pub tags: Json,
     /// The processing stage running now.
-    pub current_stage: Option<String>,
+    pub current_stage: Option<Stage>,
     /// Why processing failed.
     pub failure_reason: Option<String>,
     /// The current upload.
@@ -93,14 +60,4 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
 }
 
-/// No relations are navigated from meetings yet.
-#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
-
-impl ActiveModelBehavior for ActiveModel {}
-
-impl Owned for Entity {
-    fn owner_column() -> Column {
-        Column::UserId
-    }
-}
+crate::db::entity_tail!(owned by UserId);

@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, Utc};
 
-use super::entity::Status;
 use crate::error::{AppError, AppResult, FieldViolation, Violations};
 use crate::pb::v1 as pb;
 use crate::timestamps;
@@ -165,62 +164,10 @@ pub fn merge(current: &mut pb::Meeting, update: pb::Meeting, paths: &[String]) {
     }
 }
 
-impl Status {
-    /// The API enum.
-    pub fn to_proto(self) -> pb::MeetingStatus {
-        match self {
-            Self::AwaitingUpload => pb::MeetingStatus::AwaitingUpload,
-            Self::Uploading => pb::MeetingStatus::Uploading,
-            Self::Uploaded => pb::MeetingStatus::Uploaded,
-            Self::Queued => pb::MeetingStatus::Queued,
-            Self::Processing => pb::MeetingStatus::Processing,
-            Self::AwaitingTranscription => pb::MeetingStatus::AwaitingTranscription,
-            Self::Ready => pb::MeetingStatus::Ready,
-            Self::Failed => pb::MeetingStatus::Failed,
-        }
-    }
-
-    /// The status of an API enum; None for UNSPECIFIED.
-    pub fn from_proto(status: pb::MeetingStatus) -> Option<Self> {
-        match status {
-            pb::MeetingStatus::Unspecified => None,
-            pb::MeetingStatus::AwaitingUpload => Some(Self::AwaitingUpload),
-            pb::MeetingStatus::Uploading => Some(Self::Uploading),
-            pb::MeetingStatus::Uploaded => Some(Self::Uploaded),
-            pb::MeetingStatus::Queued => Some(Self::Queued),
-            pb::MeetingStatus::Processing => Some(Self::Processing),
-            pb::MeetingStatus::AwaitingTranscription => Some(Self::AwaitingTranscription),
-            pb::MeetingStatus::Ready => Some(Self::Ready),
-            pb::MeetingStatus::Failed => Some(Self::Failed),
-        }
-    }
-
-    /// The statuses a meeting may move to from this one:
-    /// `awaiting_upload → uploading → uploaded → queued → processing →
-    /// ready | awaiting_transcription | failed`; a rejected or cancelled
-    /// upload returns to `awaiting_upload`, and a failed or parked meeting
-    /// can be queued again.
-    pub fn next(self) -> &'static [Status] {
-        match self {
-            Self::AwaitingUpload => &[Self::Uploading],
-            Self::Uploading => &[Self::Uploaded, Self::AwaitingUpload],
-            Self::Uploaded => &[Self::Queued],
-            Self::Queued => &[Self::Processing, Self::Failed],
-            Self::Processing => &[
-                Self::Ready,
-                Self::AwaitingTranscription,
-                Self::Failed,
-                Self::Queued,
-            ],
-            Self::AwaitingTranscription | Self::Failed => &[Self::Queued],
-            Self::Ready => &[],
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifecycle::Status;
 
     #[test]
     fn fields_are_validated_together() {

@@ -1,33 +1,43 @@
 //! The gRPC MeetingService: validate, call the store, answer.
 
+use std::sync::Arc;
+
 use tonic::{Request, Response, Status};
 
 use super::entity::Status as MeetingStatus;
 use super::model::{self, MeetingFields};
-use super::{convert, store};
+use super::{OnDelete, convert, store};
 use crate::audit::{self, Entry};
-use crate::auth::Caller;
-use crate::auth::model::parse_name;
+use crate::caller::Caller;
 use crate::context::RequestMeta;
 use crate::db::Db;
 use crate::error::{AppError, AppResult, Violations};
-use crate::events::stream::Watched;
+use crate::events::stream::{Streams, Watched};
+use crate::lifecycle::Stage;
+use crate::names::parse_name;
 use crate::pagination::{BeforeId, PageRequest};
 use crate::pb::v1 as pb;
 use crate::pb::v1::meeting_service_server::MeetingService;
-use crate::server::AppState;
+use crate::shared::Shared;
 use crate::timestamps;
 
 /// MeetingService.
 #[derive(Clone, Debug)]
 pub struct MeetingApi {
-    state: AppState,
+    state: Shared,
+    streams: Arc<Streams>,
+    on_delete: Arc<dyn OnDelete>,
 }
 
 impl MeetingApi {
-    /// The service over the shared state.
-    pub fn new(state: AppState) -> Self {
-        Self { state }
+    /// The service over the shared state, the open streams and what else
+    /// ends with a meeting.
+    pub fn new(state: Shared, streams: Arc<Streams>, on_delete: Arc<dyn OnDelete>) -> Self {
+        Self {
+            state,
+            streams,
+            on_delete,
+        }
     }
 }
 
@@ -167,7 +177,7 @@ impl MeetingService for MeetingApi {
             id => id,
         };
         drop(scoped);
-        let slot = self.state.streams.open(user_id)?;
+        let slot = self.streams.open(user_id)?;
         let filter = crate::events::store::Filter {
             types: Vec::new(),
             meeting_id: Some(id),
@@ -177,10 +187,10 @@ impl MeetingService for MeetingApi {
         let watched = MeetingWatch {
             user_id,
             id,
-            seen: (meeting.status, meeting.current_stage.clone()),
+            seen: (meeting.status, meeting.current_stage),
         };
         let first = vec![snapshot(&meeting)];
-        Ok(Response::new(Box::pin(self.state.streams.stream(
+        Ok(Response::new(Box::pin(self.streams.stream(
             slot,
             after,
             filter,
@@ -198,7 +208,7 @@ impl MeetingService for MeetingApi {
         let id = meeting_of("name", &request.get_ref().name, "/transcript")?;
         let scoped = self.state.db.as_user(user_id).await?;
         Ok(Response::new(pb::GetTranscriptResponse {
-            transcript: Some(crate::processing::results::transcript(&scoped, id).await?),
+            transcript: Some(super::results::transcript(&scoped, id).await?),
         }))
     }
 
@@ -208,7 +218,7 @@ impl MeetingService for MeetingApi {
         let id = meeting_of("name", &request.get_ref().name, "/analysis")?;
         let scoped = self.state.db.as_user(user_id).await?;
         Ok(Response::new(pb::GetAnalysisResponse {
-            analysis: Some(crate::processing::results::analysis(&scoped, id).await?),
+            analysis: Some(super::results::analysis(&scoped, id).await?),
         }))
     }
 
@@ -225,7 +235,7 @@ impl MeetingService for MeetingApi {
         store::soft_delete(&scoped, id).await?;
         let now = chrono::Utc::now();
         // An upload in progress ends; a stored recording frees its storage.
-        let cancelled = crate::uploads::lifecycle::end_for_meeting(&scoped, id, now).await?;
+        let after_commit = self.on_delete.meeting_deleted(&scoped, id, now).await?;
         if let (Some(size), Some(_)) = (meeting.size_bytes, &meeting.original_object) {
             crate::usage::ledger::free(
                 &scoped,
@@ -243,8 +253,8 @@ impl MeetingService for MeetingApi {
         )
         .await?;
         scoped.commit().await?;
-        if let Some(upload) = cancelled {
-            crate::uploads::lifecycle::delete_objects(&self.state, &upload).await;
+        if let Some(cleanup) = after_commit {
+            cleanup.await;
         }
         Ok(Response::new(pb::DeleteMeetingResponse {}))
     }
@@ -263,7 +273,7 @@ fn snapshot(meeting: &super::entity::Model) -> pb::WatchMeetingResponse {
 struct MeetingWatch {
     user_id: uuid::Uuid,
     id: uuid::Uuid,
-    seen: (MeetingStatus, Option<String>),
+    seen: (MeetingStatus, Option<Stage>),
 }
 
 #[tonic::async_trait]
@@ -271,7 +281,7 @@ impl Watched<pb::WatchMeetingResponse> for MeetingWatch {
     async fn changed(&mut self, db: &Db) -> AppResult<Option<pb::WatchMeetingResponse>> {
         let scoped = db.as_user(self.user_id).await?;
         let meeting = store::get(&scoped, self.id).await?;
-        let now = (meeting.status, meeting.current_stage.clone());
+        let now = (meeting.status, meeting.current_stage);
         if now == self.seen {
             return Ok(None);
         }

@@ -137,7 +137,7 @@ pub async fn update(scoped: &Scoped, id: Uuid, fields: MeetingFields) -> AppResu
         .col_expr(entity::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(entity::Column::Id.eq(id))
         .filter(entity::Column::DeletedAt.is_null())
-        .exec(scoped.txn())
+        .exec()
         .await?;
     get(scoped, id).await
 }
@@ -157,7 +157,7 @@ pub async fn transition(scoped: &Scoped, id: Uuid, from: &[Status], to: Status) 
         .filter(entity::Column::Id.eq(id))
         .filter(entity::Column::DeletedAt.is_null())
         .filter(entity::Column::Status.is_in(from.iter().copied()))
-        .exec_with_returning(scoped.txn())
+        .exec_with_returning()
         .await?;
     // Streams watching the meeting show its new status.
     for meeting in &moved {
@@ -174,7 +174,7 @@ pub async fn set_failure(scoped: &Scoped, id: Uuid, reason: &str) -> AppResult<(
         .col_expr(entity::Column::CurrentStage, Expr::value(None::<String>))
         .col_expr(entity::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(entity::Column::Id.eq(id))
-        .exec(scoped.txn())
+        .exec()
         .await?;
     Ok(())
 }
@@ -188,7 +188,7 @@ pub async fn soft_delete(scoped: &Scoped, id: Uuid) -> AppResult<()> {
         .col_expr(entity::Column::UpdatedAt, Expr::value(now))
         .filter(entity::Column::Id.eq(id))
         .filter(entity::Column::DeletedAt.is_null())
-        .exec_with_returning(scoped.txn())
+        .exec_with_returning()
         .await?;
     let Some(meeting) = deleted.first() else {
         return Err(AppError::not_found("meeting"));
@@ -222,7 +222,7 @@ pub async fn forget_original(db: &Db, meeting: &entity::Model, now: DateTime<Utc
         .col_expr(entity::Column::UpdatedAt, Expr::value(now))
         .filter(entity::Column::Id.eq(meeting.id))
         .filter(entity::Column::OriginalObject.is_not_null())
-        .exec(scoped.txn())
+        .exec()
         .await?;
     if forgotten.rows_affected == 1
         && let Some(size) = meeting.size_bytes.filter(|s| *s > 0)
@@ -261,7 +261,7 @@ pub async fn purge_deleted(db: &Db, cutoff: DateTime<Utc>) -> AppResult<Vec<Uuid
         scoped
             .delete_many::<entity::Entity>()
             .filter(entity::Column::Id.is_in(doomed.iter().copied()))
-            .exec(scoped.txn())
+            .exec()
             .await?;
     }
     scoped.commit().await?;

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use super::audio::vad::{self, Span};
 use super::transcribe::Line;
+use crate::audio::vad::{self, Span};
 
 /// Metrics from the audio alone.
 #[derive(Debug, Clone, PartialEq)]

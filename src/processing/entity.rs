@@ -1,28 +1,8 @@
 //! The tables of the pipeline: jobs, stage runs, converted audio and its
-//! segments, transcripts, analyses and sampling settings.
+//! segments, and sampling settings. What it produces for the owner
+//! (transcripts, analyses) is the meetings domain's.
 
 use sea_orm::entity::prelude::*;
-
-/// The items every entity here shares: no navigated relations, default
-/// behaviour, and (for user data) the owner column.
-macro_rules! plain_entity {
-    () => {
-        /// No relations are navigated.
-        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-        pub enum Relation {}
-
-        impl ActiveModelBehavior for ActiveModel {}
-    };
-    (owned) => {
-        plain_entity!();
-
-        impl crate::db::Owned for Entity {
-            fn owner_column() -> Column {
-                Column::UserId
-            }
-        }
-    };
-}
 
 /// Queue state of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
@@ -42,32 +22,7 @@ pub enum JobState {
     Dead,
 }
 
-/// A pipeline stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, EnumIter, DeriveActiveEnum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
-pub enum Stage {
-    /// Checking the stored recording.
-    #[sea_orm(string_value = "validate")]
-    Validate,
-    /// Decoding and resampling.
-    #[sea_orm(string_value = "convert")]
-    Convert,
-    /// Voice activity detection and cutting.
-    #[sea_orm(string_value = "segment")]
-    Segment,
-    /// Smart sampling.
-    #[sea_orm(string_value = "sample")]
-    Sample,
-    /// Transcription.
-    #[sea_orm(string_value = "transcribe")]
-    Transcribe,
-    /// Metrics.
-    #[sea_orm(string_value = "analyze")]
-    Analyze,
-    /// Removing temporary objects.
-    #[sea_orm(string_value = "cleanup")]
-    Cleanup,
-}
+pub use crate::lifecycle::Stage;
 
 /// Outcome of a stage run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
@@ -141,7 +96,7 @@ pub mod job {
         pub updated_at: DateTimeUtc,
     }
 
-    plain_entity!(owned);
+    crate::db::entity_tail!(owned by UserId);
 }
 
 /// `processing_stage_runs`: one row per run of a stage.
@@ -177,7 +132,7 @@ pub mod stage_run {
         pub updated_at: DateTimeUtc,
     }
 
-    plain_entity!(owned);
+    crate::db::entity_tail!(owned by UserId);
 }
 
 /// `meeting_audio`: the converted recording and what was learnt from it.
@@ -211,7 +166,7 @@ pub mod audio {
         pub updated_at: DateTimeUtc,
     }
 
-    plain_entity!(owned);
+    crate::db::entity_tail!(owned by UserId);
 }
 
 /// `meeting_segments`: the pieces the audio was cut into.
@@ -246,117 +201,7 @@ pub mod segment {
         pub updated_at: DateTimeUtc,
     }
 
-    plain_entity!(owned);
-}
-
-/// `meeting_transcripts`: one per transcribed meeting.
-pub mod transcript {
-    use super::*;
-
-    /// A transcript's header.
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-    #[sea_orm(table_name = "meeting_transcripts")]
-    pub struct Model {
-        /// The meeting.
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub meeting_id: Uuid,
-        /// Its owner.
-        pub user_id: Uuid,
-        /// Language, BCP 47.
-        pub language: String,
-        /// Provider and model.
-        pub model: String,
-        /// Share of speech transcribed, 0 to 100.
-        pub coverage_percent: f64,
-        /// When it was produced.
-        pub created_at: DateTimeUtc,
-        /// Last change.
-        pub updated_at: DateTimeUtc,
-    }
-
-    plain_entity!(owned);
-}
-
-/// `transcript_segments`: the transcript's lines.
-pub mod transcript_segment {
-    use super::*;
-
-    /// One stretch of transcribed speech.
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-    #[sea_orm(table_name = "transcript_segments")]
-    pub struct Model {
-        /// Row id.
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        /// The meeting.
-        pub meeting_id: Uuid,
-        /// Its owner.
-        pub user_id: Uuid,
-        /// Order, from 0.
-        pub position: i32,
-        /// Start in meeting time.
-        pub start_ms: i64,
-        /// End in meeting time.
-        pub end_ms: i64,
-        /// The words.
-        pub text: String,
-        /// Provider's confidence.
-        pub confidence: Option<f64>,
-        /// Row creation.
-        pub created_at: DateTimeUtc,
-        /// Last change.
-        pub updated_at: DateTimeUtc,
-    }
-
-    plain_entity!(owned);
-}
-
-/// `meeting_analyses`: the speaking metrics of a meeting.
-pub mod analysis {
-    use super::*;
-
-    /// A meeting's metrics.
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-    #[sea_orm(table_name = "meeting_analyses")]
-    pub struct Model {
-        /// The meeting.
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub meeting_id: Uuid,
-        /// Its owner.
-        pub user_id: Uuid,
-        /// Length of the meeting.
-        pub total_ms: i64,
-        /// Time with speech.
-        pub speech_ms: i64,
-        /// `speech_ms / total_ms`.
-        pub speech_ratio: f64,
-        /// Pauses at least the pause threshold long.
-        pub pause_count: i32,
-        /// Their mean length.
-        pub average_pause_ms: i64,
-        /// The longest.
-        pub longest_pause_ms: i64,
-        /// Longest speech without a pause.
-        pub longest_monologue_ms: i64,
-        /// Words per minute of transcribed speech.
-        pub words_per_minute: Option<f64>,
-        /// Filler words found.
-        pub filler_word_count: Option<i32>,
-        /// `[{"word": .., "count": ..}, ...]`, most frequent first.
-        pub filler_words: Json,
-        /// Questions asked.
-        pub question_count: Option<i32>,
-        /// Skill scores (not computed yet: `[]`).
-        pub skill_scores: Json,
-        /// Most words in one stretch of speech.
-        pub longest_monologue_words: Option<i32>,
-        /// When it was computed.
-        pub created_at: DateTimeUtc,
-        /// Last change.
-        pub updated_at: DateTimeUtc,
-    }
-
-    plain_entity!(owned);
+    crate::db::entity_tail!(owned by UserId);
 }
 
 /// `user_sampling_configs`: a user's own sampling settings.
@@ -382,7 +227,7 @@ pub mod user_sampling {
         pub updated_at: DateTimeUtc,
     }
 
-    plain_entity!(owned);
+    crate::db::entity_tail!(owned by UserId);
 }
 
 /// `plan_sampling_configs`: a plan's default sampling settings.
@@ -408,5 +253,5 @@ pub mod plan_sampling {
         pub updated_at: DateTimeUtc,
     }
 
-    plain_entity!();
+    crate::db::entity_tail!();
 }

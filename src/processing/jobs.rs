@@ -22,7 +22,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entity::{JobState, job};
-use crate::db::{Db, Scoped};
+use crate::db::{Db, Scoped, ScopedWrite};
 use crate::error::{AppError, AppResult};
 use crate::usage::limits::Allowance;
 use crate::usage::model::Category;
@@ -88,7 +88,7 @@ pub async fn requeue(scoped: &Scoped, meeting_id: Uuid, reservation_id: Option<U
     if reservation_id.is_some() {
         update = update.col_expr(job::Column::ReservationId, Expr::value(reservation_id));
     }
-    update.exec(scoped.txn()).await?;
+    update.exec().await?;
     scoped.wake_workers_after_commit();
     Ok(())
 }
@@ -166,7 +166,7 @@ pub async fn claim(db: &Db, worker: &str, lease: Duration) -> AppResult<Option<j
             .filter(job::Column::Id.eq(candidate.id))
             .filter(job::Column::State.eq(candidate.state))
             .filter(job::Column::Attempts.eq(candidate.attempts))
-            .exec(scoped.txn())
+            .exec()
             .await?;
         if taken.rows_affected == 1 {
             scoped.commit().await?;
@@ -189,13 +189,13 @@ pub async fn renew(db: &Db, id: Uuid, worker: &str, lease: Duration) -> AppResul
     let scoped = db.as_service().await?;
     let renewed = held(&scoped, id, worker)
         .col_expr(job::Column::LeaseUntil, Expr::value(later(Utc::now(), lease)))
-        .exec(scoped.txn())
+        .exec()
         .await?;
     scoped.commit().await?;
     Ok(renewed.rows_affected == 1)
 }
 
-fn held(scoped: &Scoped, id: Uuid, worker: &str) -> sea_orm::UpdateMany<job::Entity> {
+fn held<'a>(scoped: &'a Scoped, id: Uuid, worker: &str) -> ScopedWrite<'a, sea_orm::UpdateMany<job::Entity>> {
     scoped
         .update_many::<job::Entity>()
         .col_expr(job::Column::UpdatedAt, Expr::value(Utc::now()))
@@ -218,7 +218,7 @@ fn lease_lost() -> AppError {
 /// Fails the transaction unless `worker` still holds job `id`: every write
 /// of a job's results goes through this first.
 pub async fn fence(scoped: &Scoped, id: Uuid, worker: &str) -> AppResult<()> {
-    if held(scoped, id, worker).exec(scoped.txn()).await?.rows_affected == 1 {
+    if held(scoped, id, worker).exec().await?.rows_affected == 1 {
         Ok(())
     } else {
         Err(lease_lost())
@@ -291,7 +291,7 @@ async fn settle(
     if let Some(attempts) = attempts {
         update = update.col_expr(job::Column::Attempts, Expr::value(attempts.max(0)));
     }
-    if update.exec(scoped.txn()).await?.rows_affected == 1 {
+    if update.exec().await?.rows_affected == 1 {
         Ok(())
     } else {
         Err(lease_lost())
@@ -304,7 +304,7 @@ pub async fn clear_reservation(scoped: &Scoped, id: Uuid) -> AppResult<()> {
         .update_many::<job::Entity>()
         .col_expr(job::Column::ReservationId, Expr::value(None::<Uuid>))
         .filter(job::Column::Id.eq(id))
-        .exec(scoped.txn())
+        .exec()
         .await?;
     Ok(())
 }

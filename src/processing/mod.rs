@@ -2,7 +2,6 @@
 //! and analyses recordings, its durable job queue and its workers.
 
 pub mod analyze;
-pub mod audio;
 pub mod entity;
 pub mod jobs;
 pub mod pipeline;
@@ -23,7 +22,7 @@ use crate::db::Scoped;
 use crate::error::{AppError, AppResult};
 use crate::meetings::entity::Status;
 use crate::meetings::store;
-use crate::server::AppState;
+use crate::shared::Shared;
 use crate::usage::ledger;
 use crate::usage::model::Category;
 
@@ -38,7 +37,7 @@ pub fn minutes(duration_ms: i64) -> i64 {
 /// Holds the analysis minutes of `meeting` (over the plan's limit:
 /// `RESOURCE_EXHAUSTED`); returns the reservation's id.
 pub async fn hold_minutes(
-    state: &AppState,
+    state: &Shared,
     scoped: &Scoped,
     meeting: &crate::meetings::entity::Model,
 ) -> AppResult<Uuid> {
@@ -59,7 +58,7 @@ pub async fn hold_minutes(
 /// In the caller's transaction it holds the meeting's analysis minutes
 /// (over the plan's limit: `RESOURCE_EXHAUSTED`), moves it to `queued` and
 /// queues its job.
-pub async fn enqueue(state: &AppState, scoped: &Scoped, user_id: Uuid, meeting_id: Uuid) -> AppResult<()> {
+pub async fn enqueue(state: &Shared, scoped: &Scoped, user_id: Uuid, meeting_id: Uuid) -> AppResult<()> {
     let meeting = store::get(scoped, meeting_id).await?;
     let reservation = hold_minutes(state, scoped, &meeting).await?;
     if !store::transition(scoped, meeting_id, &[Status::Uploaded], Status::Queued).await? {

@@ -17,22 +17,20 @@ use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 use super::analyze;
-use super::audio::{self, convert, vad};
-use super::entity::{
-    RunState, Stage, analysis, audio as meeting_audio, job, segment, stage_run, transcript,
-    transcript_segment,
-};
+use super::entity::{RunState, Stage, audio as meeting_audio, job, segment, stage_run};
 use super::jobs;
 use super::sampling::{self, Piece};
-use super::transcribe::{Line, TranscribeError, Transcriber, Transcription};
+use super::transcribe::{TranscribeError, Transcriber, Transcription};
+use crate::audio::container;
+use crate::audio::{self, convert, vad};
 use crate::config::Config;
 use crate::db::{Db, Scoped};
 use crate::error::{AppError, AppResult};
 use crate::events::model::{Payload, StagePhase};
 use crate::meetings::entity::{self as meeting, Status};
+use crate::meetings::results::{self, Line, analysis};
 use crate::meetings::store;
 use crate::storage::Storage;
-use crate::uploads::model::{Container, container};
 use crate::usage::entity::metric;
 use crate::usage::ledger;
 use crate::usage::model::Category;
@@ -272,10 +270,10 @@ impl Run<'_> {
             .await?;
         scoped
             .update_many::<meeting::Entity>()
-            .col_expr(meeting::Column::CurrentStage, Expr::value(stage_name(stage)))
+            .col_expr(meeting::Column::CurrentStage, Expr::value(stage))
             .col_expr(meeting::Column::UpdatedAt, Expr::value(now))
             .filter(meeting::Column::Id.eq(self.meeting.id))
-            .exec(scoped.txn())
+            .exec()
             .await?;
         announce(
             &scoped,
@@ -404,11 +402,12 @@ impl Run<'_> {
 
     async fn convert(&self, attempt: i32) -> Result<RunState, Failure> {
         let input = self.original().await?.clone();
-        let extension = match self.meeting.content_type.as_deref().and_then(container) {
-            Some((Container::Mp3, _)) => "mp3",
-            Some((Container::Mp4, _)) => "m4a",
-            _ => "wav",
-        };
+        let extension = self
+            .meeting
+            .content_type
+            .as_deref()
+            .and_then(container::declared)
+            .map_or("wav", |(declared, _)| declared.extension());
         let output = self.wav.clone();
         let converted = self
             .blocking_with_progress(Stage::Convert, attempt, move |progress| {
@@ -489,7 +488,7 @@ impl Run<'_> {
             )
             .col_expr(meeting_audio::Column::UpdatedAt, Expr::value(now))
             .filter(meeting_audio::Column::MeetingId.eq(self.meeting.id))
-            .exec(scoped.txn())
+            .exec()
             .await?;
         self.succeed(scoped, Stage::Segment, attempt).await
     }
@@ -527,7 +526,7 @@ impl Run<'_> {
             if selected {
                 update = update.filter(segment::Column::Position.is_in(choice.positions.iter().copied()));
             }
-            update.exec(scoped.txn()).await?;
+            update.exec().await?;
         }
         scoped
             .update_many::<meeting_audio::Entity>()
@@ -542,7 +541,7 @@ impl Run<'_> {
             )
             .col_expr(meeting_audio::Column::UpdatedAt, Expr::value(now))
             .filter(meeting_audio::Column::MeetingId.eq(self.meeting.id))
-            .exec(scoped.txn())
+            .exec()
             .await?;
         if choice.estimated_cost_micros > 0 {
             ledger::record(
@@ -605,7 +604,7 @@ impl Run<'_> {
                 .col_expr(segment::Column::UpdatedAt, Expr::value(now))
                 .filter(segment::Column::MeetingId.eq(self.meeting.id))
                 .filter(segment::Column::Position.eq(piece.position))
-                .exec(scoped.txn())
+                .exec()
                 .await?;
             ledger::record(
                 &scoped,
@@ -647,9 +646,6 @@ impl Run<'_> {
         heard: &[Transcription],
         coverage_percent: f64,
     ) -> AppResult<()> {
-        let id = self.meeting.id;
-        clear::<transcript_segment::Entity>(scoped, transcript_segment::Column::MeetingId, id).await?;
-        clear::<transcript::Entity>(scoped, transcript::Column::MeetingId, id).await?;
         let mut languages: Vec<&str> = heard.iter().map(|t| t.language.as_str()).collect();
         languages.sort_unstable();
         let language = languages
@@ -658,36 +654,8 @@ impl Run<'_> {
             .and_then(|run| run.first())
             .copied()
             .unwrap_or("");
-        let now = Utc::now();
-        scoped
-            .insert(transcript::ActiveModel {
-                meeting_id: Set(id),
-                user_id: Set(self.meeting.user_id),
-                language: Set(language.to_owned()),
-                model: Set(model.to_owned()),
-                coverage_percent: Set(coverage_percent),
-                created_at: Set(now),
-                updated_at: Set(now),
-            })
-            .await?;
-        let lines: Vec<&Line> = heard.iter().flat_map(|t| &t.lines).collect();
-        for (position, line) in lines.into_iter().enumerate() {
-            scoped
-                .insert(transcript_segment::ActiveModel {
-                    meeting_id: Set(id),
-                    user_id: Set(self.meeting.user_id),
-                    position: Set(i32::try_from(position).unwrap_or(i32::MAX)),
-                    start_ms: Set(line.start_ms),
-                    end_ms: Set(line.end_ms),
-                    text: Set(line.text.clone()),
-                    confidence: Set(line.confidence),
-                    created_at: Set(now),
-                    updated_at: Set(now),
-                    ..Default::default()
-                })
-                .await?;
-        }
-        Ok(())
+        let lines: Vec<Line> = heard.iter().flat_map(|t| t.lines.iter().cloned()).collect();
+        results::replace_transcript(scoped, &self.meeting, (language, model, coverage_percent), &lines).await
     }
 
     async fn analyze(&self, attempt: i32) -> Result<RunState, Failure> {
@@ -699,27 +667,7 @@ impl Run<'_> {
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
         let metrics = analyze::audio_metrics(audio_row.duration_ms, &spans);
-        let has_transcript = scoped
-            .find::<transcript::Entity>()
-            .filter(transcript::Column::MeetingId.eq(self.meeting.id))
-            .one(scoped.txn())
-            .await?
-            .is_some();
-        let text = if has_transcript {
-            let lines: Vec<Line> = scoped
-                .find::<transcript_segment::Entity>()
-                .filter(transcript_segment::Column::MeetingId.eq(self.meeting.id))
-                .order_by_asc(transcript_segment::Column::Position)
-                .all(scoped.txn())
-                .await?
-                .into_iter()
-                .map(|l| Line {
-                    start_ms: l.start_ms,
-                    end_ms: l.end_ms,
-                    text: l.text,
-                    confidence: l.confidence,
-                })
-                .collect();
+        let text = if let Some(lines) = results::transcript_lines(&scoped, self.meeting.id).await? {
             let transcribed_speech: i64 = self
                 .segments(&scoped)
                 .await?
@@ -735,10 +683,10 @@ impl Run<'_> {
         } else {
             None
         };
-        clear::<analysis::Entity>(&scoped, analysis::Column::MeetingId, self.meeting.id).await?;
         let now = Utc::now();
-        scoped
-            .insert(analysis::ActiveModel {
+        results::replace_analysis(
+            &scoped,
+            analysis::ActiveModel {
                 meeting_id: Set(self.meeting.id),
                 user_id: Set(self.meeting.user_id),
                 total_ms: Set(metrics.total_ms),
@@ -764,8 +712,9 @@ impl Run<'_> {
                 longest_monologue_words: Set(text.as_ref().map(|t| t.longest_monologue_words)),
                 created_at: Set(now),
                 updated_at: Set(now),
-            })
-            .await?;
+            },
+        )
+        .await?;
         self.succeed(scoped, Stage::Analyze, attempt).await
     }
 
@@ -804,7 +753,7 @@ impl Run<'_> {
             .col_expr(meeting::Column::FailureReason, Expr::value(None::<String>))
             .col_expr(meeting::Column::ProcessedAt, Expr::value(now))
             .filter(meeting::Column::Id.eq(self.meeting.id))
-            .exec(scoped.txn())
+            .exec()
             .await?;
         settle_reservation(&scoped, self.job, &self.meeting, now).await?;
         let has_transcript = !parked && self.pipeline.transcriber.model().is_some();
@@ -833,7 +782,7 @@ where
     scoped
         .delete_many::<E>()
         .filter(column.eq(meeting_id))
-        .exec(scoped.txn())
+        .exec()
         .await?;
     Ok(())
 }
@@ -881,7 +830,7 @@ pub async fn fail_interrupted_runs(scoped: &Scoped, meeting_id: Uuid) -> AppResu
         .col_expr(stage_run::Column::UpdatedAt, Expr::value(now))
         .filter(stage_run::Column::MeetingId.eq(meeting_id))
         .filter(stage_run::Column::State.eq(RunState::Running))
-        .exec(scoped.txn())
+        .exec()
         .await?;
     Ok(())
 }
@@ -905,7 +854,7 @@ pub async fn end_run(
         .filter(stage_run::Column::MeetingId.eq(meeting_id))
         .filter(stage_run::Column::Stage.eq(stage))
         .filter(stage_run::Column::Attempt.eq(attempt))
-        .exec(scoped.txn())
+        .exec()
         .await?;
     Ok(())
 }
@@ -946,7 +895,7 @@ impl StageEvent {
         let share = 100.0 / STAGES.len() as f64;
         Payload::ProcessingStage {
             phase: self.phase,
-            stage: stage_name(self.stage),
+            stage: self.stage,
             attempt: self.attempt,
             percent: percent_at(self.stage) + share * self.stage_percent / 100.0,
             stage_percent: self.stage_percent,
@@ -961,9 +910,4 @@ pub async fn announce(scoped: &Scoped, meeting: &meeting::Model, event: StageEve
     crate::events::publish(scoped, meeting.user_id, Some(meeting.id), event.into_payload())
         .await
         .map(|_| ())
-}
-
-/// The stored name of a stage, e.g. `convert`.
-pub fn stage_name(stage: Stage) -> String {
-    sea_orm::ActiveEnum::to_value(&stage)
 }

@@ -105,26 +105,26 @@ pub async fn set_for_user(scoped: &Scoped, user_id: Uuid, settings: Settings) ->
         }
     }
     let now = Utc::now();
-    user_sampling::Entity::insert(user_sampling::ActiveModel {
-        user_id: Set(user_id),
-        strategy: Set(settings.strategy),
-        budget_ms: Set(settings.budget_ms),
-        max_segment_ms: Set(settings.max_segment_ms),
-        created_at: Set(now),
-        updated_at: Set(now),
-    })
-    .on_conflict(
-        OnConflict::column(user_sampling::Column::UserId)
-            .update_columns([
-                user_sampling::Column::Strategy,
-                user_sampling::Column::BudgetMs,
-                user_sampling::Column::MaxSegmentMs,
-                user_sampling::Column::UpdatedAt,
-            ])
-            .to_owned(),
-    )
-    .exec(scoped.txn())
-    .await?;
+    scoped
+        .upsert(
+            user_sampling::ActiveModel {
+                user_id: Set(user_id),
+                strategy: Set(settings.strategy),
+                budget_ms: Set(settings.budget_ms),
+                max_segment_ms: Set(settings.max_segment_ms),
+                created_at: Set(now),
+                updated_at: Set(now),
+            },
+            OnConflict::column(user_sampling::Column::UserId)
+                .update_columns([
+                    user_sampling::Column::Strategy,
+                    user_sampling::Column::BudgetMs,
+                    user_sampling::Column::MaxSegmentMs,
+                    user_sampling::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .await?;
     Ok(Settings {
         inherited: false,
         ..settings

@@ -5,26 +5,26 @@ use tonic::{Request, Response, Status};
 use super::entity::{JobState, Strategy};
 use super::sampling::{self, Settings};
 use super::{jobs, results};
-use crate::auth::Caller;
-use crate::auth::model::parse_name;
+use crate::caller::Caller;
 use crate::error::{AppError, Violations};
 use crate::meetings::entity::Status as MeetingStatus;
 use crate::meetings::store;
+use crate::names::parse_name;
 use crate::pagination::{BeforeId, PageRequest};
 use crate::pb::v1 as pb;
 use crate::pb::v1::processing_service_server::ProcessingService;
-use crate::server::AppState;
+use crate::shared::Shared;
 use crate::timestamps::{duration_to_ms, ms_to_duration, to_proto};
 
 /// ProcessingService.
 #[derive(Clone, Debug)]
 pub struct ProcessingApi {
-    state: AppState,
+    state: Shared,
 }
 
 impl ProcessingApi {
     /// The service over the shared state.
-    pub fn new(state: AppState) -> Self {
+    pub fn new(state: Shared) -> Self {
         Self { state }
     }
 

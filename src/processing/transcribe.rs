@@ -10,18 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Secret, TranscriberConfig};
 
-/// One stretch of text, in the piece's own time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Line {
-    /// Start.
-    pub start_ms: i64,
-    /// End.
-    pub end_ms: i64,
-    /// The words.
-    pub text: String,
-    /// The provider's confidence, 0 to 1.
-    pub confidence: Option<f64>,
-}
+pub use crate::meetings::results::Line;
 
 /// A provider's answer for one piece of audio.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

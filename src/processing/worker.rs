@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use sea_orm::{ColumnTrait, QueryFilter};
-
-use super::entity::{RunState, job, transcript};
+use super::entity::{RunState, job};
 use super::jobs;
 use super::pipeline::{self, Failure, Outcome, Pipeline, StageEvent};
 use crate::error::AppResult;
@@ -170,11 +168,9 @@ async fn record_failure(
         None => pipeline::fail_interrupted_runs(&scoped, meeting.id).await?,
     }
     // It is reported at the stage the meeting was in.
-    let run = failure.run.or_else(|| {
-        let stage = meeting.current_stage.clone()?;
-        let stage = <super::entity::Stage as sea_orm::ActiveEnum>::try_from_value(&stage).ok()?;
-        Some((stage, job.attempts))
-    });
+    let run = failure
+        .run
+        .or_else(|| Some((meeting.current_stage?, job.attempts)));
     if let Some((stage, attempt)) = run {
         pipeline::announce(
             &scoped,
@@ -198,12 +194,7 @@ async fn record_failure(
         )
         .await?;
         store::set_failure(&scoped, meeting.id, &failure.message).await?;
-        let has_transcript = scoped
-            .find::<transcript::Entity>()
-            .filter(transcript::Column::MeetingId.eq(meeting.id))
-            .one(scoped.txn())
-            .await?
-            .is_some();
+        let has_transcript = crate::meetings::results::has_transcript(&scoped, meeting.id).await?;
         let ended = Payload::ProcessingEnded {
             status: Status::Failed,
             failure_reason: failure.message.clone(),

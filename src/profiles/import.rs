@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use chrono::Utc;
 use prost::Message as _;
 use sea_orm::ActiveValue::Set;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
 use super::model::{ProfileFields, skill_name};
@@ -106,15 +106,11 @@ pub async fn run(db: &Db, user_id: Uuid, state: pb::LocalState) -> AppResult<pb:
             updated_at: Set(now),
         })
         .collect();
-    let imported = new_rows.len();
-    for chunk in new_rows.chunks(200) {
-        // The owner is the scope's user by construction; a concurrent import
-        // of the same records is absorbed by the unique key.
-        progress::Entity::insert_many(chunk.to_vec())
-            .on_conflict_do_nothing_on([progress::Column::UserId, progress::Column::ImportKey])
-            .exec(scoped.txn())
-            .await?;
-    }
+    // A concurrent import of the same records is absorbed by the unique key.
+    let imported = scoped
+        .insert_many_or_ignore(new_rows, [progress::Column::UserId, progress::Column::ImportKey])
+        .await?;
+    let imported = usize::try_from(imported).unwrap_or(usize::MAX);
     scoped.commit().await?;
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     Ok(pb::ImportLocalStateResponse {

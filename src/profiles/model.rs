@@ -7,9 +7,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::model::MAX_DISPLAY_NAME;
 use crate::error::FieldViolation;
 use crate::pb::v1 as pb;
+use crate::text::MAX_DISPLAY_NAME;
 use crate::timestamps;
 
 /// Allowed `onboarding.meeting_role` values.

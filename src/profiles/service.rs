@@ -4,24 +4,24 @@ use tonic::{Request, Response, Status};
 
 use super::model::ProfileFields;
 use super::{import, store};
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::{AppError, Violations};
 use crate::pb::v1::profile_service_server::ProfileService;
 use crate::pb::v1::{
     GetProfileRequest, GetProfileResponse, ImportLocalStateRequest, ImportLocalStateResponse,
     UpdateProfileRequest, UpdateProfileResponse,
 };
-use crate::server::AppState;
+use crate::shared::Shared;
 
 /// ProfileService.
 #[derive(Clone, Debug)]
 pub struct ProfileApi {
-    state: AppState,
+    state: Shared,
 }
 
 impl ProfileApi {
     /// The service over the shared state.
-    pub fn new(state: AppState) -> Self {
+    pub fn new(state: Shared) -> Self {
         Self { state }
     }
 }

@@ -51,7 +51,7 @@ pub async fn save(
         .update_many::<entity::Entity>()
         .set(row)
         .filter(entity::Column::UserId.eq(current.user_id))
-        .exec(scoped.txn())
+        .exec()
         .await?;
     get(scoped, current.user_id).await
 }

@@ -19,7 +19,7 @@ use super::model::{MIN_CHUNK, max_chunk};
 use super::store;
 use crate::error::{AppError, AppResult, Violations};
 use crate::events::model::Payload;
-use crate::server::AppState;
+use crate::shared::Shared;
 
 /// A chunk to append.
 #[derive(Debug)]
@@ -87,7 +87,7 @@ fn check(upload: &upload::Model, chunk: &Chunk, max_message_bytes: usize) -> App
 
 /// A chunk already committed at this offset with the same bytes: a retry.
 async fn is_repeat(
-    state: &AppState,
+    state: &Shared,
     user_id: Uuid,
     upload_id: Uuid,
     offset: i64,
@@ -100,7 +100,7 @@ async fn is_repeat(
 }
 
 /// Appends `chunk` to the upload `id` of `user_id`.
-pub async fn append(state: &AppState, user_id: Uuid, id: Uuid, chunk: Chunk) -> AppResult<Appended> {
+pub async fn append(state: &Shared, user_id: Uuid, id: Uuid, chunk: Chunk) -> AppResult<Appended> {
     let now = Utc::now();
     let upload = {
         let scoped = state.db.as_user(user_id).await?;
@@ -142,7 +142,7 @@ pub async fn append(state: &AppState, user_id: Uuid, id: Uuid, chunk: Chunk) -> 
         .filter(upload::Column::Id.eq(id))
         .filter(upload::Column::State.eq(State::Active))
         .filter(upload::Column::CommittedBytes.eq(chunk.offset))
-        .exec(scoped.txn())
+        .exec()
         .await?;
     if claimed.rows_affected == 1 {
         scoped

@@ -18,16 +18,16 @@ use uuid::Uuid;
 
 use super::entity::{State, chunk, upload};
 use super::lifecycle::{self, delete_objects};
-use super::model::{Container, container};
-use super::probe::{self, AudioFacts};
 use super::scan::Scanner;
 use super::store;
+use crate::audio::container::{self, Container};
+use crate::audio::probe::{self, AudioFacts};
 use crate::context::RequestMeta;
 use crate::error::{AppError, AppResult};
 use crate::events::model::Payload;
 use crate::meetings::entity::{self as meeting, Status};
 use crate::scratch::ScratchFile;
-use crate::server::AppState;
+use crate::shared::Shared;
 use crate::usage::ledger;
 
 /// A refusal: reason code and explanation.
@@ -38,7 +38,7 @@ type Refusal = (&'static str, String);
 /// lasts twice that, so it lapses only once its holder is surely gone
 /// (killed mid-completion), and the upload can then be completed or ended
 /// again.
-fn claim_until(state: &AppState, now: DateTime<Utc>) -> DateTime<Utc> {
+fn claim_until(state: &Shared, now: DateTime<Utc>) -> DateTime<Utc> {
     let lease = state.config.request_timeout * 2;
     now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(1))
 }
@@ -51,7 +51,7 @@ fn claim_until(state: &AppState, now: DateTime<Utc>) -> DateTime<Utc> {
 /// to a key of this upload alone, and becomes the meeting's in the
 /// transaction that ends the claim.
 pub async fn complete(
-    state: &AppState,
+    state: &Shared,
     meta: &RequestMeta,
     user_id: Uuid,
     id: Uuid,
@@ -131,7 +131,7 @@ pub async fn complete(
         .col_expr(meeting::Column::OriginalObject, Expr::value(original.as_str()))
         .col_expr(meeting::Column::UpdatedAt, Expr::value(now))
         .filter(meeting::Column::Id.eq(upload.meeting_id))
-        .exec(scoped.txn())
+        .exec()
         .await?;
     crate::meetings::store::transition(&scoped, upload.meeting_id, &[Status::Uploading], Status::Uploaded)
         .await?;
@@ -160,7 +160,7 @@ pub async fn complete(
 /// upload's recording. Ok(Err(..)) is a refusal, after which the upload is
 /// rejected; Err(..) a failure of ours. Returns the facts and the key.
 async fn store_recording(
-    state: &AppState,
+    state: &Shared,
     meta: &RequestMeta,
     upload: &upload::Model,
     chunks: &[chunk::Model],
@@ -208,7 +208,7 @@ async fn store_recording(
 /// Every check of the assembled file, in order: checksum, scanners, type,
 /// decode. Ok(Err(..)) is a refusal; Err(..) a failure of ours.
 async fn check(
-    state: &AppState,
+    state: &Shared,
     upload: &upload::Model,
     path: &Path,
     sha256: String,
@@ -242,8 +242,8 @@ async fn check(
         .await
         .map_err(AppError::internal)?;
     head.truncate(read);
-    let declared = container(&upload.content_type).map(|(c, _)| c);
-    let sniffed = sniff(&head);
+    let declared = container::declared(&upload.content_type).map(|(c, _)| c);
+    let sniffed = container::sniff(&head);
     if sniffed.is_none() || sniffed != declared {
         return Ok(Err((
             "UNSUPPORTED_FORMAT",
@@ -253,26 +253,12 @@ async fn check(
             ),
         )));
     }
-    let extension = match sniffed {
-        Some(Container::Mp3) => "mp3",
-        Some(Container::Mp4) => "m4a",
-        _ => "wav",
-    };
+    let extension = sniffed.map_or("wav", Container::extension);
     let path = path.to_owned();
     let probed = tokio::task::spawn_blocking(move || probe::probe(&path, extension))
         .await
         .map_err(AppError::internal)?;
     Ok(probed.map_err(|e| (e.reason, e.message)))
-}
-
-/// The container the file's first bytes show.
-fn sniff(head: &[u8]) -> Option<Container> {
-    match infer::get(head)?.mime_type() {
-        "audio/mpeg" => Some(Container::Mp3),
-        "audio/x-wav" | "audio/wav" => Some(Container::Wav),
-        "audio/m4a" | "video/mp4" | "audio/mp4" | "video/quicktime" => Some(Container::Mp4),
-        _ => None,
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -2,8 +2,6 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::db::Owned;
-
 /// Where an upload is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
@@ -76,17 +74,7 @@ pub mod upload {
         pub cleaned_at: Option<DateTimeUtc>,
     }
 
-    /// No relations are navigated.
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-
-    impl crate::db::Owned for Entity {
-        fn owner_column() -> Column {
-            Column::UserId
-        }
-    }
+    crate::db::entity_tail!(owned by UserId);
 }
 
 /// `upload_chunks`: one committed chunk, stored as its own object.
@@ -117,15 +105,5 @@ pub mod chunk {
         pub updated_at: DateTimeUtc,
     }
 
-    /// No relations are navigated.
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-
-    impl super::Owned for Entity {
-        fn owner_column() -> Column {
-            Column::UserId
-        }
-    }
+    crate::db::entity_tail!(owned by UserId);
 }

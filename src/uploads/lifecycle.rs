@@ -12,7 +12,7 @@ use sea_orm::{ColumnTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::entity::{State, upload};
-use super::model::{container, sanitise_file_name};
+use super::model::sanitise_file_name;
 use super::store;
 use crate::audit::{self, Entry};
 use crate::context::RequestMeta;
@@ -20,7 +20,7 @@ use crate::db::Scoped;
 use crate::error::{AppError, AppResult, FieldViolation};
 use crate::meetings::entity::{self as meeting, Status};
 use crate::pb::v1 as pb;
-use crate::server::AppState;
+use crate::shared::Shared;
 use crate::usage::ledger;
 use crate::usage::model::Category;
 
@@ -56,14 +56,15 @@ impl NewUpload {
                 description: description.to_owned(),
             });
         };
-        let meeting_id = crate::auth::model::parse_name("upload.meeting", &upload.meeting, "meetings").ok();
+        let meeting_id = crate::names::parse_name("upload.meeting", &upload.meeting, "meetings").ok();
         if meeting_id.is_none() {
             bad("upload.meeting", "must be `meetings/{id}`");
         }
         if upload.file_name.trim().is_empty() {
             bad("upload.file_name", "is required");
         }
-        let content_type = container(&upload.content_type).map(|(_, normal)| normal.to_owned());
+        let content_type =
+            crate::audio::container::declared(&upload.content_type).map(|(_, normal)| normal.to_owned());
         if content_type.is_none() {
             bad(
                 "upload.content_type",
@@ -106,7 +107,7 @@ pub enum Earlier {
 /// Starts an upload: checks the plan's largest upload, reserves the size
 /// against the storage quota, and moves the meeting to `uploading`.
 pub async fn create(
-    state: &AppState,
+    state: &Shared,
     user_id: Uuid,
     new: NewUpload,
     earlier: Earlier,
@@ -215,7 +216,7 @@ async fn set_meeting_upload(scoped: &Scoped, meeting_id: Uuid, upload_id: Option
         .update_many::<meeting::Entity>()
         .col_expr(meeting::Column::UploadId, Expr::value(upload_id))
         .filter(meeting::Column::Id.eq(meeting_id))
-        .exec(scoped.txn())
+        .exec()
         .await?;
     Ok(())
 }
@@ -270,7 +271,7 @@ pub async fn end(
 /// Cancels the active upload of a meeting being deleted, if any; returns
 /// it so the caller deletes its objects after committing. Refused while a
 /// completion is storing its recording.
-pub async fn end_for_meeting(
+async fn end_for_meeting(
     scoped: &Scoped,
     meeting_id: Uuid,
     now: DateTime<Utc>,
@@ -286,6 +287,29 @@ pub async fn end_for_meeting(
     };
     cancel_unless_completing(scoped, &upload, now).await?;
     Ok(Some(upload))
+}
+
+/// Ends the upload in progress of a meeting being deleted, and deletes its
+/// objects once the deletion commits.
+#[derive(Debug)]
+pub struct EndWithMeeting(pub Shared);
+
+#[tonic::async_trait]
+impl crate::meetings::OnDelete for EndWithMeeting {
+    async fn meeting_deleted(
+        &self,
+        scoped: &Scoped,
+        meeting_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> AppResult<Option<futures::future::BoxFuture<'static, ()>>> {
+        let Some(upload) = end_for_meeting(scoped, meeting_id, now).await? else {
+            return Ok(None);
+        };
+        let state = self.0.clone();
+        Ok(Some(Box::pin(
+            async move { delete_objects(&state, &upload).await },
+        )))
+    }
 }
 
 /// Cancels an active upload in `scoped`, or refuses with UPLOAD_COMPLETING
@@ -307,7 +331,7 @@ async fn cancel_unless_completing(
 /// Deletes the objects of an upload that ended — its chunks and, if it
 /// never completed, the recording a completion may have stored — and marks
 /// it cleaned. A failure is logged: housekeeping tries again.
-pub async fn delete_objects(state: &AppState, upload: &upload::Model) {
+pub async fn delete_objects(state: &Shared, upload: &upload::Model) {
     let deleted = async {
         let ended = {
             let scoped = state.db.as_service().await?;
@@ -335,7 +359,7 @@ pub async fn delete_objects(state: &AppState, upload: &upload::Model) {
 }
 
 /// Cancels an upload at the owner's request.
-pub async fn cancel(state: &AppState, user_id: Uuid, id: Uuid) -> AppResult<upload::Model> {
+pub async fn cancel(state: &Shared, user_id: Uuid, id: Uuid) -> AppResult<upload::Model> {
     let now = Utc::now();
     let scoped = state.db.as_user(user_id).await?;
     let upload = store::get_active(&scoped, id, now).await?;
@@ -365,7 +389,7 @@ pub async fn cancel(state: &AppState, user_id: Uuid, id: Uuid) -> AppResult<uplo
 /// Rejects an upload that the completion `holder` holds, with an audit
 /// entry for malware.
 pub async fn reject(
-    state: &AppState,
+    state: &Shared,
     meta: &RequestMeta,
     upload: &upload::Model,
     holder: Uuid,
@@ -403,7 +427,7 @@ pub async fn reject(
 }
 
 /// Expires every active upload idle past its expiry (a periodic sweep).
-pub async fn expire_idle(state: &AppState, now: DateTime<Utc>) -> AppResult<usize> {
+pub async fn expire_idle(state: &Shared, now: DateTime<Utc>) -> AppResult<usize> {
     let scoped = state.db.as_service().await?;
     let idle = scoped
         .find::<upload::Entity>()
@@ -428,7 +452,7 @@ pub async fn expire_idle(state: &AppState, now: DateTime<Utc>) -> AppResult<usiz
 /// objects were not deleted (the process died in between, or storage
 /// failed): chunks, uncommitted chunk objects and a recording a killed
 /// completion stored. Returns how many it cleaned.
-pub async fn clean_ended(state: &AppState, now: DateTime<Utc>) -> AppResult<usize> {
+pub async fn clean_ended(state: &Shared, now: DateTime<Utc>) -> AppResult<usize> {
     // The request that ended an upload deletes its objects right after;
     // give it a moment before doing it for it.
     let before = now - chrono::Duration::minutes(1);

@@ -7,7 +7,6 @@ pub mod complete;
 pub mod entity;
 pub mod lifecycle;
 pub mod model;
-pub mod probe;
 pub mod scan;
 pub mod service;
 pub mod store;

@@ -1,4 +1,4 @@
-//! Rules for uploads: file names, content types, chunk sizes.
+//! Rules for uploads: file names and chunk sizes.
 
 use super::entity::{State, upload};
 use crate::pb::v1 as pb;
@@ -8,35 +8,6 @@ use crate::timestamps;
 pub const MIN_CHUNK: i64 = 256 << 10;
 /// Largest chunk accepted (further bounded by the message size limit).
 pub const MAX_CHUNK: i64 = 8 << 20;
-
-/// The container a content type declares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Container {
-    /// MPEG audio (MP3).
-    Mp3,
-    /// ISO base media (MP4, M4A).
-    Mp4,
-    /// RIFF WAVE.
-    Wav,
-}
-
-/// The container of a declared content type, normalised; None if the type
-/// is not accepted.
-pub fn container(content_type: &str) -> Option<(Container, &'static str)> {
-    let base = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    match base.as_str() {
-        "audio/mpeg" | "audio/mp3" => Some((Container::Mp3, "audio/mpeg")),
-        "audio/mp4" | "audio/m4a" | "audio/x-m4a" => Some((Container::Mp4, "audio/mp4")),
-        "video/mp4" => Some((Container::Mp4, "video/mp4")),
-        "audio/wav" | "audio/x-wav" | "audio/wave" | "audio/vnd.wave" => Some((Container::Wav, "audio/wav")),
-        _ => None,
-    }
-}
 
 /// A file name safe to store and show: the last path component, without
 /// control characters or leading dots, at most 255 bytes (keeping the
@@ -118,15 +89,5 @@ mod tests {
         let long = format!("{}.mp3", "a".repeat(400));
         let short = sanitise_file_name(&long);
         assert!(short.len() <= 255 && short.ends_with(".mp3"));
-    }
-
-    #[test]
-    fn content_types_are_normalised() {
-        assert_eq!(container("Audio/X-M4A"), Some((Container::Mp4, "audio/mp4")));
-        assert_eq!(
-            container("audio/wav; codecs=1"),
-            Some((Container::Wav, "audio/wav"))
-        );
-        assert_eq!(container("text/plain"), None);
     }
 }

@@ -8,25 +8,25 @@ use super::append::{self, Chunk};
 use super::lifecycle::{self, Earlier, NewUpload};
 use super::model::to_proto;
 use super::{complete, store, stream};
-use crate::auth::Caller;
-use crate::auth::model::parse_name;
+use crate::caller::Caller;
 use crate::context::RequestMeta;
 use crate::error::AppResult;
 use crate::meetings::convert;
+use crate::names::parse_name;
 use crate::pb::v1 as pb;
 use crate::pb::v1::upload_service_server::UploadService;
-use crate::server::AppState;
+use crate::shared::Shared;
 use crate::timestamps;
 
 /// UploadService.
 #[derive(Clone, Debug)]
 pub struct UploadApi {
-    state: AppState,
+    state: Shared,
 }
 
 impl UploadApi {
     /// The service over the shared state.
-    pub fn new(state: AppState) -> Self {
+    pub fn new(state: Shared) -> Self {
         Self { state }
     }
 

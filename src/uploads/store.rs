@@ -62,7 +62,7 @@ pub async fn claim_completion(
         .filter(upload::Column::State.eq(State::Active))
         .filter(Expr::col(upload::Column::CommittedBytes).eq(Expr::col(upload::Column::SizeBytes)))
         .filter(unclaimed(None, now))
-        .exec(scoped.txn())
+        .exec()
         .await?;
     Ok(claimed.rows_affected == 1)
 }
@@ -79,7 +79,7 @@ pub async fn release_completion(scoped: &Scoped, id: Uuid, token: Uuid) -> AppRe
         )
         .filter(upload::Column::Id.eq(id))
         .filter(upload::Column::CompletionToken.eq(token))
-        .exec(scoped.txn())
+        .exec()
         .await?;
     Ok(())
 }
@@ -185,14 +185,14 @@ pub async fn finish(
             .col_expr(upload::Column::CompletedAt, Expr::value(now))
             .filter(Expr::col(upload::Column::CommittedBytes).eq(Expr::col(upload::Column::SizeBytes)));
     }
-    if update.exec(scoped.txn()).await?.rows_affected != 1 {
+    if update.exec().await?.rows_affected != 1 {
         return Ok(false);
     }
     // The chunks are no longer needed (their objects go after the commit).
     scoped
         .delete_many::<chunk::Entity>()
         .filter(chunk::Column::UploadId.eq(id))
-        .exec(scoped.txn())
+        .exec()
         .await?;
     Ok(true)
 }
@@ -219,12 +219,12 @@ pub async fn mark_cleaned(scoped: &Scoped, id: Uuid, now: DateTime<Utc>) -> AppR
         .col_expr(upload::Column::CleanedAt, Expr::value(now))
         .filter(upload::Column::Id.eq(id))
         .filter(upload::Column::State.ne(State::Active))
-        .exec(scoped.txn())
+        .exec()
         .await?;
     scoped
         .delete_many::<chunk::Entity>()
         .filter(chunk::Column::UploadId.eq(id))
-        .exec(scoped.txn())
+        .exec()
         .await?;
     Ok(())
 }

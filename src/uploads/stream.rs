@@ -18,12 +18,12 @@ use super::entity::upload;
 use super::lifecycle::{self, Earlier, NewUpload};
 use super::model::max_chunk;
 use super::{complete, store};
-use crate::auth::model::parse_name;
 use crate::context::RequestMeta;
 use crate::error::{AppError, AppResult, Violations};
 use crate::meetings::entity as meeting;
+use crate::names::parse_name;
 use crate::pb::v1 as pb;
-use crate::server::AppState;
+use crate::shared::Shared;
 
 /// How the bytes of a stream ended, when they did not all arrive.
 enum Cut {
@@ -42,7 +42,7 @@ impl From<AppError> for Cut {
 
 /// Runs one `Upload` stream of `user_id`.
 pub async fn upload(
-    state: &AppState,
+    state: &Shared,
     meta: &RequestMeta,
     user_id: Uuid,
     mut stream: Streaming<pb::UploadRequest>,
@@ -87,7 +87,7 @@ pub async fn upload(
 /// The unfinished upload a stream names to resume, checked against what
 /// the stream says about it.
 async fn resumed(
-    state: &AppState,
+    state: &Shared,
     user_id: Uuid,
     metadata: &pb::Upload,
     write_offset: i64,
@@ -136,7 +136,7 @@ fn resume_point(upload: &upload::Model) -> HashMap<String, String> {
 }
 
 /// The error of a stream that broke off, naming where to resume.
-async fn interrupted(state: &AppState, user_id: Uuid, id: Uuid, shutdown: bool) -> AppError {
+async fn interrupted(state: &Shared, user_id: Uuid, id: Uuid, shutdown: bool) -> AppError {
     let found = async {
         let scoped = state.db.as_user(user_id).await?;
         store::get(&scoped, id, chrono::Utc::now()).await
@@ -167,7 +167,7 @@ async fn interrupted(state: &AppState, user_id: Uuid, id: Uuid, shutdown: bool) 
 /// Reads the stream after its metadata into chunks of the largest size and
 /// appends them from the upload's committed size.
 async fn stream_chunks(
-    state: &AppState,
+    state: &Shared,
     upload: &upload::Model,
     stream: &mut Streaming<pb::UploadRequest>,
 ) -> Result<(), Cut> {

@@ -10,12 +10,13 @@ use super::entity::{limit_override, plan};
 use super::model::{Category, parse_limits};
 use crate::audit::{self, Entry};
 use crate::auth::entity::user;
-use crate::auth::model::{parse_name, plain_text};
 use crate::auth::store;
 use crate::context::RequestMeta;
 use crate::db::Scoped;
 use crate::error::{AppError, AppResult, FieldViolation};
+use crate::names::parse_name;
 use crate::pb::v1 as pb;
+use crate::text::plain_text;
 
 /// A validated plan change.
 #[derive(Debug)]
@@ -104,7 +105,7 @@ pub async fn apply(
     scoped
         .delete_many::<limit_override::Entity>()
         .filter(limit_override::Column::UserId.eq(user_id))
-        .exec(scoped.txn())
+        .exec()
         .await?;
     for (category, limit) in &overrides {
         scoped

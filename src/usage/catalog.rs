@@ -11,11 +11,11 @@ use super::entity::{plan, plan_limit};
 use super::limits::plan_with_limits;
 use super::model::{Category, parse_limits};
 use crate::audit::{self, Entry};
-use crate::auth::model::plain_text;
 use crate::context::RequestMeta;
 use crate::db::Scoped;
 use crate::error::{AppError, AppResult, FieldViolation, Violations};
 use crate::pb::v1 as pb;
+use crate::text::plain_text;
 
 /// A validated change to a plan.
 #[derive(Debug, Default)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, UpdateMany};
+use sea_orm::{ColumnTrait, QueryFilter, UpdateMany};
 use uuid::Uuid;
 
 use super::entity::{counter, metric, reservation, warning};
@@ -22,7 +22,7 @@ use super::limits::{Allowance, better_plan};
 use super::model::Category;
 use super::period::{self, ALL_TIME};
 use super::quota::{self, Refusal};
-use crate::db::{Db, Scoped};
+use crate::db::{Db, Scoped, ScopedWrite};
 use crate::error::{AppError, AppResult, QuotaExceeded};
 use crate::pb::v1::LimitPeriod;
 
@@ -68,35 +68,35 @@ impl Counter {
 
     /// Creates the row if it does not exist yet (idempotent).
     async fn ensure(self, scoped: &Scoped, now: DateTime<Utc>) -> AppResult<()> {
-        // The row belongs to the scope's user by construction; Postgres' RLS
-        // checks it again.
-        counter::Entity::insert(counter::ActiveModel {
-            user_id: Set(self.user_id),
-            category: Set(self.category),
-            period_start: Set(self.period_start),
-            used: Set(0),
-            reserved: Set(0),
-            created_at: Set(now),
-            updated_at: Set(now),
-        })
-        .on_conflict_do_nothing_on([
-            counter::Column::UserId,
-            counter::Column::Category,
-            counter::Column::PeriodStart,
-        ])
-        .exec(scoped.txn())
-        .await?;
+        scoped
+            .insert_or_ignore(
+                counter::ActiveModel {
+                    user_id: Set(self.user_id),
+                    category: Set(self.category),
+                    period_start: Set(self.period_start),
+                    used: Set(0),
+                    reserved: Set(0),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                },
+                [
+                    counter::Column::UserId,
+                    counter::Column::Category,
+                    counter::Column::PeriodStart,
+                ],
+            )
+            .await?;
         Ok(())
     }
 
     /// `UPDATE usage_counters SET column = column + delta` on this row.
-    fn change(
+    fn change<'a>(
         self,
-        scoped: &Scoped,
+        scoped: &'a Scoped,
         column: counter::Column,
         delta: i64,
         now: DateTime<Utc>,
-    ) -> UpdateMany<counter::Entity> {
+    ) -> ScopedWrite<'a, UpdateMany<counter::Entity>> {
         scoped
             .update_many::<counter::Entity>()
             .col_expr(column, Expr::col(column).add(delta))
@@ -109,7 +109,7 @@ impl Counter {
     /// Adds to what was used.
     async fn add_used(self, scoped: &Scoped, amount: i64, now: DateTime<Utc>) -> AppResult<()> {
         self.change(scoped, counter::Column::Used, amount, now)
-            .exec(scoped.txn())
+            .exec()
             .await?;
         Ok(())
     }
@@ -117,7 +117,7 @@ impl Counter {
     /// Takes a held amount off.
     async fn take_back(self, scoped: &Scoped, amount: i64, now: DateTime<Utc>) -> AppResult<()> {
         self.change(scoped, counter::Column::Reserved, -amount, now)
-            .exec(scoped.txn())
+            .exec()
             .await?;
         Ok(())
     }
@@ -145,26 +145,28 @@ impl Counter {
             .into_iter()
             .filter(|t| level.saturating_mul(100) / limit >= i64::from(*t))
         {
-            let inserted = warning::Entity::insert(warning::ActiveModel {
-                user_id: Set(self.user_id),
-                category: Set(self.category),
-                period_start: Set(self.period_start),
-                threshold_percent: Set(threshold),
-                used: Set(level),
-                limit_value: Set(Some(limit)),
-                created_at: Set(now),
-                updated_at: Set(now),
-            })
-            .on_conflict_do_nothing_on([
-                warning::Column::UserId,
-                warning::Column::Category,
-                warning::Column::PeriodStart,
-                warning::Column::ThresholdPercent,
-            ])
-            .exec(scoped.txn())
-            .await?;
+            let inserted = scoped
+                .insert_or_ignore(
+                    warning::ActiveModel {
+                        user_id: Set(self.user_id),
+                        category: Set(self.category),
+                        period_start: Set(self.period_start),
+                        threshold_percent: Set(threshold),
+                        used: Set(level),
+                        limit_value: Set(Some(limit)),
+                        created_at: Set(now),
+                        updated_at: Set(now),
+                    },
+                    [
+                        warning::Column::UserId,
+                        warning::Column::Category,
+                        warning::Column::PeriodStart,
+                        warning::Column::ThresholdPercent,
+                    ],
+                )
+                .await?;
             // Crossed just now (not recorded before): tell the user.
-            if matches!(inserted, sea_orm::TryInsertResult::Inserted(_)) {
+            if inserted {
                 let warning = crate::events::model::Payload::QuotaWarning {
                     category: self.category.name().to_owned(),
                     threshold_percent: threshold,
@@ -221,7 +223,7 @@ pub async fn reserve(
                 .lte(limit),
         );
     }
-    if update.exec(scoped.txn()).await?.rows_affected == 0 {
+    if update.exec().await?.rows_affected == 0 {
         let refused = Refused {
             limit: limit.unwrap_or(0),
             used: counter.level(scoped).await?,
@@ -317,7 +319,7 @@ impl Reservation {
         let deleted = scoped
             .delete_many::<reservation::Entity>()
             .filter(reservation::Column::Id.eq(self.id))
-            .exec(scoped.txn())
+            .exec()
             .await?;
         if deleted.rows_affected == 0 {
             return Ok(false);
@@ -391,7 +393,7 @@ pub async fn free(
     let freed = counter
         .change(scoped, counter::Column::Used, -amount, now)
         .filter(counter::Column::Used.gte(amount))
-        .exec(scoped.txn())
+        .exec()
         .await?;
     if freed.rows_affected == 0 {
         scoped
@@ -401,7 +403,7 @@ pub async fn free(
             .filter(counter::Column::UserId.eq(user_id))
             .filter(counter::Column::Category.eq(category))
             .filter(counter::Column::PeriodStart.eq(ALL_TIME))
-            .exec(scoped.txn())
+            .exec()
             .await?;
     }
     Ok(())

@@ -3,27 +3,27 @@
 use tonic::{Request, Response, Status};
 
 use super::{assign, catalog, convert, dashboard, store};
-use crate::auth::Caller;
-use crate::auth::model::parse_name;
+use crate::caller::Caller;
 use crate::context::RequestMeta;
 use crate::error::AppError;
+use crate::names::parse_name;
 use crate::pagination::PageRequest;
 use crate::pb::v1::usage_service_server::UsageService;
 use crate::pb::v1::{
     GetUsageRequest, GetUsageResponse, ListPlansRequest, ListPlansResponse, SetUserPlanRequest,
     SetUserPlanResponse, UpdatePlanRequest, UpdatePlanResponse,
 };
-use crate::server::AppState;
+use crate::shared::Shared;
 
 /// UsageService. ListPlans needs no credentials.
 #[derive(Clone, Debug)]
 pub struct UsageApi {
-    state: AppState,
+    state: Shared,
 }
 
 impl UsageApi {
     /// The service over the shared state.
-    pub fn new(state: AppState) -> Self {
+    pub fn new(state: Shared) -> Self {
         Self { state }
     }
 }

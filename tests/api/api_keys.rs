@@ -158,7 +158,7 @@ async fn creating_a_key_is_idempotent_and_validated(backend: Backend) {
             .update_many::<api_key::Entity>()
             .col_expr(api_key::Column::CreatedAt, Expr::value(long_ago))
             .filter(api_key::Column::UserId.eq(gil.id))
-            .exec(scoped.txn())
+            .exec()
             .await
             .unwrap();
         scoped.commit().await.unwrap();

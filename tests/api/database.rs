@@ -19,7 +19,8 @@ use crate::on_both_backends;
 
 on_both_backends!(
     migrations_go_up_down_and_up_again,
-    scoped_transactions_see_and_write_only_their_owners_rows
+    scoped_transactions_see_and_write_only_their_owners_rows,
+    scoped_upserts_and_batch_inserts_write_only_their_owners_rows
 );
 
 /// Every table of the core schema.
@@ -210,14 +211,14 @@ async fn scoped_transactions_see_and_write_only_their_owners_rows(backend: Backe
     let updated = scoped
         .update_many::<meeting::Entity>()
         .col_expr(meeting::Column::Title, sea_orm::sea_query::Expr::value("renamed"))
-        .exec(scoped.txn())
+        .exec()
         .await
         .unwrap();
     assert_eq!(updated.rows_affected, 2);
     let deleted = scoped
         .delete_many::<meeting::Entity>()
         .filter(meeting::Column::UserId.eq(bob))
-        .exec(scoped.txn())
+        .exec()
         .await
         .unwrap();
     assert_eq!(deleted.rows_affected, 0);
@@ -256,6 +257,96 @@ async fn scoped_transactions_see_and_write_only_their_owners_rows(backend: Backe
             "{change} was allowed"
         );
     }
+}
+
+async fn scoped_upserts_and_batch_inserts_write_only_their_owners_rows(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (alice, bob) = alice_and_bob(&app.db).await;
+    let bobs_meeting = {
+        let service = app.db.as_service().await.unwrap();
+        let found = service
+            .find::<meeting::Entity>()
+            .filter(meeting::Column::UserId.eq(bob))
+            .one(service.txn());
+        found.await.unwrap().expect("Bob's meeting").id
+    };
+    let retitle = || {
+        sea_orm::sea_query::OnConflict::column(meeting::Column::Id)
+            .update_column(meeting::Column::Title)
+            .to_owned()
+    };
+
+    // A row of Bob's, upserted or among a batch in Alice's scope, is refused
+    // before any SQL runs.
+    let scoped = app.db.as_user(alice).await.unwrap();
+    let refused = scoped.upsert(new_meeting(bob, "not yours"), retitle()).await;
+    assert!(refused.is_err(), "upserted a row owned by someone else");
+    let batch = [new_meeting(alice, "planning"), new_meeting(bob, "not yours")];
+    assert!(
+        scoped.insert_many(batch).await.is_err(),
+        "batch-inserted a row owned by someone else"
+    );
+    assert!(
+        scoped
+            .insert_or_ignore(new_meeting(bob, "not yours"), [meeting::Column::Id])
+            .await
+            .is_err(),
+        "inserted a row owned by someone else"
+    );
+    assert_eq!(
+        scoped
+            .find::<meeting::Entity>()
+            .count(scoped.txn())
+            .await
+            .unwrap(),
+        2
+    );
+    // Alice's own rows go in, in one batch, and her upsert updates her row.
+    scoped
+        .insert_many([new_meeting(alice, "planning"), new_meeting(alice, "review")])
+        .await
+        .expect("own rows");
+    let mut own = new_meeting(alice, "planning, renamed");
+    let planning = scoped
+        .find::<meeting::Entity>()
+        .filter(meeting::Column::Title.eq("planning"))
+        .one(scoped.txn())
+        .await
+        .unwrap()
+        .expect("inserted");
+    own.id = Set(planning.id);
+    scoped.upsert(own, retitle()).await.expect("own upsert");
+    scoped.commit().await.unwrap();
+
+    // A row of Alice's whose id is taken by Bob's meeting leaves Bob's
+    // meeting as it was (SQLite skips the update; Postgres' policies may
+    // refuse the statement instead).
+    let scoped = app.db.as_user(alice).await.unwrap();
+    let mut clash = new_meeting(alice, "taken over");
+    clash.id = Set(bobs_meeting);
+    if scoped.upsert(clash, retitle()).await.is_ok() {
+        scoped.commit().await.unwrap();
+    }
+    let service = app.db.as_service().await.unwrap();
+    let titles: BTreeSet<(Uuid, String)> = service
+        .find::<meeting::Entity>()
+        .all(service.txn())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.user_id, m.title))
+        .collect();
+    let expected: BTreeSet<(Uuid, String)> = [
+        (alice, "standup"),
+        (alice, "retro"),
+        (alice, "planning, renamed"),
+        (alice, "review"),
+        (bob, "1:1"),
+    ]
+    .into_iter()
+    .map(|(owner, title)| (owner, title.to_owned()))
+    .collect();
+    assert_eq!(titles, expected);
 }
 
 /// Runs a `SELECT COUNT(*) AS n ...`.
@@ -350,9 +441,13 @@ async fn replicas_starting_together_on_one_postgres_migrate_once() {
         first.expect("first replica starts"),
         second.expect("second replica starts"),
     );
-    let status = first.state().db.migration_status().await.unwrap();
+    let status = first.state().shared.db.migration_status().await.unwrap();
     assert!(status.iter().all(|(_, applied)| *applied), "{status:?}");
-    let plans = count(first.state().db.unscoped(), "SELECT COUNT(*) AS n FROM plans").await;
+    let plans = count(
+        first.state().shared.db.unscoped(),
+        "SELECT COUNT(*) AS n FROM plans",
+    )
+    .await;
     assert_eq!(plans, 3);
 }
 

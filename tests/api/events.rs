@@ -466,7 +466,7 @@ async fn a_missed_wake_up_is_caught_at_the_next_heartbeat() {
     let mut stream = subscribe(&app, &mo, None).await;
     // Another handle on the same SQLite file has its own signals: its
     // commit wakes nobody in the server, as a lost notification would.
-    let elsewhere = debrief::db::Db::connect(&app.state.config).await.unwrap();
+    let elsewhere = debrief::db::Db::connect(&app.state.shared.config).await.unwrap();
     let scoped = elsewhere.as_user(mo.id).await.unwrap();
     let payload = Payload::SystemNotice {
         title: "unannounced".into(),

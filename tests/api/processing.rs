@@ -397,7 +397,13 @@ async fn a_recording_is_segmented_transcribed_and_analysed(backend: Backend) {
 
     // Temporary objects are gone; the original stays.
     let id = meeting.trim_start_matches("meetings/");
-    let objects = app.state.storage.list(&format!("meetings/{id}/")).await.unwrap();
+    let objects = app
+        .state
+        .shared
+        .storage
+        .list(&format!("meetings/{id}/"))
+        .await
+        .unwrap();
     assert_eq!(objects, vec![original_key_of(&app, &dan, &meeting).await]);
 
     // Events told the owner as it went.
@@ -859,7 +865,13 @@ async fn a_worker_killed_mid_stage_is_replaced_and_the_meeting_is_ready_once(bac
         .into_inner()
         .events;
     assert_eq!(events.len(), 1);
-    let objects = app.state.storage.list(&format!("meetings/{id}/")).await.unwrap();
+    let objects = app
+        .state
+        .shared
+        .storage
+        .list(&format!("meetings/{id}/"))
+        .await
+        .unwrap();
     assert_eq!(objects, vec![original_key_of(&app, &jon, &meeting).await]);
 }
 
@@ -898,6 +910,7 @@ async fn mp3_and_m4a_recordings_convert_to_16_khz_mono_of_the_same_length(backen
         let id = meeting.trim_start_matches("meetings/");
         let wav = app
             .state
+            .shared
             .storage
             .get(&format!("meetings/{id}/work/audio.wav"))
             .await
@@ -975,13 +988,13 @@ async fn originals_are_deleted_after_their_retention(backend: Backend) {
     wait_for(&app, &max, &meeting, &[pb::MeetingStatus::Ready]).await;
     let id = meeting.trim_start_matches("meetings/");
     let prefix = format!("meetings/{id}/");
-    let stored = || async { app.state.storage.list(&prefix).await.unwrap() };
+    let stored = || async { app.state.shared.storage.list(&prefix).await.unwrap() };
 
     // Within the retention nothing happens; after it the original goes,
     // its storage is given back, and the results stay.
-    debrief::housekeeping::run_once(&app.state, chrono::Utc::now()).await;
+    debrief::housekeeping::run_once(&app.state.shared, chrono::Utc::now()).await;
     assert_eq!(stored().await.len(), 1);
-    debrief::housekeeping::run_once(&app.state, chrono::Utc::now() + chrono::Duration::hours(2)).await;
+    debrief::housekeeping::run_once(&app.state.shared, chrono::Utc::now() + chrono::Duration::hours(2)).await;
     assert!(stored().await.is_empty());
     assert_eq!(crate::uploads::storage_used(&app, &max).await, (0, 0));
     get_analysis(&app, &max, &meeting).await.unwrap();

@@ -278,6 +278,7 @@ async fn tus_js_client_uploads_and_resumes(backend: Backend) {
     // The stored original is the file, byte for byte.
     let stored = app
         .state
+        .shared
         .storage
         .get(&crate::uploads::original_key_of(&app, &cyd, &meeting).await)
         .await

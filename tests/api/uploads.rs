@@ -756,7 +756,7 @@ async fn idle_uploads_expire_and_give_everything_back(backend: Backend) {
     let expire_time = upload.expire_time.unwrap();
     let later = chrono::DateTime::from_timestamp(expire_time.seconds, 0).unwrap() + chrono::Duration::days(2);
     // The sweep runs as the housekeeping task would, past the expiry.
-    debrief::housekeeping::run_once(&app.state, later).await;
+    debrief::housekeeping::run_once(&app.state.shared, later).await;
     let status = client
         .get_upload(max.request(pb::GetUploadRequest {
             name: upload.name.clone(),
@@ -838,7 +838,7 @@ async fn housekeeping_removes_temporary_files_left_by_a_crash(backend: Backend) 
         .unwrap()
         .set_modified(two_days_ago)
         .unwrap();
-    debrief::housekeeping::run_once(&app.state, chrono::Utc::now()).await;
+    debrief::housekeeping::run_once(&app.state.shared, chrono::Utc::now()).await;
     assert!(!stale.exists(), "an old file nobody holds is removed");
     assert!(fresh.exists(), "a file just created is given time to be locked");
     assert!(held.path().exists(), "a completion in progress keeps its file");
@@ -977,12 +977,12 @@ async fn an_ended_upload_leaves_no_chunk_rows_or_staging_files(backend: Backend)
             )
             .col_expr(upload::Column::UpdatedAt, Expr::value(an_hour_ago))
             .filter(upload::Column::Id.eq(id))
-            .exec(scoped.txn())
+            .exec()
             .await
             .unwrap();
         scoped.commit().await.unwrap();
     }
-    debrief::housekeeping::run_once(&app.state, chrono::Utc::now()).await;
+    debrief::housekeeping::run_once(&app.state.shared, chrono::Utc::now()).await;
     assert!(
         !chunks.exists(),
         "housekeeping removes what the dead process left"

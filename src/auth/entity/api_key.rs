@@ -2,8 +2,6 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::db::Owned;
-
 /// An API key.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "api_keys")]
@@ -35,17 +33,7 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
 }
 
-/// No relations are navigated.
-#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
-
-impl ActiveModelBehavior for ActiveModel {}
-
-impl Owned for Entity {
-    fn owner_column() -> Column {
-        Column::UserId
-    }
-}
+crate::db::entity_tail!(owned by UserId);
 
 impl Model {
     /// The scopes as strings.

@@ -17,8 +17,4 @@ pub struct Model {
     pub locked_until: Option<DateTimeUtc>,
 }
 
-/// No relations.
-#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
-
-impl ActiveModelBehavior for ActiveModel {}
+crate::db::entity_tail!();

@@ -3,8 +3,6 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::db::Owned;
-
 /// A ticket.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "stream_tickets")]
@@ -28,14 +26,4 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
 }
 
-/// No relations are navigated.
-#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
-
-impl ActiveModelBehavior for ActiveModel {}
-
-impl Owned for Entity {
-    fn owner_column() -> Column {
-        Column::UserId
-    }
-}
+crate::db::entity_tail!(owned by UserId);

@@ -2,40 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::db::Owned;
-
-/// What an account may do beyond its own data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
-pub enum Role {
-    /// A person using the product.
-    #[sea_orm(string_value = "user")]
-    User,
-    /// An operator.
-    #[sea_orm(string_value = "admin")]
-    Admin,
-    /// Another service acting for the platform.
-    #[sea_orm(string_value = "service")]
-    Service,
-}
-
-impl Role {
-    /// The stored and claimed name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::User => "user",
-            Self::Admin => "admin",
-            Self::Service => "service",
-        }
-    }
-
-    /// Parses a stored or claimed name.
-    pub fn parse(name: &str) -> Option<Self> {
-        [Self::User, Self::Admin, Self::Service]
-            .into_iter()
-            .find(|role| role.as_str() == name)
-    }
-}
+pub use crate::caller::Role;
 
 /// An account.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -64,14 +31,4 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
 }
 
-/// No relations are navigated from users yet.
-#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
-
-impl ActiveModelBehavior for ActiveModel {}
-
-impl Owned for Entity {
-    fn owner_column() -> Column {
-        Column::Id
-    }
-}
+crate::db::entity_tail!(owned by Id);

@@ -74,7 +74,7 @@ pub async fn run(idle: usize, samples: usize, memory_streams: usize) -> anyhow::
     ])?;
     let app = Application::build(config).await?;
     let url = format!("http://{}", app.local_addr());
-    let db = app.state().db.clone();
+    let db = app.state().shared.db.clone();
     let shutdown = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());
     let channel = Channel::from_shared(url.clone())?.connect().await?;

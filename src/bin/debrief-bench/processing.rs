@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use debrief::Config;
+use debrief::audio::convert;
 use debrief::auth::entity::user::Role;
 use debrief::db::Db;
 use debrief::meetings::model::MeetingFields;
-use debrief::processing::audio::convert;
 use debrief::processing::jobs;
 use serde::Serialize;
 

@@ -3,7 +3,6 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::db::Owned;
 use crate::usage::model::Category;
 
 /// Whether an amount was consumed or only estimated.
@@ -41,14 +40,4 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
 }
 
-/// No relations are navigated.
-#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
-
-impl ActiveModelBehavior for ActiveModel {}
-
-impl Owned for Entity {
-    fn owner_column() -> Column {
-        Column::UserId
-    }
-}
+crate::db::entity_tail!(owned by UserId);

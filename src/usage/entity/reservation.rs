@@ -2,7 +2,6 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::db::Owned;
 use crate::usage::model::Category;
 
 /// One held amount.
@@ -28,14 +27,4 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
 }
 
-/// No relations are navigated.
-#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
-
-impl ActiveModelBehavior for ActiveModel {}
-
-impl Owned for Entity {
-    fn owner_column() -> Column {
-        Column::UserId
-    }
-}
+crate::db::entity_tail!(owned by UserId);

@@ -128,7 +128,7 @@ async fn start(vars: HashMap<String, String>, data_dir: tempfile::TempDir) -> Te
         .expect("the server starts");
     let addr = app.local_addr();
     let metrics_addr = app.metrics_addr();
-    let db = app.state().db.clone();
+    let db = app.state().shared.db.clone();
     let state = app.state().clone();
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());

@@ -1,8 +1,12 @@
-//! Audio work of the pipeline, all blocking (run it on a blocking thread):
-//! conversion to the form Whisper takes, voice activity detection, and
-//! cutting pieces out of the converted audio.
+//! Audio, shared by uploads and processing and importing neither: which
+//! container a recording is in, opening it ([`probe`]), converting it to the
+//! form Whisper takes ([`convert`]), voice activity detection ([`vad`]) and
+//! cutting pieces out of the converted audio. Everything but [`container`]
+//! blocks: run it on a blocking thread.
 
+pub mod container;
 pub mod convert;
+pub mod probe;
 pub mod vad;
 
 use std::io::Cursor;

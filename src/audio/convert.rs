@@ -9,8 +9,8 @@ use audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Indexing, Resampler};
 use symphonia::core::errors::Error as DecodeError;
 
+use super::probe::{self, Opened, Unplayable};
 use super::{RATE, spec};
-use crate::uploads::probe::{self, Opened, Unplayable};
 
 /// Frames the resampler takes per call.
 const CHUNK: usize = 4096;

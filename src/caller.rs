@@ -1,12 +1,14 @@
 //! Who is calling, as resolved once per request by the auth layer, and what
-//! their credential allows.
+//! their credential allows. Every domain's service reads it; only `auth`
+//! produces it.
 
 use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::entity::user::Role;
 use crate::error::{AppError, AppResult};
+use sea_orm::sea_query::StringLen;
+use sea_orm::{DeriveActiveEnum, EnumIter};
 
 /// The authenticated caller, found in the request extensions of every RPC
 /// that needs credentials.
@@ -35,6 +37,39 @@ pub enum Credential {
         /// What the key may do.
         scopes: Arc<[String]>,
     },
+}
+
+/// What an account may do beyond its own data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum Role {
+    /// A person using the product.
+    #[sea_orm(string_value = "user")]
+    User,
+    /// An operator.
+    #[sea_orm(string_value = "admin")]
+    Admin,
+    /// Another service acting for the platform.
+    #[sea_orm(string_value = "service")]
+    Service,
+}
+
+impl Role {
+    /// The stored and claimed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Admin => "admin",
+            Self::Service => "service",
+        }
+    }
+
+    /// Parses a stored or claimed name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::User, Self::Admin, Self::Service]
+            .into_iter()
+            .find(|role| role.as_str() == name)
+    }
 }
 
 /// Scope resources by service. A key with `<resource>:write` may also read.

@@ -1,0 +1,332 @@
+//! What processing learned about a meeting, owned here: its transcript
+//! (a header and ordered lines) and its analysis. Processing writes them
+//! through [`replace_transcript`] and [`replace_analysis`]; every read goes
+//! through the caller's scope, so another user's meeting is NOT_FOUND.
+
+use chrono::Utc;
+use sea_orm::{ActiveValue::Set, ColumnTrait, QueryFilter, QueryOrder};
+use uuid::Uuid;
+
+use super::store;
+use crate::db::Scoped;
+use crate::error::{AppError, AppResult};
+use crate::pb::v1 as pb;
+use crate::timestamps::{ms_to_duration, to_proto};
+
+use sea_orm::entity::prelude::*;
+
+/// `meeting_transcripts`: one per transcribed meeting.
+pub mod transcript {
+    use super::*;
+
+    /// A transcript's header.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "meeting_transcripts")]
+    pub struct Model {
+        /// The meeting.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub meeting_id: Uuid,
+        /// Its owner.
+        pub user_id: Uuid,
+        /// Language, BCP 47.
+        pub language: String,
+        /// Provider and model.
+        pub model: String,
+        /// Share of speech transcribed, 0 to 100.
+        pub coverage_percent: f64,
+        /// When it was produced.
+        pub created_at: DateTimeUtc,
+        /// Last change.
+        pub updated_at: DateTimeUtc,
+    }
+
+    crate::db::entity_tail!(owned by UserId);
+}
+
+/// `transcript_segments`: the transcript's lines.
+pub mod transcript_segment {
+    use super::*;
+
+    /// One stretch of transcribed speech.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "transcript_segments")]
+    pub struct Model {
+        /// Row id.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// The meeting.
+        pub meeting_id: Uuid,
+        /// Its owner.
+        pub user_id: Uuid,
+        /// Order, from 0.
+        pub position: i32,
+        /// Start in meeting time.
+        pub start_ms: i64,
+        /// End in meeting time.
+        pub end_ms: i64,
+        /// The words.
+        pub text: String,
+        /// Provider's confidence.
+        pub confidence: Option<f64>,
+        /// Row creation.
+        pub created_at: DateTimeUtc,
+        /// Last change.
+        pub updated_at: DateTimeUtc,
+    }
+
+    crate::db::entity_tail!(owned by UserId);
+}
+
+/// `meeting_analyses`: the speaking metrics of a meeting.
+pub mod analysis {
+    use super::*;
+
+    /// A meeting's metrics.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "meeting_analyses")]
+    pub struct Model {
+        /// The meeting.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub meeting_id: Uuid,
+        /// Its owner.
+        pub user_id: Uuid,
+        /// Length of the meeting.
+        pub total_ms: i64,
+        /// Time with speech.
+        pub speech_ms: i64,
+        /// `speech_ms / total_ms`.
+        pub speech_ratio: f64,
+        /// Pauses at least the pause threshold long.
+        pub pause_count: i32,
+        /// Their mean length.
+        pub average_pause_ms: i64,
+        /// The longest.
+        pub longest_pause_ms: i64,
+        /// Longest speech without a pause.
+        pub longest_monologue_ms: i64,
+        /// Words per minute of transcribed speech.
+        pub words_per_minute: Option<f64>,
+        /// Filler words found.
+        pub filler_word_count: Option<i32>,
+        /// `[{"word": .., "count": ..}, ...]`, most frequent first.
+        pub filler_words: Json,
+        /// Questions asked.
+        pub question_count: Option<i32>,
+        /// Skill scores (not computed yet: `[]`).
+        pub skill_scores: Json,
+        /// Most words in one stretch of speech.
+        pub longest_monologue_words: Option<i32>,
+        /// When it was computed.
+        pub created_at: DateTimeUtc,
+        /// Last change.
+        pub updated_at: DateTimeUtc,
+    }
+
+    crate::db::entity_tail!(owned by UserId);
+}
+
+/// One stretch of transcribed text: in the piece's own time as a provider
+/// answers, in meeting time once stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Line {
+    /// Start.
+    pub start_ms: i64,
+    /// End.
+    pub end_ms: i64,
+    /// The words.
+    pub text: String,
+    /// The provider's confidence, when it gives one.
+    pub confidence: Option<f64>,
+}
+
+/// Replaces the transcript of `meeting` (in the scope) with `lines`, in
+/// one statement per table.
+pub async fn replace_transcript(
+    scoped: &Scoped,
+    meeting: &super::entity::Model,
+    header: (&str, &str, f64),
+    lines: &[Line],
+) -> AppResult<()> {
+    let (language, model, coverage_percent) = header;
+    clear(scoped, meeting.id).await?;
+    let now = Utc::now();
+    scoped
+        .insert(transcript::ActiveModel {
+            meeting_id: Set(meeting.id),
+            user_id: Set(meeting.user_id),
+            language: Set(language.to_owned()),
+            model: Set(model.to_owned()),
+            coverage_percent: Set(coverage_percent),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .await?;
+    let rows = lines
+        .iter()
+        .enumerate()
+        .map(|(position, line)| transcript_segment::ActiveModel {
+            meeting_id: Set(meeting.id),
+            user_id: Set(meeting.user_id),
+            position: Set(i32::try_from(position).unwrap_or(i32::MAX)),
+            start_ms: Set(line.start_ms),
+            end_ms: Set(line.end_ms),
+            text: Set(line.text.clone()),
+            confidence: Set(line.confidence),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        });
+    scoped.insert_many(rows).await
+}
+
+/// Removes the transcript of a meeting of the scope.
+async fn clear(scoped: &Scoped, meeting_id: Uuid) -> AppResult<()> {
+    scoped
+        .delete_many::<transcript_segment::Entity>()
+        .filter(transcript_segment::Column::MeetingId.eq(meeting_id))
+        .exec()
+        .await?;
+    scoped
+        .delete_many::<transcript::Entity>()
+        .filter(transcript::Column::MeetingId.eq(meeting_id))
+        .exec()
+        .await?;
+    Ok(())
+}
+
+/// Whether a meeting of the scope has a transcript.
+pub async fn has_transcript(scoped: &Scoped, meeting_id: Uuid) -> AppResult<bool> {
+    Ok(scoped
+        .find::<transcript::Entity>()
+        .filter(transcript::Column::MeetingId.eq(meeting_id))
+        .one(scoped.txn())
+        .await?
+        .is_some())
+}
+
+/// The transcript's lines of a meeting of the scope, in order; None when it
+/// has no transcript.
+pub async fn transcript_lines(scoped: &Scoped, meeting_id: Uuid) -> AppResult<Option<Vec<Line>>> {
+    if !has_transcript(scoped, meeting_id).await? {
+        return Ok(None);
+    }
+    let rows = scoped
+        .find::<transcript_segment::Entity>()
+        .filter(transcript_segment::Column::MeetingId.eq(meeting_id))
+        .order_by_asc(transcript_segment::Column::Position)
+        .all(scoped.txn())
+        .await?;
+    Ok(Some(rows.into_iter().map(Line::from).collect()))
+}
+
+impl From<transcript_segment::Model> for Line {
+    fn from(row: transcript_segment::Model) -> Self {
+        let transcript_segment::Model {
+            start_ms,
+            end_ms,
+            text,
+            confidence,
+            id: _,
+            meeting_id: _,
+            user_id: _,
+            position: _,
+            created_at: _,
+            updated_at: _,
+        } = row;
+        Self {
+            start_ms,
+            end_ms,
+            text,
+            confidence,
+        }
+    }
+}
+
+/// Replaces the analysis of a meeting of the scope.
+pub async fn replace_analysis(scoped: &Scoped, row: analysis::ActiveModel) -> AppResult<()> {
+    let Set(meeting_id) = row.meeting_id else {
+        return Err(AppError::internal("an analysis names its meeting"));
+    };
+    scoped
+        .delete_many::<analysis::Entity>()
+        .filter(analysis::Column::MeetingId.eq(meeting_id))
+        .exec()
+        .await?;
+    scoped.insert(row).await?;
+    Ok(())
+}
+
+/// The transcript of a meeting of the scope.
+pub async fn transcript(scoped: &Scoped, meeting_id: Uuid) -> AppResult<pb::Transcript> {
+    store::get(scoped, meeting_id).await?;
+    let header = scoped
+        .find::<transcript::Entity>()
+        .filter(transcript::Column::MeetingId.eq(meeting_id))
+        .one(scoped.txn())
+        .await?
+        .ok_or_else(|| AppError::not_found("transcript"))?;
+    let lines = scoped
+        .find::<transcript_segment::Entity>()
+        .filter(transcript_segment::Column::MeetingId.eq(meeting_id))
+        .order_by_asc(transcript_segment::Column::Position)
+        .all(scoped.txn())
+        .await?;
+    Ok(pb::Transcript {
+        name: format!("meetings/{meeting_id}/transcript"),
+        language: header.language,
+        segments: lines
+            .into_iter()
+            .map(|l| pb::TranscriptSegment {
+                start_offset: Some(ms_to_duration(l.start_ms)),
+                end_offset: Some(ms_to_duration(l.end_ms)),
+                text: l.text,
+                confidence: l.confidence.unwrap_or(0.0),
+            })
+            .collect(),
+        coverage_percent: header.coverage_percent,
+        model: header.model,
+        create_time: Some(to_proto(header.created_at)),
+    })
+}
+
+/// The analysis of a meeting of the scope.
+pub async fn analysis(scoped: &Scoped, meeting_id: Uuid) -> AppResult<pb::Analysis> {
+    store::get(scoped, meeting_id).await?;
+    let a = scoped
+        .find::<analysis::Entity>()
+        .filter(analysis::Column::MeetingId.eq(meeting_id))
+        .one(scoped.txn())
+        .await?
+        .ok_or_else(|| AppError::not_found("analysis"))?;
+    let filler_words = a
+        .filler_words
+        .as_array()
+        .map(|words| {
+            words
+                .iter()
+                .map(|w| pb::WordCount {
+                    word: w["word"].as_str().unwrap_or_default().to_owned(),
+                    count: i32::try_from(w["count"].as_i64().unwrap_or(0)).unwrap_or(0),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(pb::Analysis {
+        name: format!("meetings/{meeting_id}/analysis"),
+        total_duration: Some(ms_to_duration(a.total_ms)),
+        speech_duration: Some(ms_to_duration(a.speech_ms)),
+        speech_ratio: a.speech_ratio,
+        silence_ratio: if a.total_ms > 0 { 1.0 - a.speech_ratio } else { 0.0 },
+        pause_count: a.pause_count,
+        average_pause: Some(ms_to_duration(a.average_pause_ms)),
+        longest_pause: Some(ms_to_duration(a.longest_pause_ms)),
+        longest_monologue: Some(ms_to_duration(a.longest_monologue_ms)),
+        words_per_minute: a.words_per_minute,
+        filler_word_count: a.filler_word_count,
+        filler_words,
+        question_count: a.question_count,
+        skill_scores: Vec::new(),
+        longest_monologue_words: a.longest_monologue_words,
+        create_time: Some(to_proto(a.created_at)),
+    })
+}
