@@ -10,6 +10,7 @@ use super::entity::{self, Status};
 use super::model::MeetingFields;
 use crate::db::{Db, Scoped};
 use crate::error::{AppError, AppResult};
+use crate::lifecycle::Stage;
 use crate::pagination::{BeforeId, PageRequest};
 
 /// Creates a meeting awaiting its upload. A repeated `request_id` returns
@@ -166,12 +167,38 @@ pub async fn transition(scoped: &Scoped, id: Uuid, from: &[Status], to: Status) 
     Ok(!moved.is_empty())
 }
 
+/// Records the processing stage a meeting is in.
+pub async fn set_stage(scoped: &Scoped, id: Uuid, stage: Stage) -> AppResult<()> {
+    scoped
+        .update_many::<entity::Entity>()
+        .col_expr(entity::Column::CurrentStage, Expr::value(stage))
+        .col_expr(entity::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(entity::Column::Id.eq(id))
+        .exec()
+        .await?;
+    Ok(())
+}
+
+/// Records that a meeting's processing ended well at `now`.
+pub async fn set_processed(scoped: &Scoped, id: Uuid, now: DateTime<Utc>) -> AppResult<()> {
+    scoped
+        .update_many::<entity::Entity>()
+        .col_expr(entity::Column::CurrentStage, Expr::value(None::<Stage>))
+        .col_expr(entity::Column::FailureReason, Expr::value(None::<String>))
+        .col_expr(entity::Column::ProcessedAt, Expr::value(now))
+        .col_expr(entity::Column::UpdatedAt, Expr::value(now))
+        .filter(entity::Column::Id.eq(id))
+        .exec()
+        .await?;
+    Ok(())
+}
+
 /// Records why a meeting's processing failed, in words for its owner.
 pub async fn set_failure(scoped: &Scoped, id: Uuid, reason: &str) -> AppResult<()> {
     scoped
         .update_many::<entity::Entity>()
         .col_expr(entity::Column::FailureReason, Expr::value(reason))
-        .col_expr(entity::Column::CurrentStage, Expr::value(None::<String>))
+        .col_expr(entity::Column::CurrentStage, Expr::value(None::<Stage>))
         .col_expr(entity::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(entity::Column::Id.eq(id))
         .exec()

@@ -5,9 +5,10 @@ pub mod analyze;
 pub mod entity;
 pub mod jobs;
 pub mod pipeline;
-pub mod results;
 pub mod sampling;
 pub mod service;
+pub mod status;
+pub mod store;
 pub mod transcribe;
 pub mod worker;
 
@@ -20,11 +21,13 @@ use uuid::Uuid;
 
 use crate::db::Scoped;
 use crate::error::{AppError, AppResult};
+use crate::meetings::entity as meeting;
 use crate::meetings::entity::Status;
-use crate::meetings::store;
+use crate::meetings::store as meetings;
 use crate::shared::Shared;
 use crate::usage::ledger;
 use crate::usage::model::Category;
+use entity::job;
 
 /// How long analysis minutes stay held for a queued meeting.
 const RESERVATION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -36,11 +39,7 @@ pub fn minutes(duration_ms: i64) -> i64 {
 
 /// Holds the analysis minutes of `meeting` (over the plan's limit:
 /// `RESOURCE_EXHAUSTED`); returns the reservation's id.
-pub async fn hold_minutes(
-    state: &Shared,
-    scoped: &Scoped,
-    meeting: &crate::meetings::entity::Model,
-) -> AppResult<Uuid> {
+pub async fn hold_minutes(state: &Shared, scoped: &Scoped, meeting: &meeting::Model) -> AppResult<Uuid> {
     let reservation = ledger::reserve(
         scoped,
         meeting.user_id,
@@ -59,9 +58,9 @@ pub async fn hold_minutes(
 /// (over the plan's limit: `RESOURCE_EXHAUSTED`), moves it to `queued` and
 /// queues its job.
 pub async fn enqueue(state: &Shared, scoped: &Scoped, user_id: Uuid, meeting_id: Uuid) -> AppResult<()> {
-    let meeting = store::get(scoped, meeting_id).await?;
+    let meeting = meetings::get(scoped, meeting_id).await?;
     let reservation = hold_minutes(state, scoped, &meeting).await?;
-    if !store::transition(scoped, meeting_id, &[Status::Uploaded], Status::Queued).await? {
+    if !meetings::transition(scoped, meeting_id, &[Status::Uploaded], Status::Queued).await? {
         return Err(AppError::internal(format!(
             "meeting {meeting_id} was not uploaded when queued"
         )));
@@ -74,4 +73,33 @@ pub async fn enqueue(state: &Shared, scoped: &Scoped, user_id: Uuid, meeting_id:
         state.config.processing.max_attempts,
     )
     .await
+}
+
+/// Commits the analysis minutes held for the meeting on its real length.
+pub(crate) async fn settle_reservation(
+    scoped: &Scoped,
+    job: &job::Model,
+    meeting: &meeting::Model,
+    now: chrono::DateTime<Utc>,
+) -> AppResult<()> {
+    let Some(id) = job.reservation_id else {
+        return Ok(());
+    };
+    if let Some(reservation) = ledger::find(scoped, id).await? {
+        let minutes = minutes(meeting.duration_ms.unwrap_or(0));
+        reservation.commit(scoped, minutes, Some(meeting.id), now).await?;
+    }
+    jobs::clear_reservation(scoped, job.id).await
+}
+
+/// Gives back the analysis minutes held for a job that will not finish
+/// (dead, or its meeting deleted); a retry holds them again.
+pub async fn release_reservation(scoped: &Scoped, job: &job::Model) -> AppResult<()> {
+    let Some(id) = job.reservation_id else {
+        return Ok(());
+    };
+    if let Some(reservation) = ledger::find(scoped, id).await? {
+        reservation.release(scoped, Utc::now()).await?;
+    }
+    jobs::clear_reservation(scoped, job.id).await
 }

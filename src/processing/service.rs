@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::entity::{JobState, Strategy};
 use super::sampling::{self, Settings};
-use super::{jobs, results};
+use super::{jobs, status};
 use crate::caller::Caller;
 use crate::error::{AppError, Violations};
 use crate::meetings::entity::Status as MeetingStatus;
@@ -148,7 +148,7 @@ impl ProcessingService for ProcessingApi {
         let id = crate::meetings::service::meeting_of("name", &request.get_ref().name, "/processingStatus")?;
         let scoped = self.state.db.as_user(user_id).await?;
         Ok(Response::new(pb::GetProcessingStatusResponse {
-            processing_status: Some(results::status(&scoped, id).await?),
+            processing_status: Some(status::status(&scoped, id).await?),
         }))
     }
 
@@ -190,7 +190,7 @@ impl ProcessingService for ProcessingApi {
         .await?;
         store::set_failure(&scoped, id, "").await?;
         jobs::requeue(&scoped, id, reservation).await?;
-        let status = results::status(&scoped, id).await?;
+        let status = status::status(&scoped, id).await?;
         scoped.commit().await?;
         Ok(Response::new(pb::RetryProcessingResponse {
             processing_status: Some(status),

@@ -145,7 +145,7 @@ async fn record_failure(
     crate::metrics::global().job_outcome(if will_retry { "retried" } else { "dead" });
     jobs::fail(&scoped, job.id, worker, &failure.message, wait).await?;
     if !will_retry {
-        pipeline::release_reservation(&scoped, job).await?;
+        super::release_reservation(&scoped, job).await?;
     }
     let meeting = match store::get(&scoped, job.meeting_id).await {
         Ok(meeting) => meeting,
@@ -154,7 +154,7 @@ async fn record_failure(
     };
     match failure.run {
         Some((stage, attempt)) => {
-            pipeline::end_run(
+            super::store::end_run(
                 &scoped,
                 meeting.id,
                 stage,
@@ -165,7 +165,7 @@ async fn record_failure(
             .await?;
         }
         // A failure outside any stage: a worker that kept dying.
-        None => pipeline::fail_interrupted_runs(&scoped, meeting.id).await?,
+        None => super::store::fail_interrupted_runs(&scoped, meeting.id).await?,
     }
     // It is reported at the stage the meeting was in.
     let run = failure
