@@ -7,8 +7,8 @@
 //! it interrupted; every stage replaces its own results rather than adding
 //! to them, so repeating one leaves no duplicates.
 //!
-//! This module holds the run and its stage loop; [`stages`] the work of
-//! each stage, [`progress`] how a run reports itself. Queries on the
+//! This module holds the run and its stage loop; `stages.rs` the work of
+//! each stage, `progress.rs` how a run reports itself. Queries on the
 //! pipeline's tables are in [`super::store`], on the meeting in
 //! `meetings::store` and `meetings::results`.
 
