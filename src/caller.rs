@@ -72,6 +72,16 @@ impl Role {
     }
 }
 
+impl From<Role> for crate::pb::v1::Role {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::User => Self::User,
+            Role::Admin => Self::Admin,
+            Role::Service => Self::Service,
+        }
+    }
+}
+
 /// Scope resources by service. A key with `<resource>:write` may also read.
 pub const SCOPE_RESOURCES: &[(&str, &str)] = &[
     ("ProfileService", "profile"),

@@ -41,21 +41,22 @@ pub enum Status {
     Failed,
 }
 
-impl Status {
-    /// The API enum.
-    pub fn to_proto(self) -> pb::MeetingStatus {
-        match self {
-            Self::AwaitingUpload => pb::MeetingStatus::AwaitingUpload,
-            Self::Uploading => pb::MeetingStatus::Uploading,
-            Self::Uploaded => pb::MeetingStatus::Uploaded,
-            Self::Queued => pb::MeetingStatus::Queued,
-            Self::Processing => pb::MeetingStatus::Processing,
-            Self::AwaitingTranscription => pb::MeetingStatus::AwaitingTranscription,
-            Self::Ready => pb::MeetingStatus::Ready,
-            Self::Failed => pb::MeetingStatus::Failed,
+impl From<Status> for pb::MeetingStatus {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::AwaitingUpload => Self::AwaitingUpload,
+            Status::Uploading => Self::Uploading,
+            Status::Uploaded => Self::Uploaded,
+            Status::Queued => Self::Queued,
+            Status::Processing => Self::Processing,
+            Status::AwaitingTranscription => Self::AwaitingTranscription,
+            Status::Ready => Self::Ready,
+            Status::Failed => Self::Failed,
         }
     }
+}
 
+impl Status {
     /// The status of an API enum; None for UNSPECIFIED.
     pub fn from_proto(status: pb::MeetingStatus) -> Option<Self> {
         match status {
@@ -135,17 +136,16 @@ pub enum Stage {
     Cleanup,
 }
 
-impl Stage {
-    /// The API enum.
-    pub fn to_proto(self) -> pb::ProcessingStage {
-        match self {
-            Self::Validate => pb::ProcessingStage::Validate,
-            Self::Convert => pb::ProcessingStage::Convert,
-            Self::Segment => pb::ProcessingStage::Segment,
-            Self::Sample => pb::ProcessingStage::Sample,
-            Self::Transcribe => pb::ProcessingStage::Transcribe,
-            Self::Analyze => pb::ProcessingStage::Analyze,
-            Self::Cleanup => pb::ProcessingStage::Cleanup,
+impl From<Stage> for pb::ProcessingStage {
+    fn from(stage: Stage) -> Self {
+        match stage {
+            Stage::Validate => Self::Validate,
+            Stage::Convert => Self::Convert,
+            Stage::Segment => Self::Segment,
+            Stage::Sample => Self::Sample,
+            Stage::Transcribe => Self::Transcribe,
+            Stage::Analyze => Self::Analyze,
+            Stage::Cleanup => Self::Cleanup,
         }
     }
 }
@@ -162,7 +162,7 @@ mod tests {
             let sent = serde_json::to_value(stage).unwrap();
             assert_eq!(sent, serde_json::Value::String(stored.clone()));
             assert_eq!(
-                stage.to_proto().as_str_name(),
+                pb::ProcessingStage::from(stage).as_str_name(),
                 format!("PROCESSING_STAGE_{}", stored.to_ascii_uppercase())
             );
         }

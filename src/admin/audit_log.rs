@@ -76,34 +76,49 @@ pub async fn list(
         before: last.id,
     });
     Ok(pb::ListAuditLogResponse {
-        entries: entries.into_iter().map(to_proto).collect(),
+        entries: entries.into_iter().map(pb::AuditEntry::from).collect(),
         next_page_token: PageRequest::token(next.as_ref()),
     })
 }
 
-fn to_proto(entry: audit::Model) -> pb::AuditEntry {
-    let user = |id: Option<Uuid>| id.map(|id| format!("users/{id}")).unwrap_or_default();
-    let details = match entry.details {
-        serde_json::Value::Object(map) => map
-            .into_iter()
-            .map(|(key, value)| {
-                let value = match value {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                (key, value)
-            })
-            .collect(),
-        _ => Default::default(),
-    };
-    pb::AuditEntry {
-        name: format!("auditEntries/{}", entry.id),
-        actor: user(entry.actor_id),
-        subject: user(entry.subject_user_id),
-        action: entry.action,
-        target: entry.target.unwrap_or_default(),
-        ip_address: entry.ip_address.unwrap_or_default(),
-        details,
-        create_time: Some(timestamps::to_proto(entry.created_at)),
+impl From<audit::Model> for pb::AuditEntry {
+    fn from(entry: audit::Model) -> Self {
+        let audit::Model {
+            id,
+            actor_id,
+            subject_user_id,
+            action,
+            target,
+            ip_address,
+            details,
+            // For operators reading logs, not for the API.
+            request_id: _,
+            created_at,
+            updated_at: _,
+        } = entry;
+        let user = |id: Option<Uuid>| id.map(|id| format!("users/{id}")).unwrap_or_default();
+        let details = match details {
+            serde_json::Value::Object(map) => map
+                .into_iter()
+                .map(|(key, value)| {
+                    let value = match value {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (key, value)
+                })
+                .collect(),
+            _ => Default::default(),
+        };
+        Self {
+            name: format!("auditEntries/{id}"),
+            actor: user(actor_id),
+            subject: user(subject_user_id),
+            action,
+            target: target.unwrap_or_default(),
+            ip_address: ip_address.unwrap_or_default(),
+            details,
+            create_time: Some(timestamps::to_proto(created_at)),
+        }
     }
 }

@@ -152,10 +152,7 @@ pub async fn list(
             .unwrap_or_default()
     };
     Ok(pb::ListUsersResponse {
-        users: users
-            .iter()
-            .map(|u| store::user_to_proto(u, name_of(u.id)))
-            .collect(),
+        users: users.iter().map(|u| pb::User::from((u, name_of(u.id)))).collect(),
         next_page_token: PageRequest::token(next.as_ref()),
     })
 }

@@ -82,7 +82,7 @@ pub async fn sign_up(
     scoped.commit().await?;
     auth.send_mail(verification_mail(auth, &email, &verify)).await;
     Ok(pb::SignUpResponse {
-        user: Some(store::user_to_proto(&user, name)),
+        user: Some(pb::User::from((&user, name))),
         tokens: Some(tokens),
     })
 }

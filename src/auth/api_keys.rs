@@ -106,7 +106,7 @@ pub async fn create(
                 // Shown once: past the window a repeat learns only what the
                 // key is, never its secret again.
                 return Ok(pb::CreateApiKeyResponse {
-                    api_key: Some(to_proto(&earlier)),
+                    api_key: Some(pb::ApiKey::from(&earlier)),
                     key: String::new(),
                 });
             }
@@ -117,12 +117,12 @@ pub async fn create(
                     reason: "API_KEY_REQUEST_REPEATED",
                     message: format!(
                         "{} was created with this request_id and its key cannot be shown again",
-                        to_proto(&earlier).name
+                        pb::ApiKey::from(&earlier).name
                     ),
                 });
             }
             return Ok(pb::CreateApiKeyResponse {
-                api_key: Some(to_proto(&earlier)),
+                api_key: Some(pb::ApiKey::from(&earlier)),
                 key: secret_key,
             });
         }
@@ -153,7 +153,7 @@ pub async fn create(
     .await?;
     scoped.commit().await?;
     Ok(pb::CreateApiKeyResponse {
-        api_key: Some(to_proto(&row)),
+        api_key: Some(pb::ApiKey::from(&row)),
         key: secret_key,
     })
 }
@@ -196,7 +196,7 @@ pub async fn list(
         before: last.id,
     });
     Ok(pb::ListApiKeysResponse {
-        api_keys: keys.iter().map(to_proto).collect(),
+        api_keys: keys.iter().map(pb::ApiKey::from).collect(),
         next_page_token: PageRequest::token(next.as_ref()),
     })
 }
@@ -237,18 +237,5 @@ pub async fn revoke(
     let key = find().await?.ok_or_else(|| AppError::not_found("api key"))?;
     scoped.commit().await?;
     auth.authenticator.forget_api_key(id);
-    Ok(to_proto(&key))
-}
-
-fn to_proto(key: &api_key::Model) -> pb::ApiKey {
-    pb::ApiKey {
-        name: format!("apiKeys/{}", key.id),
-        display_name: key.display_name.clone(),
-        prefix: key.prefix.clone(),
-        scopes: key.scope_list(),
-        expire_time: timestamps::opt_to_proto(key.expires_at),
-        create_time: Some(timestamps::to_proto(key.created_at)),
-        last_use_time: timestamps::opt_to_proto(key.last_used_at),
-        revoke_time: timestamps::opt_to_proto(key.revoked_at),
-    }
+    Ok(pb::ApiKey::from(&key))
 }

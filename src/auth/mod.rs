@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod convert;
 pub mod entity;
 pub mod keys;
 pub mod layer;

@@ -290,14 +290,9 @@ pub async fn list(
     Ok(pb::AuthServiceListSessionsResponse {
         sessions: sessions
             .into_iter()
-            .map(|s| pb::AuthSession {
-                name: format!("authSessions/{}", s.id),
-                create_time: Some(timestamps::to_proto(s.created_at)),
-                last_use_time: Some(timestamps::to_proto(s.last_used_at)),
-                expire_time: Some(timestamps::to_proto(s.expires_at)),
-                user_agent: s.user_agent,
-                ip_address: s.ip_address,
-                current: Some(s.id) == current,
+            .map(|session| {
+                let is_current = Some(session.id) == current;
+                pb::AuthSession::from((session, is_current))
             })
             .collect(),
         next_page_token: PageRequest::token(next.as_ref()),

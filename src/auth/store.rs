@@ -13,7 +13,6 @@ use crate::db::{Scoped, ScopedWrite};
 use crate::error::{AppError, AppResult};
 use crate::pb::v1 as pb;
 use crate::profiles;
-use crate::timestamps;
 
 /// The account with this (normalised) email, if the scope may see it.
 pub async fn find_by_email(scoped: &Scoped, email: &str) -> AppResult<Option<user::Model>> {
@@ -107,36 +106,13 @@ pub async fn update_user<'a>(
     Ok(())
 }
 
-/// The API message of an account.
-pub fn user_to_proto(user: &user::Model, display_name: String) -> pb::User {
-    pb::User {
-        name: format!("users/{}", user.id),
-        email: user.email.clone(),
-        email_verified: user.email_verified_at.is_some(),
-        role: role_to_proto(user.role) as i32,
-        plan: format!("plans/{}", user.plan_id),
-        display_name,
-        create_time: Some(timestamps::to_proto(user.created_at)),
-        last_sign_in_time: timestamps::opt_to_proto(user.last_sign_in_at),
-    }
-}
-
-/// The API enum of a role.
-pub fn role_to_proto(role: Role) -> pb::Role {
-    match role {
-        Role::User => pb::Role::User,
-        Role::Admin => pb::Role::Admin,
-        Role::Service => pb::Role::Service,
-    }
-}
-
 /// The API message of an account with its profile's display name.
 pub async fn user_with_profile(scoped: &Scoped, user: &user::Model) -> AppResult<pb::User> {
     let name = profiles::store::get(scoped, user.id)
         .await
         .map(|p| p.display_name)
         .unwrap_or_default();
-    Ok(user_to_proto(user, name))
+    Ok(pb::User::from((user, name)))
 }
 
 /// Creates a single-use token for `purpose`, replacing earlier unused ones.

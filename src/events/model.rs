@@ -140,12 +140,38 @@ pub fn type_name(kind: pb::EventType) -> Option<String> {
     })
 }
 
-/// The API message of a stored event.
-pub fn to_proto(row: &event::Model) -> pb::Event {
+impl From<&event::Model> for pb::Event {
+    fn from(row: &event::Model) -> Self {
+        let event::Model {
+            seq,
+            event_type,
+            meeting_id,
+            payload,
+            created_at,
+            // Internal row id and owner (the caller); events never change.
+            id: _,
+            user_id: _,
+            updated_at: _,
+        } = row;
+        Self {
+            id: *seq,
+            r#type: event_type_of(event_type).into(),
+            meeting: meeting_id.map(|id| format!("meetings/{id}")).unwrap_or_default(),
+            create_time: Some(timestamps::to_proto(*created_at)),
+            payload: payload_of(payload),
+        }
+    }
+}
+
+/// The API type of a stored type name such as `upload_completed`.
+fn event_type_of(name: &str) -> pb::EventType {
+    pb::EventType::from_str_name(&format!("EVENT_TYPE_{}", name.to_ascii_uppercase())).unwrap_or_default()
+}
+
+/// The API payload of a stored one.
+fn payload_of(stored: &serde_json::Value) -> Option<pb::event::Payload> {
     use pb::event::Payload as P;
-    let kind = pb::EventType::from_str_name(&format!("EVENT_TYPE_{}", row.event_type.to_ascii_uppercase()))
-        .unwrap_or_default();
-    let payload = serde_json::from_value::<Payload>(row.payload.clone())
+    serde_json::from_value::<Payload>(stored.clone())
         .ok()
         .map(|payload| match payload {
             Payload::UploadProgress {
@@ -196,7 +222,7 @@ pub fn to_proto(row: &event::Model) -> pb::Event {
                 error,
                 will_retry,
             } => P::Stage(pb::StageProgress {
-                stage: stage.to_proto().into(),
+                stage: pb::ProcessingStage::from(stage).into(),
                 attempt,
                 percent,
                 error,
@@ -209,20 +235,10 @@ pub fn to_proto(row: &event::Model) -> pb::Event {
                 failure_reason,
                 has_transcript,
             } => P::ProcessingEnded(pb::ProcessingEnded {
-                status: status.to_proto().into(),
+                status: pb::MeetingStatus::from(status).into(),
                 failure_reason,
                 has_transcript,
             }),
             Payload::SystemNotice { title, message } => P::SystemNotice(pb::SystemNotice { title, message }),
-        });
-    pb::Event {
-        id: row.seq,
-        r#type: kind.into(),
-        meeting: row
-            .meeting_id
-            .map(|id| format!("meetings/{id}"))
-            .unwrap_or_default(),
-        create_time: Some(timestamps::to_proto(row.created_at)),
-        payload,
-    }
+        })
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use super::model::to_proto;
 use super::store::{self, Filter};
 use super::stream::Streams;
 use crate::caller::Caller;
@@ -93,7 +92,7 @@ impl EventService for EventApi {
         rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
         let last_event_id = rows.last().map_or(after_event_id.max(0), |r| r.seq);
         Ok(Response::new(pb::ListEventsResponse {
-            events: rows.iter().map(to_proto).collect(),
+            events: rows.iter().map(pb::Event::from).collect(),
             last_event_id,
             has_more,
         }))

@@ -17,7 +17,6 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::model::to_proto;
 use super::store::{self, Filter};
 use crate::config::EventsConfig;
 use crate::db::Db;
@@ -251,7 +250,7 @@ impl Streams {
             };
             let full = rows.len() as u64 == PAGE;
             for row in rows {
-                match send(T::event(to_proto(&row))).await {
+                match send(T::event(pb::Event::from(&row))).await {
                     Ok(Ok(())) => last = row.seq,
                     Ok(Err(_)) => return None,
                     Err(_) => return Some(Stop::TooSlow),

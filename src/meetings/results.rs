@@ -11,7 +11,6 @@ use super::store;
 use crate::db::Scoped;
 use crate::error::{AppError, AppResult};
 use crate::pb::v1 as pb;
-use crate::timestamps::{ms_to_duration, to_proto};
 
 use sea_orm::entity::prelude::*;
 
@@ -271,22 +270,7 @@ pub async fn transcript(scoped: &Scoped, meeting_id: Uuid) -> AppResult<pb::Tran
         .order_by_asc(transcript_segment::Column::Position)
         .all(scoped.txn())
         .await?;
-    Ok(pb::Transcript {
-        name: format!("meetings/{meeting_id}/transcript"),
-        language: header.language,
-        segments: lines
-            .into_iter()
-            .map(|l| pb::TranscriptSegment {
-                start_offset: Some(ms_to_duration(l.start_ms)),
-                end_offset: Some(ms_to_duration(l.end_ms)),
-                text: l.text,
-                confidence: l.confidence.unwrap_or(0.0),
-            })
-            .collect(),
-        coverage_percent: header.coverage_percent,
-        model: header.model,
-        create_time: Some(to_proto(header.created_at)),
-    })
+    Ok(pb::Transcript::from((header, lines)))
 }
 
 /// The analysis of a meeting of the scope.
@@ -298,35 +282,5 @@ pub async fn analysis(scoped: &Scoped, meeting_id: Uuid) -> AppResult<pb::Analys
         .one(scoped.txn())
         .await?
         .ok_or_else(|| AppError::not_found("analysis"))?;
-    let filler_words = a
-        .filler_words
-        .as_array()
-        .map(|words| {
-            words
-                .iter()
-                .map(|w| pb::WordCount {
-                    word: w["word"].as_str().unwrap_or_default().to_owned(),
-                    count: i32::try_from(w["count"].as_i64().unwrap_or(0)).unwrap_or(0),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(pb::Analysis {
-        name: format!("meetings/{meeting_id}/analysis"),
-        total_duration: Some(ms_to_duration(a.total_ms)),
-        speech_duration: Some(ms_to_duration(a.speech_ms)),
-        speech_ratio: a.speech_ratio,
-        silence_ratio: if a.total_ms > 0 { 1.0 - a.speech_ratio } else { 0.0 },
-        pause_count: a.pause_count,
-        average_pause: Some(ms_to_duration(a.average_pause_ms)),
-        longest_pause: Some(ms_to_duration(a.longest_pause_ms)),
-        longest_monologue: Some(ms_to_duration(a.longest_monologue_ms)),
-        words_per_minute: a.words_per_minute,
-        filler_word_count: a.filler_word_count,
-        filler_words,
-        question_count: a.question_count,
-        skill_scores: Vec::new(),
-        longest_monologue_words: a.longest_monologue_words,
-        create_time: Some(to_proto(a.created_at)),
-    })
+    Ok(pb::Analysis::from(a))
 }

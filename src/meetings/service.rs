@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::entity::Status as MeetingStatus;
 use super::model::{self, MeetingFields};
-use super::{OnDelete, convert, store};
+use super::{OnDelete, store};
 use crate::audit::{self, Entry};
 use crate::caller::Caller;
 use crate::context::RequestMeta;
@@ -74,7 +74,7 @@ impl MeetingService for MeetingApi {
         .await?;
         scoped.commit().await?;
         Ok(Response::new(pb::CreateMeetingResponse {
-            meeting: Some(convert::to_proto(&created)),
+            meeting: Some(pb::Meeting::from(&created)),
         }))
     }
 
@@ -85,7 +85,7 @@ impl MeetingService for MeetingApi {
         let scoped = self.state.db.as_user(user_id).await?;
         let meeting = store::get(&scoped, id).await?;
         Ok(Response::new(pb::GetMeetingResponse {
-            meeting: Some(convert::to_proto(&meeting)),
+            meeting: Some(pb::Meeting::from(&meeting)),
         }))
     }
 
@@ -131,7 +131,7 @@ impl MeetingService for MeetingApi {
         let scoped = self.state.db.as_user(user_id).await?;
         let (meetings, next) = store::list(&scoped, &page, filter).await?;
         Ok(Response::new(pb::ListMeetingsResponse {
-            meetings: meetings.iter().map(convert::to_proto).collect(),
+            meetings: meetings.iter().map(pb::Meeting::from).collect(),
             next_page_token: PageRequest::token(next.as_ref()),
         }))
     }
@@ -148,12 +148,12 @@ impl MeetingService for MeetingApi {
         let paths = update_mask.map(|m| m.paths).unwrap_or_default();
         model::check_mask(&paths)?;
         let scoped = self.state.db.as_user(user_id).await?;
-        let mut merged = convert::to_proto(&store::get(&scoped, id).await?);
+        let mut merged = pb::Meeting::from(&store::get(&scoped, id).await?);
         model::merge(&mut merged, update, &paths);
         let updated = store::update(&scoped, id, MeetingFields::parse(&merged)?).await?;
         scoped.commit().await?;
         Ok(Response::new(pb::UpdateMeetingResponse {
-            meeting: Some(convert::to_proto(&updated)),
+            meeting: Some(pb::Meeting::from(&updated)),
         }))
     }
 
@@ -262,7 +262,7 @@ impl MeetingService for MeetingApi {
 
 fn snapshot(meeting: &super::entity::Model) -> pb::WatchMeetingResponse {
     pb::WatchMeetingResponse {
-        kind: Some(pb::watch_meeting_response::Kind::Meeting(convert::to_proto(
+        kind: Some(pb::watch_meeting_response::Kind::Meeting(pb::Meeting::from(
             meeting,
         ))),
     }

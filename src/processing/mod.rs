@@ -2,6 +2,7 @@
 //! and analyses recordings, its durable job queue and its workers.
 
 pub mod analyze;
+pub mod convert;
 pub mod entity;
 pub mod jobs;
 pub mod pipeline;

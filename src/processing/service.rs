@@ -14,7 +14,7 @@ use crate::pagination::{BeforeId, PageRequest};
 use crate::pb::v1 as pb;
 use crate::pb::v1::processing_service_server::ProcessingService;
 use crate::shared::Shared;
-use crate::timestamps::{duration_to_ms, ms_to_duration, to_proto};
+use crate::timestamps::{duration_to_ms, ms_to_duration};
 
 /// ProcessingService.
 #[derive(Clone, Debug)]
@@ -297,29 +297,7 @@ impl ProcessingService for ProcessingApi {
         let (rows, next) = page.page(rows, |last| BeforeId { before: last.id });
         let depths = jobs::depths(&scoped).await?;
         Ok(Response::new(pb::ListJobsResponse {
-            jobs: rows
-                .into_iter()
-                .map(|j| pb::Job {
-                    name: format!("jobs/{}", j.id),
-                    kind: j.kind,
-                    meeting: format!("meetings/{}", j.meeting_id),
-                    user: format!("users/{}", j.user_id),
-                    state: match j.state {
-                        JobState::Pending if j.attempts > 0 => pb::JobState::Failed,
-                        JobState::Pending => pb::JobState::Pending,
-                        JobState::Running => pb::JobState::Running,
-                        JobState::Succeeded => pb::JobState::Succeeded,
-                        JobState::Dead => pb::JobState::Dead,
-                    }
-                    .into(),
-                    attempts: j.attempts,
-                    max_attempts: j.max_attempts,
-                    last_error: j.last_error.unwrap_or_default(),
-                    run_time: Some(to_proto(j.run_at)),
-                    create_time: Some(to_proto(j.created_at)),
-                    update_time: Some(to_proto(j.updated_at)),
-                })
-                .collect(),
+            jobs: rows.into_iter().map(pb::Job::from).collect(),
             next_page_token: PageRequest::token(next.as_ref()),
             pending_count: depths.pending,
             running_count: depths.running,

@@ -4,14 +4,13 @@
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
-use super::entity::{RunState, Stage, audio, stage_run};
+use super::entity::{Stage, audio, stage_run};
 use super::pipeline::percent_at;
 use crate::db::Scoped;
 use crate::error::AppResult;
 use crate::meetings::entity::Status;
 use crate::meetings::store;
 use crate::pb::v1 as pb;
-use crate::timestamps::{opt_to_proto, to_proto};
 
 /// The processing status of a meeting of the scope.
 pub async fn status(scoped: &Scoped, meeting_id: Uuid) -> AppResult<pb::ProcessingStatus> {
@@ -37,28 +36,12 @@ pub async fn status(scoped: &Scoped, meeting_id: Uuid) -> AppResult<pb::Processi
     };
     Ok(pb::ProcessingStatus {
         name: format!("meetings/{meeting_id}/processingStatus"),
-        meeting_status: meeting.status.to_proto().into(),
+        meeting_status: pb::MeetingStatus::from(meeting.status).into(),
         current_stage: current
-            .map_or(pb::ProcessingStage::Unspecified, Stage::to_proto)
+            .map_or(pb::ProcessingStage::Unspecified, pb::ProcessingStage::from)
             .into(),
         percent,
-        stage_runs: runs
-            .iter()
-            .map(|r| pb::StageRun {
-                stage: r.stage.to_proto().into(),
-                attempt: r.attempt,
-                state: match r.state {
-                    RunState::Running => pb::StageRunState::Running,
-                    RunState::Succeeded => pb::StageRunState::Succeeded,
-                    RunState::Failed => pb::StageRunState::Failed,
-                    RunState::Skipped => pb::StageRunState::Skipped,
-                }
-                .into(),
-                start_time: Some(to_proto(r.started_at)),
-                end_time: opt_to_proto(r.finished_at),
-                error: r.error.clone().unwrap_or_default(),
-            })
-            .collect(),
+        stage_runs: runs.iter().map(pb::StageRun::from).collect(),
         coverage_percent: audio.as_ref().and_then(|a| a.coverage_percent).unwrap_or(0.0),
         estimated_cost_micros: audio.as_ref().and_then(|a| a.estimated_cost_micros).unwrap_or(0),
     })

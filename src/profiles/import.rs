@@ -61,7 +61,7 @@ pub async fn run(db: &Db, user_id: Uuid, state: pb::LocalState) -> AppResult<pb:
 
     let scoped = db.as_user(user_id).await?;
     let current = store::get(&scoped, user_id).await?;
-    let mut merged = store::to_proto(&current);
+    let mut merged = pb::Profile::from(&current);
     if let Some(profile) = profile {
         store::merge(&mut merged, profile, &[])?;
     }
@@ -114,7 +114,7 @@ pub async fn run(db: &Db, user_id: Uuid, state: pb::LocalState) -> AppResult<pb:
     scoped.commit().await?;
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     Ok(pb::ImportLocalStateResponse {
-        profile: Some(store::to_proto(&saved)),
+        profile: Some(pb::Profile::from(&saved)),
         practice_records_imported: count(imported),
         practice_records_skipped: count(keys.len() - imported),
     })

@@ -6,6 +6,7 @@ use super::model::ProfileFields;
 use super::{import, store};
 use crate::caller::Caller;
 use crate::error::{AppError, Violations};
+use crate::pb::v1 as pb;
 use crate::pb::v1::profile_service_server::ProfileService;
 use crate::pb::v1::{
     GetProfileRequest, GetProfileResponse, ImportLocalStateRequest, ImportLocalStateResponse,
@@ -37,7 +38,7 @@ impl ProfileService for ProfileApi {
         let scoped = self.state.db.as_user(caller.user_id).await?;
         let profile = store::get(&scoped, caller.user_id).await?;
         Ok(Response::new(GetProfileResponse {
-            profile: Some(store::to_proto(&profile)),
+            profile: Some(pb::Profile::from(&profile)),
         }))
     }
 
@@ -52,7 +53,7 @@ impl ProfileService for ProfileApi {
         let paths = update_mask.map(|mask| mask.paths).unwrap_or_default();
         let scoped = self.state.db.as_user(user_id).await?;
         let current = store::get(&scoped, user_id).await?;
-        let mut merged = store::to_proto(&current);
+        let mut merged = pb::Profile::from(&current);
         let mut bad = Violations::default();
         bad.check(store::merge(&mut merged, update, &paths))?;
         let fields =
@@ -61,7 +62,7 @@ impl ProfileService for ProfileApi {
         let saved = store::save(&scoped, current, &fields).await?;
         scoped.commit().await?;
         Ok(Response::new(UpdateProfileResponse {
-            profile: Some(store::to_proto(&saved)),
+            profile: Some(pb::Profile::from(&saved)),
         }))
     }
 

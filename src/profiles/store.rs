@@ -72,35 +72,58 @@ fn active(fields: &ProfileFields) -> AppResult<entity::ActiveModel> {
 
 /// The stored fields of a row.
 pub fn fields_of(row: &entity::Model) -> ProfileFields {
+    let entity::Model {
+        display_name,
+        job_title,
+        time_zone,
+        language,
+        focus_skills,
+        onboarding,
+        preferences,
+        // Shown by the conversion to `pb::Profile`.
+        user_id: _,
+        created_at: _,
+        updated_at: _,
+    } = row;
     ProfileFields {
-        display_name: row.display_name.clone(),
-        job_title: row.job_title.clone(),
-        time_zone: row.time_zone.clone(),
-        language: row.language.clone(),
-        focus_skills: serde_json::from_value(row.focus_skills.clone()).unwrap_or_default(),
-        onboarding: serde_json::from_value::<Onboarding>(row.onboarding.clone()).unwrap_or_default(),
-        preferences: serde_json::from_value::<Preferences>(row.preferences.clone()).unwrap_or_default(),
+        display_name: display_name.clone(),
+        job_title: job_title.clone(),
+        time_zone: time_zone.clone(),
+        language: language.clone(),
+        focus_skills: serde_json::from_value(focus_skills.clone()).unwrap_or_default(),
+        onboarding: serde_json::from_value::<Onboarding>(onboarding.clone()).unwrap_or_default(),
+        preferences: serde_json::from_value::<Preferences>(preferences.clone()).unwrap_or_default(),
     }
 }
 
-/// The API message of a row.
-pub fn to_proto(row: &entity::Model) -> pb::Profile {
-    let fields = fields_of(row);
-    pb::Profile {
-        name: format!("users/{}/profile", row.user_id),
-        display_name: fields.display_name,
-        job_title: fields.job_title,
-        time_zone: fields.time_zone,
-        language: fields.language,
-        focus_skills: fields
-            .focus_skills
-            .iter()
-            .map(|name| skill_from_name(name) as i32)
-            .collect(),
-        onboarding: Some(fields.onboarding.to_proto()),
-        create_time: Some(timestamps::to_proto(row.created_at)),
-        update_time: Some(timestamps::to_proto(row.updated_at)),
-        preferences: Some(fields.preferences.to_proto()),
+/// A profile as the API shows it. [`fields_of`] destructures the row, so
+/// a new column does not build until it is shown or left out there.
+impl From<&entity::Model> for pb::Profile {
+    fn from(row: &entity::Model) -> Self {
+        let ProfileFields {
+            display_name,
+            job_title,
+            time_zone,
+            language,
+            focus_skills,
+            onboarding,
+            preferences,
+        } = fields_of(row);
+        Self {
+            name: format!("users/{}/profile", row.user_id),
+            display_name,
+            job_title,
+            time_zone,
+            language,
+            focus_skills: focus_skills
+                .iter()
+                .map(|name| skill_from_name(name).into())
+                .collect(),
+            onboarding: Some(onboarding.to_proto()),
+            create_time: Some(timestamps::to_proto(row.created_at)),
+            update_time: Some(timestamps::to_proto(row.updated_at)),
+            preferences: Some(preferences.to_proto()),
+        }
     }
 }
 

@@ -44,34 +44,81 @@ pub fn max_chunk(max_message_bytes: usize) -> i64 {
     MAX_CHUNK.min(room).max(MIN_CHUNK)
 }
 
-fn state_to_proto(state: State) -> pb::UploadState {
-    match state {
-        State::Active => pb::UploadState::Active,
-        State::Completed => pb::UploadState::Completed,
-        State::Cancelled => pb::UploadState::Cancelled,
-        State::Rejected => pb::UploadState::Rejected,
-        State::Expired => pb::UploadState::Expired,
+impl From<State> for pb::UploadState {
+    fn from(state: State) -> Self {
+        match state {
+            State::Active => Self::Active,
+            State::Completed => Self::Completed,
+            State::Cancelled => Self::Cancelled,
+            State::Rejected => Self::Rejected,
+            State::Expired => Self::Expired,
+        }
     }
 }
 
-/// The API message of an upload.
-pub fn to_proto(upload: &upload::Model, max_message_bytes: usize) -> pb::Upload {
-    pb::Upload {
-        name: format!("uploads/{}", upload.id),
-        meeting: format!("meetings/{}", upload.meeting_id),
-        file_name: upload.file_name.clone(),
-        content_type: upload.content_type.clone(),
-        size_bytes: upload.size_bytes,
-        sha256: upload.sha256.clone().unwrap_or_default(),
-        committed_bytes: upload.committed_bytes,
-        state: state_to_proto(upload.state).into(),
-        min_chunk_bytes: MIN_CHUNK,
-        max_chunk_bytes: max_chunk(max_message_bytes),
-        rejection_reason: upload.rejection_reason.clone().unwrap_or_default(),
-        expire_time: Some(timestamps::to_proto(upload.expires_at)),
-        create_time: Some(timestamps::to_proto(upload.created_at)),
-        update_time: Some(timestamps::to_proto(upload.updated_at)),
-        complete_time: timestamps::opt_to_proto(upload.completed_at),
+/// The chunk sizes this server accepts, shown on every upload.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkSizes {
+    /// Smallest chunk but the last.
+    pub min: i64,
+    /// Largest chunk.
+    pub max: i64,
+}
+
+impl ChunkSizes {
+    /// The sizes under a message size limit of `max_message_bytes`.
+    pub fn within(max_message_bytes: usize) -> Self {
+        Self {
+            min: MIN_CHUNK,
+            max: max_chunk(max_message_bytes),
+        }
+    }
+}
+
+/// An upload as the API shows it, with the chunk sizes it may send.
+impl From<(&upload::Model, ChunkSizes)> for pb::Upload {
+    fn from((upload, chunks): (&upload::Model, ChunkSizes)) -> Self {
+        let upload::Model {
+            id,
+            meeting_id,
+            file_name,
+            content_type,
+            size_bytes,
+            sha256,
+            committed_bytes,
+            state,
+            rejection_reason,
+            expires_at,
+            completed_at,
+            created_at,
+            updated_at,
+            // The owner is the caller; the rest is bookkeeping of the
+            // chunks, the quota hold, the completion claim and cleanup.
+            user_id: _,
+            chunk_count: _,
+            request_id: _,
+            reservation_id: _,
+            completion_token: _,
+            completing_until: _,
+            cleaned_at: _,
+        } = upload;
+        Self {
+            name: format!("uploads/{id}"),
+            meeting: format!("meetings/{meeting_id}"),
+            file_name: file_name.clone(),
+            content_type: content_type.clone(),
+            size_bytes: *size_bytes,
+            sha256: sha256.clone().unwrap_or_default(),
+            committed_bytes: *committed_bytes,
+            state: pb::UploadState::from(*state).into(),
+            min_chunk_bytes: chunks.min,
+            max_chunk_bytes: chunks.max,
+            rejection_reason: rejection_reason.clone().unwrap_or_default(),
+            expire_time: Some(timestamps::to_proto(*expires_at)),
+            create_time: Some(timestamps::to_proto(*created_at)),
+            update_time: Some(timestamps::to_proto(*updated_at)),
+            complete_time: timestamps::opt_to_proto(*completed_at),
+        }
     }
 }
 

@@ -6,12 +6,11 @@ use uuid::Uuid;
 
 use super::append::{self, Chunk};
 use super::lifecycle::{self, Earlier, NewUpload};
-use super::model::to_proto;
+use super::model::ChunkSizes;
 use super::{complete, store, stream};
 use crate::caller::Caller;
 use crate::context::RequestMeta;
 use crate::error::AppResult;
-use crate::meetings::convert;
 use crate::names::parse_name;
 use crate::pb::v1 as pb;
 use crate::pb::v1::upload_service_server::UploadService;
@@ -31,7 +30,7 @@ impl UploadApi {
     }
 
     fn proto(&self, upload: &super::entity::upload::Model) -> pb::Upload {
-        to_proto(upload, self.state.config.max_message_bytes)
+        pb::Upload::from((upload, ChunkSizes::within(self.state.config.max_message_bytes)))
     }
 }
 
@@ -97,7 +96,7 @@ impl UploadService for UploadApi {
         let (upload, meeting) = complete::complete(&self.state, &meta, user_id, id).await?;
         Ok(Response::new(pb::CompleteUploadResponse {
             upload: Some(self.proto(&upload)),
-            meeting: Some(convert::to_proto(&meeting)),
+            meeting: Some(pb::Meeting::from(&meeting)),
         }))
     }
 
@@ -121,7 +120,7 @@ impl UploadService for UploadApi {
         let (upload, meeting) = stream::upload(&self.state, &meta, user_id, request.into_inner()).await?;
         Ok(Response::new(pb::UploadResponse {
             upload: Some(self.proto(&upload)),
-            meeting: Some(convert::to_proto(&meeting)),
+            meeting: Some(pb::Meeting::from(&meeting)),
         }))
     }
 }

@@ -6,7 +6,6 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::convert;
 use super::entity::{plan, plan_limit};
 use super::limits::plan_with_limits;
 use super::model::{Category, parse_limits};
@@ -166,5 +165,5 @@ pub async fn update(
     )
     .await?;
     let (plan, limits) = plan_with_limits(scoped, &plan_id).await?;
-    Ok(convert::plan_to_proto(plan, limits))
+    Ok(pb::Plan::from((plan, limits)))
 }

@@ -6,7 +6,6 @@ use sea_orm::Iterable;
 use sea_orm::{ColumnTrait, Condition, QueryFilter};
 use uuid::Uuid;
 
-use super::convert;
 use super::entity::counter;
 use super::ledger::release_expired;
 use super::limits::Allowance;
@@ -97,7 +96,7 @@ pub async fn usage(
         .collect();
     Ok(pb::Usage {
         user: format!("users/{user_id}"),
-        plan: Some(convert::plan_to_proto(allowance.plan, allowance.plan_limits)),
+        plan: Some(pb::Plan::from((allowance.plan, allowance.plan_limits))),
         period_start_time: Some(timestamps::to_proto(current.start)),
         period_end_time: Some(timestamps::to_proto(current.end)),
         categories,

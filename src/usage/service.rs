@@ -2,12 +2,13 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{assign, catalog, convert, dashboard, store};
+use super::{assign, catalog, dashboard, store};
 use crate::caller::Caller;
 use crate::context::RequestMeta;
 use crate::error::AppError;
 use crate::names::parse_name;
 use crate::pagination::PageRequest;
+use crate::pb::v1 as pb;
 use crate::pb::v1::usage_service_server::UsageService;
 use crate::pb::v1::{
     GetUsageRequest, GetUsageResponse, ListPlansRequest, ListPlansResponse, SetUserPlanRequest,
@@ -75,10 +76,7 @@ impl UsageService for UsageApi {
         // Plans are shared content, not user data: no scope needed.
         let (plans, next) = store::list_plans(self.state.db.unscoped(), page.size, page.after).await?;
         Ok(Response::new(ListPlansResponse {
-            plans: plans
-                .into_iter()
-                .map(|(plan, limits)| convert::plan_to_proto(plan, limits))
-                .collect(),
+            plans: plans.into_iter().map(pb::Plan::from).collect(),
             next_page_token: PageRequest::token(next.as_ref()),
         }))
     }
