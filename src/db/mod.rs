@@ -18,7 +18,7 @@ use sea_orm::{
 };
 
 pub(crate) use scope::entity_tail;
-pub use scope::{INSERT_BATCH, Owned, Scope, Scoped, ScopedWrite};
+pub use scope::{INSERT_BATCH, Owned, Scope, Scoped, ScopedWrite, Stamped, stamp};
 pub use signals::Signals;
 
 use crate::config::{Config, ConfigError};
@@ -132,15 +132,19 @@ impl Db {
             .ok_or_else(|| DbErr::Custom("no current schema".into()))?
             .try_get("", "schema")?;
         let (schema, role) = (quote_identifier(&schema), quote_identifier(role));
-        self.conn
-            .execute_unprepared(&format!(
-                "GRANT USAGE ON SCHEMA {schema} TO {role};
+        // Replicas starting together would update the same catalog rows at
+        // once ("tuple concurrently updated"): they take turns under the
+        // migration lock.
+        let txn = self.migration_transaction().await?;
+        txn.execute_unprepared(&format!(
+            "GRANT USAGE ON SCHEMA {schema} TO {role};
                  GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
                  GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
                  REVOKE UPDATE, DELETE, TRUNCATE ON {schema}.audit_log FROM {role};
                  REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {schema}.seaql_migrations FROM {role};"
-            ))
-            .await?;
+        ))
+        .await?;
+        txn.commit().await?;
         Ok(())
     }
 
