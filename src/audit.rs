@@ -96,7 +96,6 @@ impl Entry {
 
 /// Appends `entry` in the transaction `scoped`.
 pub async fn record(scoped: &Scoped, meta: &RequestMeta, entry: Entry) -> AppResult<()> {
-    let now = chrono::Utc::now();
     let Entry {
         action,
         actor,
@@ -114,8 +113,7 @@ pub async fn record(scoped: &Scoped, meta: &RequestMeta, entry: Entry) -> AppRes
             ip_address: Set(meta.ip.map(|ip| ip.to_string())),
             details: Set(details),
             request_id: Set(meta.request_id.clone()),
-            created_at: Set(now),
-            updated_at: Set(now),
+            ..Default::default()
         })
         .await?;
     Ok(())

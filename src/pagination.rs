@@ -6,6 +6,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -72,6 +73,19 @@ impl<C> PageRequest<C> {
 pub struct BeforeId {
     /// The next page holds ids below this one.
     pub before: uuid::Uuid,
+}
+
+impl PageRequest<BeforeId> {
+    /// `query` as one page of a list newest first by the time-ordered
+    /// `id`: after the cursor, and one row longer than the page, so that
+    /// [`Self::page`] can tell whether another page follows.
+    pub fn newest_first<E: EntityTrait>(&self, query: Select<E>, id: E::Column) -> Select<E> {
+        let query = query.order_by_desc(id).limit(self.size + 1);
+        match self.after {
+            Some(cursor) => query.filter(id.lt(cursor.before)),
+            None => query,
+        }
+    }
 }
 
 impl<C: Serialize> PageRequest<C> {

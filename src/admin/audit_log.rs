@@ -1,6 +1,6 @@
 //! Reading the audit log.
 
-use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, QueryFilter};
 use uuid::Uuid;
 
 use crate::audit::entity as audit;
@@ -50,13 +50,7 @@ pub async fn list(
         bad.finish(|| Some((page?, actor?, subject?, start_time?, end_time?)))?;
 
     let scoped = db.as_admin(admin_id).await?;
-    let mut query = scoped
-        .find::<audit::Entity>()
-        .order_by_desc(audit::Column::Id)
-        .limit(page.size + 1);
-    if let Some(cursor) = page.after {
-        query = query.filter(audit::Column::Id.lt(cursor.before));
-    }
+    let mut query = page.newest_first(scoped.find::<audit::Entity>(), audit::Column::Id);
     if let Some(actor) = actor {
         query = query.filter(audit::Column::ActorId.eq(actor));
     }

@@ -2,7 +2,7 @@
 //! admin from the command line.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, QueryFilter};
 use uuid::Uuid;
 
 use crate::audit::{self, Entry};
@@ -122,13 +122,7 @@ pub async fn list(
     } = request;
     let page = PageRequest::<BeforeId>::parse(page_size, &page_token, 50, 200)?;
     let scoped = db.as_admin(admin_id).await?;
-    let mut query = scoped
-        .find::<user::Entity>()
-        .order_by_desc(user::Column::Id)
-        .limit(page.size + 1);
-    if let Some(cursor) = page.after {
-        query = query.filter(user::Column::Id.lt(cursor.before));
-    }
+    let mut query = page.newest_first(scoped.find::<user::Entity>(), user::Column::Id);
     let prefix = email_prefix.trim().to_lowercase();
     if !prefix.is_empty() {
         query = query.filter(user::Column::Email.starts_with(&prefix));

@@ -3,7 +3,7 @@
 use chrono::Utc;
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, Condition, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, QueryFilter};
 use uuid::Uuid;
 
 use super::Auth;
@@ -139,8 +139,7 @@ pub async fn create(
             last_used_at: Set(None),
             revoked_at: Set(None),
             request_id: Set(request_id),
-            created_at: Set(now),
-            updated_at: Set(now),
+            ..Default::default()
         })
         .await?;
     audit::record(
@@ -178,13 +177,7 @@ pub async fn list(
     } = request;
     let page = PageRequest::<BeforeId>::parse(page_size, &page_token, 50, 200)?;
     let scoped = db.as_user(user_id).await?;
-    let mut query = scoped
-        .find::<api_key::Entity>()
-        .order_by_desc(api_key::Column::Id)
-        .limit(page.size + 1);
-    if let Some(cursor) = page.after {
-        query = query.filter(api_key::Column::Id.lt(cursor.before));
-    }
+    let mut query = page.newest_first(scoped.find::<api_key::Entity>(), api_key::Column::Id);
     if !show_revoked {
         query = query.filter(api_key::Column::RevokedAt.is_null()).filter(
             Condition::any()
@@ -223,7 +216,6 @@ pub async fn revoke(
         scoped
             .update_many::<api_key::Entity>()
             .col_expr(api_key::Column::RevokedAt, Expr::value(now))
-            .col_expr(api_key::Column::UpdatedAt, Expr::value(now))
             .filter(api_key::Column::Id.eq(id))
             .exec()
             .await?;

@@ -57,8 +57,7 @@ pub async fn open(
             expires_at: Set(expires_at),
             revoked_at: Set(None),
             revoke_reason: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
+            ..Default::default()
         })
         .await?;
     let refresh = secret::generate(REFRESH_PREFIX)?;
@@ -72,7 +71,6 @@ async fn insert_refresh_token(
     token: &str,
     id: Uuid,
 ) -> AppResult<()> {
-    let now = Utc::now();
     scoped
         .insert(refresh_token::ActiveModel {
             id: Set(id),
@@ -82,8 +80,7 @@ async fn insert_refresh_token(
             expires_at: Set(session.expires_at),
             used_at: Set(None),
             replaced_by: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
+            ..Default::default()
         })
         .await?;
     Ok(())
@@ -151,7 +148,6 @@ pub async fn refresh(
         .update_many::<refresh_token::Entity>()
         .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
         .col_expr(refresh_token::Column::ReplacedBy, Expr::value(successor_id))
-        .col_expr(refresh_token::Column::UpdatedAt, Expr::value(now))
         .filter(refresh_token::Column::Id.eq(token.id))
         .filter(refresh_token::Column::UsedAt.is_null())
         .exec()
@@ -162,7 +158,6 @@ pub async fn refresh(
             .update_many::<session::Entity>()
             .col_expr(session::Column::LastUsedAt, Expr::value(now))
             .col_expr(session::Column::ExpiresAt, Expr::value(expires_at))
-            .col_expr(session::Column::UpdatedAt, Expr::value(now))
             .filter(session::Column::Id.eq(session.id))
             .exec()
             .await?;
@@ -256,7 +251,6 @@ pub async fn revoke(
             .update_many::<session::Entity>()
             .col_expr(session::Column::RevokedAt, Expr::value(now))
             .col_expr(session::Column::RevokeReason, Expr::value(reason))
-            .col_expr(session::Column::UpdatedAt, Expr::value(now))
             .filter(session::Column::Id.is_in(ids.clone()))
             .exec()
             .await?;
@@ -272,18 +266,15 @@ pub async fn list(
     page_size: i32,
     page_token: &str,
 ) -> AppResult<pb::AuthServiceListSessionsResponse> {
-    use sea_orm::{QueryOrder, QuerySelect};
     let page = PageRequest::<BeforeId>::parse(page_size, page_token, 50, 200)?;
     let scoped = db.as_user(user_id).await?;
-    let mut query = scoped
-        .find::<session::Entity>()
-        .filter(session::Column::RevokedAt.is_null())
-        .filter(session::Column::ExpiresAt.gt(Utc::now()))
-        .order_by_desc(session::Column::Id)
-        .limit(page.size + 1);
-    if let Some(cursor) = page.after {
-        query = query.filter(session::Column::Id.lt(cursor.before));
-    }
+    let query = page.newest_first(
+        scoped
+            .find::<session::Entity>()
+            .filter(session::Column::RevokedAt.is_null())
+            .filter(session::Column::ExpiresAt.gt(Utc::now())),
+        session::Column::Id,
+    );
     let (sessions, next) = page.page(query.all(scoped.txn()).await?, |last| BeforeId {
         before: last.id,
     });

@@ -68,8 +68,7 @@ pub async fn create_account(scoped: &Scoped, account: NewAccount<'_>) -> AppResu
             plan_id: Set("free".into()),
             plan_started_at: Set(now),
             last_sign_in_at: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
+            ..Default::default()
         })
         .await
         // Two sign-ups with one email at once: the unique index decides.
@@ -100,7 +99,6 @@ pub async fn update_user<'a>(
 ) -> AppResult<()> {
     let update = scoped
         .update_many::<user::Entity>()
-        .col_expr(user::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(user::Column::Id.eq(id));
     changes(update).exec().await?;
     Ok(())
@@ -140,8 +138,7 @@ pub async fn issue_email_token(
             token_hash: Set(secret::hash(&token)),
             expires_at: Set(now + ttl),
             used_at: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
+            ..Default::default()
         })
         .await?;
     Ok(token)

@@ -41,8 +41,7 @@ pub async fn mint(db: &Db, user_id: Uuid, session_id: Uuid) -> AppResult<(String
             token_hash: Set(secret::hash(&ticket)),
             expires_at: Set(expires_at),
             used_at: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
+            ..Default::default()
         })
         .await?;
     scoped.commit().await?;
@@ -61,7 +60,6 @@ pub async fn redeem(db: &Db, ticket: &str) -> AppResult<Option<(Uuid, Uuid)>> {
     let used = scoped
         .update_many::<stream_ticket::Entity>()
         .col_expr(stream_ticket::Column::UsedAt, Expr::value(now))
-        .col_expr(stream_ticket::Column::UpdatedAt, Expr::value(now))
         .filter(stream_ticket::Column::TokenHash.eq(secret::hash(ticket)))
         .filter(stream_ticket::Column::UsedAt.is_null())
         .filter(stream_ticket::Column::ExpiresAt.gt(now))

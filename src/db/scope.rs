@@ -10,11 +10,12 @@
 //! migrations enforce the same rule in the database, so a query that forgot
 //! its filter still sees nothing of anyone else's.
 
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, InsertStatement, IntoIden, OnConflict, SimpleExpr, ValueType};
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseTransaction,
-    DbBackend, DbErr, DeleteMany, DeleteResult, EntityName, EntityTrait, IntoActiveModel, QueryFilter,
-    Select, Statement, UpdateMany, UpdateResult,
+    DbBackend, DbErr, DeleteMany, DeleteResult, EntityName, EntityTrait, IdenStatic, IntoActiveModel,
+    QueryFilter, QueryTrait, Select, Statement, UpdateMany, UpdateResult,
 };
 use uuid::Uuid;
 
@@ -48,11 +49,23 @@ impl Scope {
 pub trait Owned: EntityTrait {
     /// The column with the owning user's id.
     fn owner_column() -> Self::Column;
+
+    /// The column holding the time of the row's last change, which every
+    /// update through [`Scoped::update_many`] sets; None if it has none.
+    fn updated_at_column() -> Option<Self::Column>;
 }
 
-/// What every entity writes after its model: no navigated relations,
-/// default behaviour and, for user data, `owned by Column` names the column
-/// holding the owner's id ([`Owned`]). Use it inside the entity's module.
+/// A row whose times [`Scoped`] stamps when it writes it.
+pub trait Stamped {
+    /// Stamps the row about to be inserted (or updated): see [`stamp`].
+    fn stamp(&mut self, insert: bool);
+}
+
+/// What every entity writes after its model: no navigated relations and,
+/// for user data, `owned by Column` names the column holding the owner's id
+/// ([`Owned`]). Owned rows have `created_at` and `updated_at`, which every
+/// write through [`Scoped`] stamps ([`stamp`]); a table without them says
+/// `owned by Column, unstamped`. Use it inside the entity's module.
 macro_rules! entity_tail {
     () => {
         /// No relations are navigated.
@@ -62,16 +75,53 @@ macro_rules! entity_tail {
         impl ActiveModelBehavior for ActiveModel {}
     };
     (owned by $column:ident) => {
+        $crate::db::entity_tail!(@owned $column, Some(Column::UpdatedAt));
+
+        impl $crate::db::Stamped for ActiveModel {
+            fn stamp(&mut self, insert: bool) {
+                $crate::db::stamp(&mut self.created_at, &mut self.updated_at, insert);
+            }
+        }
+    };
+    (owned by $column:ident, unstamped) => {
+        $crate::db::entity_tail!(@owned $column, None);
+
+        impl $crate::db::Stamped for ActiveModel {
+            fn stamp(&mut self, _insert: bool) {}
+        }
+    };
+    (@owned $column:ident, $updated_at:expr) => {
         $crate::db::entity_tail!();
 
         impl $crate::db::Owned for Entity {
             fn owner_column() -> Column {
                 Column::$column
             }
+
+            fn updated_at_column() -> Option<Column> {
+                $updated_at
+            }
         }
     };
 }
 pub(crate) use entity_tail;
+
+/// The one place rows get their times: an insert stamps `created_at` and
+/// `updated_at` that the caller left unset with now; an update stamps
+/// `updated_at` with now unless the caller set it.
+pub fn stamp(
+    created_at: &mut ActiveValue<DateTime<Utc>>,
+    updated_at: &mut ActiveValue<DateTime<Utc>>,
+    insert: bool,
+) {
+    let now = Utc::now();
+    if insert && created_at.is_not_set() {
+        *created_at = ActiveValue::Set(now);
+    }
+    if !updated_at.is_set() {
+        *updated_at = ActiveValue::Set(now);
+    }
+}
 
 /// Rows per statement of [`Scoped::insert_many`], well under every
 /// backend's limit on bound values.
@@ -95,7 +145,7 @@ impl<Q: QueryFilter> QueryFilter for ScopedWrite<'_, Q> {
     }
 }
 
-impl<E: EntityTrait> ScopedWrite<'_, UpdateMany<E>> {
+impl<E: Owned> ScopedWrite<'_, UpdateMany<E>> {
     /// Sets `column` to `value`.
     pub fn col_expr<T: IntoIden>(self, column: T, value: impl Into<SimpleExpr>) -> Self {
         Self {
@@ -114,12 +164,32 @@ impl<E: EntityTrait> ScopedWrite<'_, UpdateMany<E>> {
 
     /// Runs the update.
     pub async fn exec(self) -> Result<UpdateResult, DbErr> {
-        self.query.exec(&self.scoped.txn).await
+        let txn = &self.scoped.txn;
+        self.stamped().exec(txn).await
     }
 
     /// Runs the update and returns the rows as they now are.
     pub async fn exec_with_returning(self) -> Result<Vec<E::Model>, DbErr> {
-        self.query.exec_with_returning(&self.scoped.txn).await
+        let txn = &self.scoped.txn;
+        self.stamped().exec_with_returning(txn).await
+    }
+
+    /// The update, setting `updated_at` to now unless it sets it already.
+    fn stamped(self) -> UpdateMany<E> {
+        let Some(column) = E::updated_at_column() else {
+            return self.query;
+        };
+        let already = self
+            .query
+            .as_query()
+            .get_values()
+            .iter()
+            .any(|(set, _)| set.inner() == column.as_str());
+        if already {
+            self.query
+        } else {
+            self.query.col_expr(column, Expr::value(Utc::now()))
+        }
     }
 }
 
@@ -224,11 +294,13 @@ impl Scoped {
     /// Inserts a row after checking that the scope may own it.
     pub async fn insert<A>(&self, row: A) -> AppResult<<A::Entity as EntityTrait>::Model>
     where
-        A: ActiveModelTrait + ActiveModelBehavior + Send,
+        A: ActiveModelTrait + ActiveModelBehavior + Stamped + Send,
         A::Entity: Owned,
         <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
     {
         self.check_owner(&row)?;
+        let mut row = row;
+        row.stamp(true);
         Ok(row.insert(&self.txn).await?)
     }
 
@@ -236,7 +308,7 @@ impl Scoped {
     /// checking that the scope may own every one.
     pub async fn insert_many<A>(&self, rows: impl IntoIterator<Item = A>) -> AppResult<()>
     where
-        A: ActiveModelTrait + Send,
+        A: ActiveModelTrait + Stamped + Send,
         A::Entity: Owned,
     {
         self.insert_batches(rows, None).await.map(|_| ())
@@ -250,7 +322,7 @@ impl Scoped {
         columns: I,
     ) -> AppResult<u64>
     where
-        A: ActiveModelTrait + Send,
+        A: ActiveModelTrait + Stamped + Send,
         A::Entity: Owned,
         I: IntoIterator<Item = <A::Entity as EntityTrait>::Column>,
     {
@@ -262,7 +334,7 @@ impl Scoped {
     /// checking that the scope may own it; whether it was inserted.
     pub async fn insert_or_ignore<A, I>(&self, row: A, columns: I) -> AppResult<bool>
     where
-        A: ActiveModelTrait + Send,
+        A: ActiveModelTrait + Stamped + Send,
         A::Entity: Owned,
         I: IntoIterator<Item = <A::Entity as EntityTrait>::Column>,
     {
@@ -275,12 +347,13 @@ impl Scoped {
         on_conflict: Option<OnConflict>,
     ) -> AppResult<u64>
     where
-        A: ActiveModelTrait + Send,
+        A: ActiveModelTrait + Stamped + Send,
         A::Entity: Owned,
     {
-        let rows: Vec<A> = rows.into_iter().collect();
-        for row in &rows {
+        let mut rows: Vec<A> = rows.into_iter().collect();
+        for row in &mut rows {
             self.check_owner(row)?;
+            row.stamp(true);
         }
         let mut inserted = 0;
         let mut rows = rows.into_iter().peekable();
@@ -302,10 +375,12 @@ impl Scoped {
     /// the way stays as it is, and nothing is written.
     pub async fn upsert<A>(&self, row: A, mut on_conflict: OnConflict) -> AppResult<()>
     where
-        A: ActiveModelTrait + Send,
+        A: ActiveModelTrait + Stamped + Send,
         A::Entity: Owned,
     {
         self.check_owner(&row)?;
+        let mut row = row;
+        row.stamp(true);
         if let Some(owner) = self.write_owner() {
             on_conflict.action_and_where(
                 Expr::col((A::Entity::default(), <A::Entity as Owned>::owner_column())).eq(owner),

@@ -47,5 +47,5 @@ pub mod sequence {
         pub last_seq: i64,
     }
 
-    crate::db::entity_tail!(owned by UserId);
+    crate::db::entity_tail!(owned by UserId, unstamped);
 }

@@ -45,15 +45,12 @@ pub async fn publish(
         .await?
         .map(|row| row.last_seq)
         .ok_or_else(|| AppError::internal("the event counter vanished"))?;
-    let now = Utc::now();
     scoped
         .insert(event::ActiveModel {
             user_id: Set(user_id),
             event_type: Set(payload.type_name().to_owned()),
             meeting_id: Set(meeting_id),
             payload: Set(serde_json::to_value(&payload).map_err(AppError::internal)?),
-            created_at: Set(now),
-            updated_at: Set(now),
             seq: Set(seq),
             ..Default::default()
         })

@@ -3,7 +3,6 @@
 //! through [`replace_transcript`] and [`replace_analysis`]; every read goes
 //! through the caller's scope, so another user's meeting is NOT_FOUND.
 
-use chrono::Utc;
 use sea_orm::{ActiveValue::Set, ColumnTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
@@ -148,7 +147,6 @@ pub async fn replace_transcript(
 ) -> AppResult<()> {
     let (language, model, coverage_percent) = header;
     clear(scoped, meeting.id).await?;
-    let now = Utc::now();
     scoped
         .insert(transcript::ActiveModel {
             meeting_id: Set(meeting.id),
@@ -156,8 +154,7 @@ pub async fn replace_transcript(
             language: Set(language.to_owned()),
             model: Set(model.to_owned()),
             coverage_percent: Set(coverage_percent),
-            created_at: Set(now),
-            updated_at: Set(now),
+            ..Default::default()
         })
         .await?;
     let rows = lines
@@ -171,8 +168,6 @@ pub async fn replace_transcript(
             end_ms: Set(line.end_ms),
             text: Set(line.text.clone()),
             confidence: Set(line.confidence),
-            created_at: Set(now),
-            updated_at: Set(now),
             ..Default::default()
         });
     scoped.insert_many(rows).await

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, Condition, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
 use super::entity::{self, Status};
@@ -32,7 +32,6 @@ pub async fn create(
             return Ok(earlier);
         }
     }
-    let now = Utc::now();
     let MeetingFields {
         title,
         description,
@@ -64,8 +63,7 @@ pub async fn create(
             request_id: Set(request_id),
             processed_at: Set(None),
             deleted_at: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
+            ..Default::default()
         })
         .await
 }
@@ -98,14 +96,12 @@ pub async fn list(
     page: &PageRequest<BeforeId>,
     filter: ListFilter,
 ) -> AppResult<(Vec<entity::Model>, Option<BeforeId>)> {
-    let mut query = scoped
-        .find::<entity::Entity>()
-        .filter(entity::Column::DeletedAt.is_null())
-        .order_by_desc(entity::Column::Id)
-        .limit(page.size + 1);
-    if let Some(cursor) = page.after {
-        query = query.filter(entity::Column::Id.lt(cursor.before));
-    }
+    let mut query = page.newest_first(
+        scoped
+            .find::<entity::Entity>()
+            .filter(entity::Column::DeletedAt.is_null()),
+        entity::Column::Id,
+    );
     if !filter.statuses.is_empty() {
         query = query.filter(entity::Column::Status.is_in(filter.statuses));
     }
@@ -135,7 +131,6 @@ pub async fn update(scoped: &Scoped, id: Uuid, fields: MeetingFields) -> AppResu
         .col_expr(entity::Column::OccurredAt, Expr::value(occurred_at))
         .col_expr(entity::Column::ParticipantCount, Expr::value(participant_count))
         .col_expr(entity::Column::Tags, Expr::value(serde_json::json!(tags)))
-        .col_expr(entity::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(entity::Column::Id.eq(id))
         .filter(entity::Column::DeletedAt.is_null())
         .exec()
@@ -154,7 +149,6 @@ pub async fn transition(scoped: &Scoped, id: Uuid, from: &[Status], to: Status) 
     let moved = scoped
         .update_many::<entity::Entity>()
         .col_expr(entity::Column::Status, Expr::value(to))
-        .col_expr(entity::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(entity::Column::Id.eq(id))
         .filter(entity::Column::DeletedAt.is_null())
         .filter(entity::Column::Status.is_in(from.iter().copied()))
@@ -172,7 +166,6 @@ pub async fn set_stage(scoped: &Scoped, id: Uuid, stage: Stage) -> AppResult<()>
     scoped
         .update_many::<entity::Entity>()
         .col_expr(entity::Column::CurrentStage, Expr::value(stage))
-        .col_expr(entity::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(entity::Column::Id.eq(id))
         .exec()
         .await?;
@@ -199,7 +192,6 @@ pub async fn set_failure(scoped: &Scoped, id: Uuid, reason: &str) -> AppResult<(
         .update_many::<entity::Entity>()
         .col_expr(entity::Column::FailureReason, Expr::value(reason))
         .col_expr(entity::Column::CurrentStage, Expr::value(None::<Stage>))
-        .col_expr(entity::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(entity::Column::Id.eq(id))
         .exec()
         .await?;
@@ -212,7 +204,6 @@ pub async fn soft_delete(scoped: &Scoped, id: Uuid) -> AppResult<()> {
     let deleted = scoped
         .update_many::<entity::Entity>()
         .col_expr(entity::Column::DeletedAt, Expr::value(now))
-        .col_expr(entity::Column::UpdatedAt, Expr::value(now))
         .filter(entity::Column::Id.eq(id))
         .filter(entity::Column::DeletedAt.is_null())
         .exec_with_returning()

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use super::entity::{JobState, job};
 use crate::db::{Db, Scoped, ScopedWrite};
 use crate::error::{AppError, AppResult};
+use crate::pagination::{BeforeId, PageRequest};
 use crate::usage::limits::Allowance;
 use crate::usage::model::Category;
 
@@ -65,8 +66,7 @@ pub async fn enqueue(
             worker: Set(None),
             last_error: Set(None),
             reservation_id: Set(reservation_id),
-            created_at: Set(now),
-            updated_at: Set(now),
+            ..Default::default()
         })
         .await?;
     scoped.wake_workers_after_commit();
@@ -83,7 +83,6 @@ pub async fn requeue(scoped: &Scoped, meeting_id: Uuid, reservation_id: Option<U
         .col_expr(job::Column::RunAt, Expr::value(now))
         .col_expr(job::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
         .col_expr(job::Column::Worker, Expr::value(None::<String>))
-        .col_expr(job::Column::UpdatedAt, Expr::value(now))
         .filter(job::Column::MeetingId.eq(meeting_id));
     if reservation_id.is_some() {
         update = update.col_expr(job::Column::ReservationId, Expr::value(reservation_id));
@@ -162,7 +161,6 @@ pub async fn claim(db: &Db, worker: &str, lease: Duration) -> AppResult<Option<j
             .col_expr(job::Column::Attempts, Expr::value(candidate.attempts + 1))
             .col_expr(job::Column::LeaseUntil, Expr::value(later(now, lease)))
             .col_expr(job::Column::Worker, Expr::value(worker))
-            .col_expr(job::Column::UpdatedAt, Expr::value(now))
             .filter(job::Column::Id.eq(candidate.id))
             .filter(job::Column::State.eq(candidate.state))
             .filter(job::Column::Attempts.eq(candidate.attempts))
@@ -198,7 +196,6 @@ pub async fn renew(db: &Db, id: Uuid, worker: &str, lease: Duration) -> AppResul
 fn held<'a>(scoped: &'a Scoped, id: Uuid, worker: &str) -> ScopedWrite<'a, sea_orm::UpdateMany<job::Entity>> {
     scoped
         .update_many::<job::Entity>()
-        .col_expr(job::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(job::Column::Id.eq(id))
         .filter(job::Column::State.eq(JobState::Running))
         .filter(job::Column::Worker.eq(worker))
@@ -325,20 +322,14 @@ pub fn backoff(attempts: i32, base: Duration, max: Duration) -> Duration {
 pub async fn list(
     scoped: &Scoped,
     state: Option<JobState>,
-    before: Option<Uuid>,
-    limit: u64,
-) -> AppResult<Vec<job::Model>> {
-    let mut query = scoped
-        .find::<job::Entity>()
-        .order_by_desc(job::Column::Id)
-        .limit(limit);
+    page: &PageRequest<BeforeId>,
+) -> AppResult<(Vec<job::Model>, Option<BeforeId>)> {
+    let mut query = page.newest_first(scoped.find::<job::Entity>(), job::Column::Id);
     if let Some(state) = state {
         query = query.filter(job::Column::State.eq(state));
     }
-    if let Some(before) = before {
-        query = query.filter(job::Column::Id.lt(before));
-    }
-    Ok(query.all(scoped.txn()).await?)
+    let rows = query.all(scoped.txn()).await?;
+    Ok(page.page(rows, |last| BeforeId { before: last.id }))
 }
 
 /// How many jobs wait, run and are dead.

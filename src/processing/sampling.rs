@@ -104,7 +104,6 @@ pub async fn set_for_user(scoped: &Scoped, user_id: Uuid, settings: Settings) ->
             ));
         }
     }
-    let now = Utc::now();
     scoped
         .upsert(
             user_sampling::ActiveModel {
@@ -112,8 +111,7 @@ pub async fn set_for_user(scoped: &Scoped, user_id: Uuid, settings: Settings) ->
                 strategy: Set(settings.strategy),
                 budget_ms: Set(settings.budget_ms),
                 max_segment_ms: Set(settings.max_segment_ms),
-                created_at: Set(now),
-                updated_at: Set(now),
+                ..Default::default()
             },
             OnConflict::column(user_sampling::Column::UserId)
                 .update_columns([

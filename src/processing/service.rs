@@ -293,8 +293,7 @@ impl ProcessingService for ProcessingApi {
             pb::JobState::Dead => Some(JobState::Dead),
         };
         let scoped = self.state.db.as_admin(caller.user_id).await?;
-        let rows = jobs::list(&scoped, state, page.after.map(|c| c.before), page.size + 1).await?;
-        let (rows, next) = page.page(rows, |last| BeforeId { before: last.id });
+        let (rows, next) = jobs::list(&scoped, state, &page).await?;
         let depths = jobs::depths(&scoped).await?;
         Ok(Response::new(pb::ListJobsResponse {
             jobs: rows.into_iter().map(pb::Job::from).collect(),

@@ -73,7 +73,6 @@ pub async fn end_run(
         .col_expr(stage_run::Column::State, Expr::value(state))
         .col_expr(stage_run::Column::FinishedAt, Expr::value(now))
         .col_expr(stage_run::Column::Error, Expr::value(error))
-        .col_expr(stage_run::Column::UpdatedAt, Expr::value(now))
         .filter(stage_run::Column::MeetingId.eq(meeting_id))
         .filter(stage_run::Column::Stage.eq(stage))
         .filter(stage_run::Column::Attempt.eq(attempt))
@@ -93,7 +92,6 @@ pub async fn fail_interrupted_runs(scoped: &Scoped, meeting_id: Uuid) -> AppResu
             stage_run::Column::Error,
             Expr::value("interrupted: the worker processing it stopped"),
         )
-        .col_expr(stage_run::Column::UpdatedAt, Expr::value(now))
         .filter(stage_run::Column::MeetingId.eq(meeting_id))
         .filter(stage_run::Column::State.eq(RunState::Running))
         .exec()
@@ -123,7 +121,6 @@ pub async fn replace_audio(
         .filter(audio::Column::MeetingId.eq(meeting.id))
         .exec()
         .await?;
-    let now = Utc::now();
     scoped
         .insert(audio::ActiveModel {
             meeting_id: Set(meeting.id),
@@ -134,8 +131,7 @@ pub async fn replace_audio(
             strategy: Set(None),
             coverage_percent: Set(None),
             estimated_cost_micros: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
+            ..Default::default()
         })
         .await?;
     Ok(())
@@ -154,7 +150,6 @@ pub async fn replace_segments(
         .filter(segment::Column::MeetingId.eq(meeting.id))
         .exec()
         .await?;
-    let now = Utc::now();
     let rows = pieces
         .iter()
         .enumerate()
@@ -167,14 +162,12 @@ pub async fn replace_segments(
             speech_ms: Set(vad::speech_within(spans, *piece)),
             selected: Set(false),
             transcript: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
+            ..Default::default()
         });
     scoped.insert_many(rows).await?;
     scoped
         .update_many::<audio::Entity>()
         .col_expr(audio::Column::SpeechSpans, Expr::value(serde_json::json!(spans)))
-        .col_expr(audio::Column::UpdatedAt, Expr::value(now))
         .filter(audio::Column::MeetingId.eq(meeting.id))
         .exec()
         .await?;
@@ -206,12 +199,10 @@ pub struct Sampled<'a> {
 
 /// Marks the segments sampling chose, and records its choice.
 pub async fn record_sampling(scoped: &Scoped, meeting_id: Uuid, sampled: Sampled<'_>) -> AppResult<()> {
-    let now = Utc::now();
     for selected in [false, true] {
         let mut update = scoped
             .update_many::<segment::Entity>()
             .col_expr(segment::Column::Selected, Expr::value(selected))
-            .col_expr(segment::Column::UpdatedAt, Expr::value(now))
             .filter(segment::Column::MeetingId.eq(meeting_id));
         if selected {
             update = update.filter(segment::Column::Position.is_in(sampled.positions.iter().copied()));
@@ -229,7 +220,6 @@ pub async fn record_sampling(scoped: &Scoped, meeting_id: Uuid, sampled: Sampled
             audio::Column::EstimatedCostMicros,
             Expr::value(sampled.estimated_cost_micros),
         )
-        .col_expr(audio::Column::UpdatedAt, Expr::value(now))
         .filter(audio::Column::MeetingId.eq(meeting_id))
         .exec()
         .await?;
@@ -250,7 +240,6 @@ pub async fn record_heard(
             segment::Column::Transcript,
             Expr::value(serde_json::to_value(heard).map_err(AppError::internal)?),
         )
-        .col_expr(segment::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(segment::Column::MeetingId.eq(meeting_id))
         .filter(segment::Column::Position.eq(position))
         .exec()

@@ -88,7 +88,6 @@ pub async fn run(db: &Db, user_id: Uuid, state: pb::LocalState) -> AppResult<pb:
             .await?;
         existing.extend(found.into_iter().flatten());
     }
-    let now = Utc::now();
     let new_rows: Vec<progress::ActiveModel> = records
         .into_iter()
         .filter(|r| !existing.contains(&r.import_key))
@@ -102,8 +101,7 @@ pub async fn run(db: &Db, user_id: Uuid, state: pb::LocalState) -> AppResult<pb:
             duration_ms: Set(r.duration_ms),
             recorded_at: Set(r.recorded_at),
             module_id: Set((!r.module_id.is_empty()).then_some(r.module_id)),
-            created_at: Set(now),
-            updated_at: Set(now),
+            ..Default::default()
         })
         .collect();
     // A concurrent import of the same records is absorbed by the unique key.

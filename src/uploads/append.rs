@@ -138,7 +138,6 @@ pub async fn append(state: &Shared, user_id: Uuid, id: Uuid, chunk: Chunk) -> Ap
             Expr::col(upload::Column::ChunkCount).add(1),
         )
         .col_expr(upload::Column::ExpiresAt, Expr::value(expires_at))
-        .col_expr(upload::Column::UpdatedAt, Expr::value(now))
         .filter(upload::Column::Id.eq(id))
         .filter(upload::Column::State.eq(State::Active))
         .filter(upload::Column::CommittedBytes.eq(chunk.offset))
@@ -153,8 +152,7 @@ pub async fn append(state: &Shared, user_id: Uuid, id: Uuid, chunk: Chunk) -> Ap
                 size_bytes: Set(len),
                 crc32c: Set(i64::from(crc)),
                 object_key: Set(key),
-                created_at: Set(now),
-                updated_at: Set(now),
+                ..Default::default()
             })
             .await?;
         let progress = Payload::UploadProgress {

@@ -129,7 +129,6 @@ pub async fn complete(
             Expr::value(i32::try_from(facts.channels).unwrap_or(0)),
         )
         .col_expr(meeting::Column::OriginalObject, Expr::value(original.as_str()))
-        .col_expr(meeting::Column::UpdatedAt, Expr::value(now))
         .filter(meeting::Column::Id.eq(upload.meeting_id))
         .exec()
         .await?;

@@ -195,12 +195,11 @@ pub async fn create(
             request_id: Set(new.request_id),
             expires_at: Set(now + expiry),
             completed_at: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
             reservation_id: Set(Some(reservation.id)),
             completion_token: Set(None),
             completing_until: Set(None),
             cleaned_at: Set(None),
+            ..Default::default()
         })
         .await?;
     set_meeting_upload(&scoped, new.meeting_id, Some(created.id)).await?;

@@ -231,7 +231,6 @@ impl Run<'_> {
         } else {
             None
         };
-        let now = Utc::now();
         results::replace_analysis(
             &scoped,
             analysis::ActiveModel {
@@ -258,8 +257,7 @@ impl Run<'_> {
                 question_count: Set(text.as_ref().map(|t| t.question_count)),
                 skill_scores: Set(serde_json::json!([])),
                 longest_monologue_words: Set(text.as_ref().map(|t| t.longest_monologue_words)),
-                created_at: Set(now),
-                updated_at: Set(now),
+                ..Default::default()
             },
         )
         .await?;
