@@ -1,19 +1,19 @@
-//! Prometheus metrics of this process: per-RPC request counts and latency
-//! histograms by status code (gRPC, gRPC-Web and the HTTP edge alike, since
-//! the edge calls the same services), open event streams, upload bytes,
-//! the processing queue and how jobs end.
+//! Prometheus metrics of this process, recorded through the `metrics`
+//! facade and rendered by `metrics-exporter-prometheus`: per-RPC request
+//! counts and latency histograms by status code (gRPC, gRPC-Web and the
+//! HTTP edge alike, since the edge calls the same services), open event
+//! streams, upload bytes, the processing queue and how jobs end.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -21,25 +21,57 @@ const BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+const RPC_REQUESTS: &str = "debrief_rpc_requests_total";
+const RPC_DURATION: &str = "debrief_rpc_duration_seconds";
+const UPLOAD_BYTES: &str = "debrief_upload_bytes_total";
+const JOB_OUTCOMES: &str = "debrief_job_outcomes_total";
+const STREAMS_OPEN: &str = "debrief_event_streams_open";
+const JOBS_PENDING: &str = "debrief_jobs_pending";
+const JOBS_RUNNING: &str = "debrief_jobs_running";
+const JOBS_DEAD: &str = "debrief_jobs_dead";
+
+/// Installs this process's recorder (once; every server in the process
+/// shares it) and returns the handle that renders it.
+pub fn install() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(RPC_DURATION.to_owned()), &BUCKETS)
+            .expect("the latency buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("another metrics recorder is installed; /metrics will show nothing");
+        }
+        metrics::describe_counter!(RPC_REQUESTS, "Calls by RPC and status code.");
+        metrics::describe_histogram!(
+            RPC_DURATION,
+            metrics::Unit::Seconds,
+            "Call latency by RPC and status code (a stream: its life)."
+        );
+        metrics::describe_counter!(UPLOAD_BYTES, "Upload bytes committed by this instance.");
+        metrics::describe_counter!(JOB_OUTCOMES, "Processing job attempts by how they ended.");
+        metrics::describe_gauge!(STREAMS_OPEN, "Event streams open on this instance.");
+        metrics::describe_gauge!(JOBS_PENDING, "Processing jobs waiting to run (all instances).");
+        metrics::describe_gauge!(JOBS_RUNNING, "Processing jobs held by a worker (all instances).");
+        metrics::describe_gauge!(JOBS_DEAD, "Dead processing jobs waiting for a retry (all instances).");
+        // Shown from the start, before the first upload.
+        metrics::counter!(UPLOAD_BYTES).increment(0);
+        handle
+    })
 }
 
-/// The process's metrics.
-#[derive(Default)]
-pub struct Metrics {
-    rpcs: Mutex<HashMap<(&'static str, Code), Histogram>>,
-    upload_bytes: AtomicU64,
-    job_outcomes: Mutex<HashMap<&'static str, u64>>,
-}
-
-/// The metrics of this process.
-pub fn global() -> &'static Metrics {
-    static METRICS: OnceLock<Metrics> = OnceLock::new();
-    METRICS.get_or_init(Metrics::default)
+/// Folds recorded latencies into their buckets every few seconds, so they
+/// do not pile up between scrapes, until `shutdown`.
+pub async fn upkeep(shutdown: CancellationToken) {
+    let handle = install();
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = every.tick() => handle.run_upkeep(),
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// The RPC label of a request path: its own name for the API, health and
@@ -68,116 +100,35 @@ fn rpc_label(path: &str) -> &'static str {
     known.get(path).copied().unwrap_or("other")
 }
 
-impl Metrics {
-    fn record(&self, rpc: &'static str, code: Code, seconds: f64) {
-        let mut rpcs = self.rpcs.lock().unwrap_or_else(|e| e.into_inner());
-        let histogram = rpcs.entry((rpc, code)).or_default();
-        histogram.count += 1;
-        histogram.sum += seconds;
-        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
-            histogram.counts[i] += 1;
-        }
-    }
+fn record_call(rpc: &'static str, code: Code, seconds: f64) {
+    let code = code_name(code);
+    metrics::counter!(RPC_REQUESTS, "rpc" => rpc, "code" => code).increment(1);
+    metrics::histogram!(RPC_DURATION, "rpc" => rpc, "code" => code).record(seconds);
+}
 
-    /// Counts bytes of uploads committed.
-    pub fn upload_bytes(&self, bytes: u64) {
-        self.upload_bytes.fetch_add(bytes, Ordering::Relaxed);
-    }
+/// Counts bytes of uploads committed.
+pub fn upload_bytes(bytes: u64) {
+    metrics::counter!(UPLOAD_BYTES).increment(bytes);
+}
 
-    /// Counts a processing job's attempt ending with `outcome`.
-    pub fn job_outcome(&self, outcome: &'static str) {
-        *self
-            .job_outcomes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(outcome)
-            .or_default() += 1;
-    }
+/// Counts a processing job's attempt ending with `outcome`.
+pub fn job_outcome(outcome: &'static str) {
+    metrics::counter!(JOB_OUTCOMES, "outcome" => outcome).increment(1);
+}
 
-    /// The Prometheus text exposition, with the gauges read now.
-    pub fn render(&self, gauges: &Gauges) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP debrief_rpc_requests_total Calls by RPC and status code.\n");
-        out.push_str("# TYPE debrief_rpc_requests_total counter\n");
-        let rpcs = self.rpcs.lock().unwrap_or_else(|e| e.into_inner());
-        let mut keys: Vec<&(&str, Code)> = rpcs.keys().collect();
-        keys.sort_by_key(|(rpc, code)| (*rpc, *code as i32));
-        for key @ (rpc, code) in &keys {
-            let h = &rpcs[*key];
-            let _ = writeln!(
-                out,
-                "debrief_rpc_requests_total{{rpc=\"{rpc}\",code=\"{}\"}} {}",
-                code_name(*code),
-                h.count
-            );
-        }
-        out.push_str(
-            "# HELP debrief_rpc_duration_seconds Call latency by RPC and status code (a stream: its life).\n",
-        );
-        out.push_str("# TYPE debrief_rpc_duration_seconds histogram\n");
-        for key @ (rpc, code) in &keys {
-            let h = &rpcs[*key];
-            let labels = format!("rpc=\"{rpc}\",code=\"{}\"", code_name(*code));
-            let mut cumulative = 0;
-            for (bound, count) in BUCKETS.iter().zip(h.counts) {
-                cumulative += count;
-                let _ = writeln!(
-                    out,
-                    "debrief_rpc_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "debrief_rpc_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(out, "debrief_rpc_duration_seconds_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(out, "debrief_rpc_duration_seconds_count{{{labels}}} {}", h.count);
-        }
-        drop(rpcs);
-        let gauge = |out: &mut String, name: &str, help: &str, value: i64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
-        };
-        gauge(
-            &mut out,
-            "debrief_event_streams_open",
-            "Event streams open on this instance.",
-            gauges.streams_open,
-        );
-        gauge(
-            &mut out,
-            "debrief_jobs_pending",
-            "Processing jobs waiting to run (all instances).",
-            gauges.jobs_pending,
-        );
-        gauge(
-            &mut out,
-            "debrief_jobs_running",
-            "Processing jobs held by a worker (all instances).",
-            gauges.jobs_running,
-        );
-        gauge(
-            &mut out,
-            "debrief_jobs_dead",
-            "Dead processing jobs waiting for a retry (all instances).",
-            gauges.jobs_dead,
-        );
-        let _ = writeln!(
-            out,
-            "# HELP debrief_upload_bytes_total Upload bytes committed by this instance.\n\
-             # TYPE debrief_upload_bytes_total counter\ndebrief_upload_bytes_total {}",
-            self.upload_bytes.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP debrief_job_outcomes_total Processing job attempts by how they ended.\n");
-        out.push_str("# TYPE debrief_job_outcomes_total counter\n");
-        let outcomes = self.job_outcomes.lock().unwrap_or_else(|e| e.into_inner());
-        let mut outcomes: Vec<_> = outcomes.iter().collect();
-        outcomes.sort();
-        for (outcome, count) in outcomes {
-            let _ = writeln!(out, "debrief_job_outcomes_total{{outcome=\"{outcome}\"}} {count}");
-        }
-        out
+/// The Prometheus text exposition, with the gauges read now.
+pub fn render(gauges: &Gauges) -> String {
+    let handle = install();
+    #[expect(clippy::cast_precision_loss, reason = "gauges are f64 in Prometheus")]
+    for (name, value) in [
+        (STREAMS_OPEN, gauges.streams_open),
+        (JOBS_PENDING, gauges.jobs_pending),
+        (JOBS_RUNNING, gauges.jobs_running),
+        (JOBS_DEAD, gauges.jobs_dead),
+    ] {
+        metrics::gauge!(name).set(value as f64);
     }
+    handle.render()
 }
 
 /// Values read at scrape time.
@@ -289,7 +240,7 @@ pin_project_lite::pin_project! {
             if !*this.recorded {
                 // Dropped before its end: the client went away.
                 let code = this.code.unwrap_or(Code::Cancelled);
-                global().record(this.rpc, code, this.started.elapsed().as_secs_f64());
+                record_call(this.rpc, code, this.started.elapsed().as_secs_f64());
             }
         }
     }
@@ -320,7 +271,7 @@ impl<B: Body<Data = Bytes>> Body for Observed<B> {
                     *this.recorded = true;
                     let fallback = if end.is_none() { Code::Ok } else { Code::Unknown };
                     let code = this.code.unwrap_or(fallback);
-                    global().record(this.rpc, code, this.started.elapsed().as_secs_f64());
+                    record_call(this.rpc, code, this.started.elapsed().as_secs_f64());
                 }
             }
             Poll::Pending => {}

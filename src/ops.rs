@@ -97,7 +97,7 @@ async fn metrics(State(Ops { state, streams }): State<Ops>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        crate::metrics::global().render(&gauges),
+        crate::metrics::render(&gauges),
     )
         .into_response()
 }

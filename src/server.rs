@@ -133,6 +133,7 @@ impl Application {
 
     /// [`Self::build`] with another way to deliver email.
     pub async fn build_with_mailer(config: Config, mailer: Arc<dyn Mailer>) -> Result<Self, ServerError> {
+        crate::metrics::install();
         let db = Db::open(&config).await?;
         let listener = TcpListener::bind(config.addr)
             .await
@@ -288,6 +289,7 @@ impl Application {
             });
         }
         tokio::spawn(crate::housekeeping::run(state.shared.clone(), shutdown.clone()));
+        tokio::spawn(crate::metrics::upkeep(shutdown.clone()));
 
         let workers = tokio::spawn(crate::processing::worker::run(
             state.pipeline(),

@@ -118,7 +118,7 @@ async fn attempt(
         None => Ok(()),
         Some(Ok(outcome)) => {
             tracing::info!(job = %job.id, ?outcome, "job finished");
-            crate::metrics::global().job_outcome(match outcome {
+            crate::metrics::job_outcome(match outcome {
                 Outcome::Ready => "ready",
                 Outcome::Parked => "awaiting_transcription",
                 Outcome::Gone => "meeting_deleted",
@@ -142,7 +142,7 @@ async fn record_failure(
     tracing::warn!(job = %job.id, error = %failure.message, will_retry, "job attempt failed");
     let scoped = pipeline.db.as_service().await?;
     let wait = will_retry.then(|| jobs::backoff(job.attempts, config.backoff, config.backoff_max));
-    crate::metrics::global().job_outcome(if will_retry { "retried" } else { "dead" });
+    crate::metrics::job_outcome(if will_retry { "retried" } else { "dead" });
     jobs::fail(&scoped, job.id, worker, &failure.message, wait).await?;
     if !will_retry {
         super::release_reservation(&scoped, job).await?;

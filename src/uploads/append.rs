@@ -162,7 +162,7 @@ pub async fn append(state: &Shared, user_id: Uuid, id: Uuid, chunk: Chunk) -> Ap
         };
         crate::events::publish(&scoped, user_id, Some(upload.meeting_id), progress).await?;
         scoped.commit().await?;
-        crate::metrics::global().upload_bytes(u64::try_from(len).unwrap_or(0));
+        crate::metrics::upload_bytes(u64::try_from(len).unwrap_or(0));
         return Ok(Appended {
             committed_bytes: chunk.offset + len,
             expires_at,
