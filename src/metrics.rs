@@ -54,7 +54,10 @@ pub fn install() -> &'static PrometheusHandle {
         metrics::describe_gauge!(STREAMS_OPEN, "Event streams open on this instance.");
         metrics::describe_gauge!(JOBS_PENDING, "Processing jobs waiting to run (all instances).");
         metrics::describe_gauge!(JOBS_RUNNING, "Processing jobs held by a worker (all instances).");
-        metrics::describe_gauge!(JOBS_DEAD, "Dead processing jobs waiting for a retry (all instances).");
+        metrics::describe_gauge!(
+            JOBS_DEAD,
+            "Dead processing jobs waiting for a retry (all instances)."
+        );
         // Shown from the start, before the first upload.
         metrics::counter!(UPLOAD_BYTES).increment(0);
         handle

@@ -22,7 +22,8 @@ use http_body_util::BodyExt;
 use sha1::Digest as _;
 use tonic::Code;
 
-use super::{Failure, unary};
+use super::calls::unary;
+use super::failure::Failure;
 use crate::pb::google::api::HttpBody;
 use crate::pb::v1 as pb;
 
