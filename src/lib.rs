@@ -3,8 +3,11 @@
 //! A gRPC service (with gRPC-Web for browsers) that stores meeting
 //! recordings, processes their audio, and turns what it learns into
 //! speaking-skill practice, progress tracking and usage limits. Each domain
-//! is a module holding its service, queries and rules; cross-cutting parts
-//! (configuration, database, errors, server assembly) sit beside them.
+//! is a module holding its service, queries and rules, and reads only the
+//! domains below it; infrastructure (configuration, database, storage,
+//! audio, errors) sits below every domain, and the transports and server
+//! assembly above. `docs/architecture.md` has the rules, which
+//! `tests/architecture.rs` checks.
 
 pub mod admin;
 pub mod audio;

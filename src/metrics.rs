@@ -122,7 +122,6 @@ pub fn job_outcome(outcome: &'static str) {
 /// The Prometheus text exposition, with the gauges read now.
 pub fn render(gauges: &Gauges) -> String {
     let handle = install();
-    #[expect(clippy::cast_precision_loss, reason = "gauges are f64 in Prometheus")]
     for (name, value) in [
         (STREAMS_OPEN, gauges.streams_open),
         (JOBS_PENDING, gauges.jobs_pending),

@@ -2,7 +2,7 @@
 //! new column does not build until it is shown or explicitly left out.
 
 use super::entity;
-use super::results::{analysis, transcript, transcript_segment};
+use super::results::{Line, analysis, transcript, transcript_segment};
 use crate::pb::v1 as pb;
 use crate::timestamps::{self, ms_to_duration};
 
@@ -80,7 +80,10 @@ impl From<(transcript::Model, Vec<transcript_segment::Model>)> for pb::Transcrip
         Self {
             name: format!("meetings/{meeting_id}/transcript"),
             language,
-            segments: lines.into_iter().map(pb::TranscriptSegment::from).collect(),
+            segments: lines
+                .into_iter()
+                .map(|line| pb::TranscriptSegment::from(Line::from(line)))
+                .collect(),
             coverage_percent,
             model,
             create_time: Some(timestamps::to_proto(created_at)),
@@ -88,20 +91,13 @@ impl From<(transcript::Model, Vec<transcript_segment::Model>)> for pb::Transcrip
     }
 }
 
-impl From<transcript_segment::Model> for pb::TranscriptSegment {
-    fn from(line: transcript_segment::Model) -> Self {
-        let transcript_segment::Model {
+impl From<Line> for pb::TranscriptSegment {
+    fn from(line: Line) -> Self {
+        let Line {
             start_ms,
             end_ms,
             text,
             confidence,
-            // Its place is its index in the transcript.
-            id: _,
-            meeting_id: _,
-            user_id: _,
-            position: _,
-            created_at: _,
-            updated_at: _,
         } = line;
         Self {
             start_offset: Some(ms_to_duration(start_ms)),

@@ -220,6 +220,7 @@ impl From<transcript_segment::Model> for Line {
             end_ms,
             text,
             confidence,
+            // Its place is its index in the transcript.
             id: _,
             meeting_id: _,
             user_id: _,

@@ -177,18 +177,21 @@ async fn alice_and_bob(db: &Db) -> (Uuid, Uuid) {
     (alice, bob)
 }
 
+/// The id of one of `owner`'s meetings.
+async fn a_meeting_of(db: &Db, owner: Uuid) -> Uuid {
+    let service = db.as_service().await.unwrap();
+    let found = service
+        .find::<meeting::Entity>()
+        .filter(meeting::Column::UserId.eq(owner))
+        .one(service.txn());
+    found.await.unwrap().expect("a meeting").id
+}
+
 async fn scoped_transactions_see_and_write_only_their_owners_rows(backend: Backend) {
     let app = spawn_app(backend).await;
     let (alice, bob) = alice_and_bob(&app.db).await;
 
-    let bobs_meeting = {
-        let service = app.db.as_service().await.unwrap();
-        let found = service
-            .find::<meeting::Entity>()
-            .filter(meeting::Column::UserId.eq(bob))
-            .one(service.txn());
-        found.await.unwrap().expect("Bob's meeting").id
-    };
+    let bobs_meeting = a_meeting_of(&app.db, bob).await;
 
     let scoped = app.db.as_user(alice).await.unwrap();
     let seen = scoped.find::<meeting::Entity>().all(scoped.txn()).await.unwrap();
@@ -262,14 +265,7 @@ async fn scoped_transactions_see_and_write_only_their_owners_rows(backend: Backe
 async fn scoped_upserts_and_batch_inserts_write_only_their_owners_rows(backend: Backend) {
     let app = spawn_app(backend).await;
     let (alice, bob) = alice_and_bob(&app.db).await;
-    let bobs_meeting = {
-        let service = app.db.as_service().await.unwrap();
-        let found = service
-            .find::<meeting::Entity>()
-            .filter(meeting::Column::UserId.eq(bob))
-            .one(service.txn());
-        found.await.unwrap().expect("Bob's meeting").id
-    };
+    let bobs_meeting = a_meeting_of(&app.db, bob).await;
     let retitle = || {
         sea_orm::sea_query::OnConflict::column(meeting::Column::Id)
             .update_column(meeting::Column::Title)

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue, Method, Request};
+use http::{HeaderValue, Request};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -20,11 +20,14 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
+
+mod layers;
+
+use layers::{PreflightLayer, cors, drop_unusable_request_id, request_span};
 
 use crate::auth::Auth;
 use crate::auth::keys::KeyError;
@@ -431,126 +434,4 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
     for name in SERVICE_NAMES {
         health.set_service_status(name, status).await;
     }
-}
-
-/// CORS for browser requests only: tower-http answers every OPTIONS as a
-/// preflight, but an OPTIONS without `Origin` is a tus client discovering
-/// the server, and goes to the routes.
-#[derive(Clone)]
-struct PreflightLayer(CorsLayer);
-
-impl<S: Clone> tower::Layer<S> for PreflightLayer {
-    type Service = Preflight<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Preflight {
-            cors: self.0.layer(inner.clone()),
-            plain: inner,
-        }
-    }
-}
-
-/// See [`PreflightLayer`].
-#[derive(Clone)]
-struct Preflight<S> {
-    cors: tower_http::cors::Cors<S>,
-    plain: S,
-}
-
-impl<S, B, R> tower::Service<Request<B>> for Preflight<S>
-where
-    S: tower::Service<Request<B>, Response = http::Response<R>> + Clone,
-    R: Default,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = futures::future::Either<tower_http::cors::ResponseFuture<S::Future>, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-        match self.cors.poll_ready(cx) {
-            std::task::Poll::Ready(Ok(())) => self.plain.poll_ready(cx),
-            other => other,
-        }
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        if request.method() == Method::OPTIONS && !request.headers().contains_key(http::header::ORIGIN) {
-            futures::future::Either::Right(self.plain.call(request))
-        } else {
-            futures::future::Either::Left(self.cors.call(request))
-        }
-    }
-}
-
-/// Browsers may call from the configured origins only, and may read the
-/// gRPC status headers and the request id.
-fn cors(config: &Config) -> CorsLayer {
-    const ALLOW: [&str; 13] = [
-        "authorization",
-        "content-type",
-        "x-grpc-web",
-        "x-user-agent",
-        "grpc-timeout",
-        "x-request-id",
-        "last-event-id",
-        // tus
-        "tus-resumable",
-        "upload-length",
-        "upload-offset",
-        "upload-metadata",
-        "upload-checksum",
-        "x-http-method-override",
-    ];
-    const EXPOSE: [&str; 11] = [
-        "grpc-status",
-        "grpc-message",
-        "grpc-status-details-bin",
-        "x-request-id",
-        "retry-after",
-        // tus
-        "location",
-        "tus-resumable",
-        "tus-version",
-        "tus-extension",
-        "upload-offset",
-        "upload-expires",
-    ];
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::list(config.cors_origins.iter().cloned()))
-        .allow_methods([
-            Method::GET,
-            Method::POST,
-            Method::PATCH,
-            Method::DELETE,
-            Method::HEAD,
-            Method::OPTIONS,
-        ])
-        .allow_headers(ALLOW.map(HeaderName::from_static))
-        .expose_headers(EXPOSE.map(HeaderName::from_static))
-        .max_age(Duration::from_secs(3600))
-}
-
-/// A client-supplied `x-request-id` is kept only if it is short and plain,
-/// so it cannot flood or forge log lines; otherwise one is generated.
-fn drop_unusable_request_id<B>(mut request: Request<B>) -> Request<B> {
-    let usable = request.headers().get("x-request-id").is_none_or(|id| {
-        (1..=128).contains(&id.len())
-            && id
-                .as_bytes()
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
-    });
-    if !usable {
-        request.headers_mut().remove("x-request-id");
-    }
-    request
-}
-
-fn request_span<B>(request: &Request<B>) -> tracing::Span {
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|id| id.to_str().ok())
-        .unwrap_or_default();
-    tracing::info_span!("request", request_id, method = %request.method(), path = %request.uri().path())
 }
