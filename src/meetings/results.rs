@@ -3,15 +3,14 @@
 //! through [`replace_transcript`] and [`replace_analysis`]; every read goes
 //! through the caller's scope, so another user's meeting is NOT_FOUND.
 
-use sea_orm::{ActiveValue::Set, ColumnTrait, QueryFilter, QueryOrder};
-use uuid::Uuid;
+// The entities below take the prelude through `use super::*`.
+use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveValue::Set, QueryOrder};
 
 use super::store;
 use crate::db::Scoped;
 use crate::error::{AppError, AppResult};
 use crate::pb::v1 as pb;
-
-use sea_orm::entity::prelude::*;
 
 /// `meeting_transcripts`: one per transcribed meeting.
 pub mod transcript {
@@ -137,15 +136,30 @@ pub struct Line {
     pub confidence: Option<f64>,
 }
 
+/// What a transcript says about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct TranscriptHeader<'a> {
+    /// The language heard most.
+    pub language: &'a str,
+    /// The provider's model.
+    pub model: &'a str,
+    /// Share of the meeting transcribed.
+    pub coverage_percent: f64,
+}
+
 /// Replaces the transcript of `meeting` (in the scope) with `lines`, in
 /// one statement per table.
 pub async fn replace_transcript(
     scoped: &Scoped,
     meeting: &super::entity::Model,
-    header: (&str, &str, f64),
+    header: TranscriptHeader<'_>,
     lines: &[Line],
 ) -> AppResult<()> {
-    let (language, model, coverage_percent) = header;
+    let TranscriptHeader {
+        language,
+        model,
+        coverage_percent,
+    } = header;
     clear(scoped, meeting.id).await?;
     scoped
         .insert(transcript::ActiveModel {

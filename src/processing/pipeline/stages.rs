@@ -11,7 +11,7 @@ use crate::db::Scoped;
 use crate::error::{AppError, AppResult};
 use crate::events::model::StagePhase;
 use crate::lifecycle::Stage;
-use crate::meetings::results::{self, Line, analysis};
+use crate::meetings::results::{self, Line, TranscriptHeader, analysis};
 use crate::processing::entity::{RunState, segment};
 use crate::processing::sampling::{self, Piece};
 use crate::processing::store::{self, Sampled};
@@ -204,7 +204,12 @@ impl Run<'_> {
             .copied()
             .unwrap_or("");
         let lines: Vec<Line> = heard.iter().flat_map(|t| t.lines.iter().cloned()).collect();
-        results::replace_transcript(scoped, &self.meeting, (language, model, coverage_percent), &lines).await
+        let header = TranscriptHeader {
+            language,
+            model,
+            coverage_percent,
+        };
+        results::replace_transcript(scoped, &self.meeting, header, &lines).await
     }
 
     pub(super) async fn analyze(&self, attempt: i32) -> Result<RunState, Failure> {
