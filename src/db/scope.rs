@@ -260,7 +260,9 @@ impl Scoped {
         self.scope
     }
 
-    /// The transaction, for queries on tables that hold no user data.
+    /// The transaction: to run reads built with [`Self::find`], and
+    /// statements on tables that hold no user data. Writes of user data go
+    /// through the methods above, which check the owner.
     pub fn txn(&self) -> &DatabaseTransaction {
         &self.txn
     }
