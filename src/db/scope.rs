@@ -262,7 +262,8 @@ impl Scoped {
 
     /// The transaction: to run reads built with [`Self::find`], and
     /// statements on tables that hold no user data. Writes of user data go
-    /// through the methods above, which check the owner.
+    /// through `insert`, `upsert`, `update_many` and the rest, which check
+    /// the owner.
     pub fn txn(&self) -> &DatabaseTransaction {
         &self.txn
     }
