@@ -295,14 +295,13 @@ impl Scoped {
     }
 
     /// Inserts a row after checking that the scope may own it.
-    pub async fn insert<A>(&self, row: A) -> AppResult<<A::Entity as EntityTrait>::Model>
+    pub async fn insert<A>(&self, mut row: A) -> AppResult<<A::Entity as EntityTrait>::Model>
     where
         A: ActiveModelTrait + ActiveModelBehavior + Stamped + Send,
         A::Entity: Owned,
         <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
     {
         self.check_owner(&row)?;
-        let mut row = row;
         row.stamp(true);
         Ok(row.insert(&self.txn).await?)
     }
@@ -376,13 +375,12 @@ impl Scoped {
     /// row in its way, after checking that the scope may own the row. The
     /// update touches only a row the scope may write: another user's row in
     /// the way stays as it is, and nothing is written.
-    pub async fn upsert<A>(&self, row: A, mut on_conflict: OnConflict) -> AppResult<()>
+    pub async fn upsert<A>(&self, mut row: A, mut on_conflict: OnConflict) -> AppResult<()>
     where
         A: ActiveModelTrait + Stamped + Send,
         A::Entity: Owned,
     {
         self.check_owner(&row)?;
-        let mut row = row;
         row.stamp(true);
         if let Some(owner) = self.write_owner() {
             on_conflict.action_and_where(

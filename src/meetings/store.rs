@@ -179,7 +179,6 @@ pub async fn set_processed(scoped: &Scoped, id: Uuid, now: DateTime<Utc>) -> App
         .col_expr(entity::Column::CurrentStage, Expr::value(None::<Stage>))
         .col_expr(entity::Column::FailureReason, Expr::value(None::<String>))
         .col_expr(entity::Column::ProcessedAt, Expr::value(now))
-        .col_expr(entity::Column::UpdatedAt, Expr::value(now))
         .filter(entity::Column::Id.eq(id))
         .exec()
         .await?;
