@@ -35,6 +35,7 @@ pub mod progress;
 pub mod scratch;
 pub mod server;
 pub mod shared;
+pub mod skills;
 pub mod storage;
 pub mod telemetry;
 pub mod text;

@@ -172,13 +172,14 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     let storage = debrief::storage::Storage::open(&config)?;
     let transcriber = debrief::processing::transcribe::from_config(&config.processing.transcriber);
     let slots = config.processing.workers.max(1);
-    let pipeline = debrief::processing::pipeline::Pipeline {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let shared = debrief::shared::Shared {
         config: std::sync::Arc::new(config),
         db,
         storage,
-        transcriber,
+        shutdown: shutdown.clone(),
     };
-    let shutdown = tokio_util::sync::CancellationToken::new();
+    let pipeline = debrief::server::pipeline(&shared, transcriber);
     tokio::spawn({
         let shutdown = shutdown.clone();
         async move {

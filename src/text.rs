@@ -1,4 +1,5 @@
-//! Rules for free text a person types: titles, display names, reasons.
+//! Free text a person types: the rules for titles, display names and
+//! reasons, and the words of what they wrote or said.
 
 use crate::error::{AppError, AppResult};
 
@@ -23,6 +24,38 @@ pub fn plain_text(field: &str, raw: &str, max: usize) -> AppResult<String> {
         return Err(AppError::invalid(field, "must not contain control characters"));
     }
     Ok(text.to_owned())
+}
+
+/// The words of `text`, lower-case, without punctuation (apostrophes kept).
+pub fn words(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// How often `phrase` (one or more words, lower-case) occurs in `words`.
+pub fn phrase_count(words: &[String], phrase: &str) -> usize {
+    let phrase: Vec<&str> = phrase.split_whitespace().collect();
+    if phrase.is_empty() {
+        return 0;
+    }
+    words
+        .windows(phrase.len())
+        .filter(|w| w.iter().zip(&phrase).all(|(a, b)| a == b))
+        .count()
+}
+
+/// Questions in `text`: stretches ending in a question mark.
+pub fn questions(text: &str) -> i32 {
+    let count = text
+        .split_inclusive('?')
+        .filter(|part| part.ends_with('?') && !part.trim_end_matches('?').trim().is_empty())
+        .count();
+    i32::try_from(count).unwrap_or(i32::MAX)
 }
 
 #[cfg(test)]

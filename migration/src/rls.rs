@@ -34,7 +34,8 @@ pub const OWNED_TABLES: &[(&str, &str)] = &[
     ("user_sampling_configs", "user_id"),
     ("practice_sessions", "user_id"),
     ("exercise_attempts", "user_id"),
-    ("user_progress", "user_id"),
+    ("skill_scores", "user_id"),
+    ("user_skill_levels", "user_id"),
     ("user_limit_overrides", "user_id"),
     ("usage_counters", "user_id"),
     ("usage_metrics", "user_id"),
@@ -100,9 +101,14 @@ pub async fn protect(manager: &SchemaManager<'_>, tables: &[&str]) -> Result<(),
     Ok(())
 }
 
+/// Tables that were renamed since a migration protected them under their
+/// old name.
+const RENAMED: &[(&str, &str)] = &[("user_progress", "user_id")];
+
 fn owner_column(table: &str) -> Result<&'static str, DbErr> {
     OWNED_TABLES
         .iter()
+        .chain(RENAMED)
         .find(|(name, _)| *name == table)
         .map(|(_, owner)| *owner)
         .ok_or_else(|| DbErr::Migration(format!("{table} is not listed in OWNED_TABLES")))

@@ -7,6 +7,7 @@
 pub mod container;
 pub mod convert;
 pub mod probe;
+pub mod syllables;
 pub mod vad;
 
 use std::io::Cursor;

@@ -33,6 +33,8 @@ impl From<&entity::Model> for pb::Meeting {
             request_id: _,
             processed_at: _,
             deleted_at: _,
+            // A practice recording is shown like a meeting to its owner.
+            kind: _,
             created_at,
             updated_at,
         } = meeting;
@@ -124,6 +126,8 @@ impl From<analysis::Model> for pb::Analysis {
             filler_words,
             question_count,
             longest_monologue_words,
+            word_count,
+            estimated_words_per_minute,
             created_at,
             // Not computed yet: always `[]`.
             skill_scores: _,
@@ -158,6 +162,8 @@ impl From<analysis::Model> for pb::Analysis {
             question_count,
             skill_scores: Vec::new(),
             longest_monologue_words,
+            word_count,
+            estimated_words_per_minute,
             create_time: Some(timestamps::to_proto(created_at)),
         }
     }

@@ -5,6 +5,19 @@ use sea_orm::entity::prelude::*;
 use crate::lifecycle::Stage;
 pub use crate::lifecycle::Status;
 
+/// What a recording is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum Kind {
+    /// A meeting the owner took part in: listed, counted, recommended on.
+    #[sea_orm(string_value = "meeting")]
+    Meeting,
+    /// The recording of a spoken practice attempt: processed like a
+    /// meeting, never listed; the attempt names it.
+    #[sea_orm(string_value = "practice")]
+    Practice,
+}
+
 /// A meeting.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "meetings")]
@@ -54,6 +67,8 @@ pub struct Model {
     pub processed_at: Option<DateTimeUtc>,
     /// When the owner deleted it (purged after the retention period).
     pub deleted_at: Option<DateTimeUtc>,
+    /// What the recording is of.
+    pub kind: Kind,
     /// Creation time.
     pub created_at: DateTimeUtc,
     /// Last change.

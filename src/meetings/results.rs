@@ -113,6 +113,10 @@ pub mod analysis {
         pub skill_scores: Json,
         /// Most words in one stretch of speech.
         pub longest_monologue_words: Option<i32>,
+        /// Words transcribed.
+        pub word_count: Option<i32>,
+        /// Speaking rate estimated from the audio alone.
+        pub estimated_words_per_minute: Option<f64>,
         /// When it was computed.
         pub created_at: DateTimeUtc,
         /// Last change.
@@ -293,4 +297,54 @@ pub async fn analysis(scoped: &Scoped, meeting_id: Uuid) -> AppResult<pb::Analys
         .await?
         .ok_or_else(|| AppError::not_found("analysis"))?;
     Ok(pb::Analysis::from(a))
+}
+
+/// The scope's analysed meetings (of kind meeting, not deleted), newest
+/// first, each with its analysis: at most `limit`, in two queries.
+pub async fn recent_analyses(
+    scoped: &Scoped,
+    limit: u64,
+) -> AppResult<Vec<(super::entity::Model, analysis::Model)>> {
+    use super::entity::{self as meeting, Kind};
+    use sea_orm::QuerySelect;
+    let meetings = scoped
+        .find::<meeting::Entity>()
+        .filter(meeting::Column::Kind.eq(Kind::Meeting))
+        .filter(meeting::Column::DeletedAt.is_null())
+        .filter(meeting::Column::ProcessedAt.is_not_null())
+        .order_by_desc(meeting::Column::Id)
+        .limit(limit)
+        .all(scoped.txn())
+        .await?;
+    with_analyses(scoped, meetings).await
+}
+
+/// A meeting of the scope with its analysis, or NOT_FOUND.
+pub async fn analysed(
+    scoped: &Scoped,
+    meeting_id: Uuid,
+) -> AppResult<(super::entity::Model, analysis::Model)> {
+    let meeting = store::get(scoped, meeting_id).await?;
+    with_analyses(scoped, vec![meeting])
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::not_found("analysis"))
+}
+
+async fn with_analyses(
+    scoped: &Scoped,
+    meetings: Vec<super::entity::Model>,
+) -> AppResult<Vec<(super::entity::Model, analysis::Model)>> {
+    let mut analyses = scoped
+        .find::<analysis::Entity>()
+        .filter(analysis::Column::MeetingId.is_in(meetings.iter().map(|m| m.id)))
+        .all(scoped.txn())
+        .await?;
+    Ok(meetings
+        .into_iter()
+        .filter_map(|m| {
+            let at = analyses.iter().position(|a| a.meeting_id == m.id)?;
+            Some((m, analyses.swap_remove(at)))
+        })
+        .collect())
 }

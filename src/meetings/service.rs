@@ -68,6 +68,7 @@ impl MeetingService for MeetingApi {
         let created = store::create(
             &scoped,
             user_id,
+            super::entity::Kind::Meeting,
             fields,
             (!request_id.is_empty()).then_some(request_id),
         )

@@ -6,18 +6,20 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
-use super::entity::{self, Status};
+use super::entity::{self, Kind, Status};
 use super::model::MeetingFields;
 use crate::db::{Db, Scoped};
 use crate::error::{AppError, AppResult};
 use crate::lifecycle::Stage;
 use crate::pagination::{BeforeId, PageRequest};
 
-/// Creates a meeting awaiting its upload. A repeated `request_id` returns
-/// the meeting the first request created.
+/// Creates a meeting (or a practice recording, `kind`) awaiting its
+/// upload. A repeated `request_id` returns the meeting the first request
+/// created.
 pub async fn create(
     scoped: &Scoped,
     user_id: Uuid,
+    kind: Kind,
     fields: MeetingFields,
     request_id: Option<String>,
 ) -> AppResult<entity::Model> {
@@ -63,6 +65,7 @@ pub async fn create(
             request_id: Set(request_id),
             processed_at: Set(None),
             deleted_at: Set(None),
+            kind: Set(kind),
             ..Default::default()
         })
         .await
@@ -99,7 +102,8 @@ pub async fn list(
     let mut query = page.newest_first(
         scoped
             .find::<entity::Entity>()
-            .filter(entity::Column::DeletedAt.is_null()),
+            .filter(entity::Column::DeletedAt.is_null())
+            .filter(entity::Column::Kind.eq(Kind::Meeting)),
         entity::Column::Id,
     );
     if !filter.statuses.is_empty() {

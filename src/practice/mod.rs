@@ -1,5 +1,15 @@
-//! Practice: modules, exercises, recommendations and practice sessions with feedback.
+//! Practice: versioned modules of exercises whose prompts are rendered for
+//! each person, recommendations from their meetings, and practice sessions
+//! with feedback on written and spoken attempts.
 
+pub mod catalog;
+pub mod convert;
+pub mod entity;
+pub mod model;
+pub mod personal;
+pub mod scoring;
+pub mod seed;
 pub mod service;
+pub mod templates;
 
 pub use service::PracticeApi;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use super::transcribe::Line;
 use crate::audio::vad::{self, Span};
+use crate::text::{phrase_count, questions, words};
 
 /// Metrics from the audio alone.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +49,15 @@ pub fn audio_metrics(total_ms: i64, spans: &[Span]) -> AudioMetrics {
     }
 }
 
+/// Words per minute of speech estimated from `syllables` nuclei found in
+/// `speech_ms` of speech ([`crate::audio::syllables`]); None under five
+/// seconds of speech.
+pub fn estimated_words_per_minute(syllables: i32, speech_ms: i64) -> Option<f64> {
+    (speech_ms >= 5000).then(|| {
+        f64::from(syllables) / crate::audio::syllables::SYLLABLES_PER_WORD * 60_000.0 / speech_ms as f64
+    })
+}
+
 /// Metrics from a transcript.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextMetrics {
@@ -59,20 +69,13 @@ pub struct TextMetrics {
     pub question_count: i32,
     /// Most words without a pause of a second or more.
     pub longest_monologue_words: i32,
+    /// Words in the transcript.
+    pub word_count: i32,
 }
 
 /// Metrics of transcript `lines` (meeting time) covering `speech_ms` of
 /// speech, counting the phrases in `filler_words`.
 pub fn text_metrics(lines: &[Line], speech_ms: i64, filler_words: &[String]) -> TextMetrics {
-    let words_of = |text: &str| -> Vec<String> {
-        text.split_whitespace()
-            .map(|w| {
-                w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
-                    .to_lowercase()
-            })
-            .filter(|w| !w.is_empty())
-            .collect()
-    };
     let mut total_words = 0usize;
     let mut counts: HashMap<&str, i32> = HashMap::new();
     let mut question_count = 0;
@@ -80,26 +83,15 @@ pub fn text_metrics(lines: &[Line], speech_ms: i64, filler_words: &[String]) -> 
     let mut run = 0usize;
     let mut last_end: Option<i64> = None;
     for line in lines {
-        let words = words_of(&line.text);
+        let words = words(&line.text);
         total_words += words.len();
         for filler in filler_words {
-            let phrase: Vec<&str> = filler.split_whitespace().collect();
-            if phrase.is_empty() {
-                continue;
-            }
-            let found = words
-                .windows(phrase.len())
-                .filter(|w| w.iter().zip(&phrase).all(|(a, b)| a == b))
-                .count();
+            let found = phrase_count(&words, filler);
             if found > 0 {
                 *counts.entry(filler.as_str()).or_default() += i32::try_from(found).unwrap_or(i32::MAX);
             }
         }
-        question_count += line
-            .text
-            .split_inclusive('?')
-            .filter(|part| part.ends_with('?') && !part.trim_end_matches('?').trim().is_empty())
-            .count() as i32;
+        question_count += questions(&line.text);
         if last_end.is_some_and(|end| line.start_ms - end >= vad::CUT_SILENCE_MS) {
             run = 0;
         }
@@ -118,6 +110,7 @@ pub fn text_metrics(lines: &[Line], speech_ms: i64, filler_words: &[String]) -> 
         fillers,
         question_count,
         longest_monologue_words: i32::try_from(longest).unwrap_or(i32::MAX),
+        word_count: i32::try_from(total_words).unwrap_or(i32::MAX),
     }
 }
 

@@ -23,11 +23,13 @@ impl From<job::Model> for pb::Job {
             lease_until: _,
             worker: _,
             reservation_id: _,
+            subject_id,
         } = job;
         Self {
             name: format!("jobs/{id}"),
             kind,
-            meeting: format!("meetings/{meeting_id}"),
+            meeting: meeting_id.map(|id| format!("meetings/{id}")).unwrap_or_default(),
+            subject: subject_id.map(|id| id.to_string()).unwrap_or_default(),
             user: format!("users/{user_id}"),
             state: match state {
                 // Waiting for its retry after a failure.

@@ -57,7 +57,9 @@ pub enum Strategy {
     SpeechDense,
 }
 
-/// `processing_jobs`: the durable queue, one job per meeting.
+/// `processing_jobs`: the durable queue: one job per meeting, and jobs of
+/// other domains' tasks (practice feedback, scenario generation) about a
+/// subject of theirs.
 pub mod job {
     use super::*;
 
@@ -68,11 +70,11 @@ pub mod job {
         /// Job id.
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
-        /// The meeting's owner.
+        /// The owner of what it works on.
         pub user_id: Uuid,
-        /// The meeting.
-        pub meeting_id: Uuid,
-        /// What it does: `process_meeting`.
+        /// The meeting, for `process_meeting` jobs.
+        pub meeting_id: Option<Uuid>,
+        /// What it does: `process_meeting`, or a task's kind.
         pub kind: String,
         /// Queue state.
         pub state: JobState,
@@ -90,6 +92,8 @@ pub mod job {
         pub last_error: Option<String>,
         /// The analysis minutes held for the meeting.
         pub reservation_id: Option<Uuid>,
+        /// What a task works on (an attempt, a session).
+        pub subject_id: Option<Uuid>,
         /// When it was queued.
         pub created_at: DateTimeUtc,
         /// When it last changed.
@@ -160,6 +164,8 @@ pub mod audio {
         pub coverage_percent: Option<f64>,
         /// Estimated transcription cost.
         pub estimated_cost_micros: Option<i64>,
+        /// Syllable nuclei found in the speech (for a pace estimate).
+        pub syllable_count: Option<i32>,
         /// Row creation.
         pub created_at: DateTimeUtc,
         /// Last change.

@@ -56,7 +56,7 @@ pub async fn enqueue(
         .insert(job::ActiveModel {
             id: Set(Uuid::now_v7()),
             user_id: Set(user_id),
-            meeting_id: Set(meeting_id),
+            meeting_id: Set(Some(meeting_id)),
             kind: Set(PROCESS_MEETING.to_owned()),
             state: Set(JobState::Pending),
             attempts: Set(0),
@@ -66,6 +66,38 @@ pub async fn enqueue(
             worker: Set(None),
             last_error: Set(None),
             reservation_id: Set(reservation_id),
+            subject_id: Set(None),
+            ..Default::default()
+        })
+        .await?;
+    scoped.wake_workers_after_commit();
+    Ok(())
+}
+
+/// Queues a task's job of `kind` about `subject_id` for `user_id`, due now
+/// (see [`super::tasks`]).
+pub async fn enqueue_task(
+    scoped: &Scoped,
+    user_id: Uuid,
+    kind: &'static str,
+    subject_id: Uuid,
+    max_attempts: i32,
+) -> AppResult<()> {
+    scoped
+        .insert(job::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(user_id),
+            meeting_id: Set(None),
+            kind: Set(kind.to_owned()),
+            state: Set(JobState::Pending),
+            attempts: Set(0),
+            max_attempts: Set(max_attempts),
+            run_at: Set(Utc::now()),
+            lease_until: Set(None),
+            worker: Set(None),
+            last_error: Set(None),
+            reservation_id: Set(None),
+            subject_id: Set(Some(subject_id)),
             ..Default::default()
         })
         .await?;

@@ -10,6 +10,7 @@ pub mod sampling;
 pub mod service;
 pub mod status;
 pub mod store;
+pub mod tasks;
 pub mod transcribe;
 pub mod worker;
 

@@ -144,6 +144,7 @@ pub async fn replace_segments(
     meeting: &meeting::Model,
     pieces: &[(i64, i64)],
     spans: &[vad::Span],
+    syllables: usize,
 ) -> AppResult<()> {
     scoped
         .delete_many::<segment::Entity>()
@@ -168,6 +169,10 @@ pub async fn replace_segments(
     scoped
         .update_many::<audio::Entity>()
         .col_expr(audio::Column::SpeechSpans, Expr::value(serde_json::json!(spans)))
+        .col_expr(
+            audio::Column::SyllableCount,
+            Expr::value(i32::try_from(syllables).unwrap_or(i32::MAX)),
+        )
         .filter(audio::Column::MeetingId.eq(meeting.id))
         .exec()
         .await?;

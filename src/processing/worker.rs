@@ -100,8 +100,18 @@ async fn attempt(
             }
         })
     };
+    let work = async {
+        match (job.meeting_id, job.subject_id, pipeline.tasks.task(&job.kind)) {
+            (Some(_), _, _) => pipeline.run(job, worker).await,
+            (None, Some(subject), Some(task)) => task.run(job, subject, worker).await.map(|()| Outcome::Done),
+            _ => Err(Failure::permanent(format!(
+                "no worker here runs `{}` jobs",
+                job.kind
+            ))),
+        }
+    };
     let result = tokio::select! {
-        result = pipeline.run(job, worker) => Some(result),
+        result = work => Some(result),
         () = lost.cancelled() => {
             tracing::warn!(job = %job.id, "lost the job's lease; another worker has it");
             None
@@ -122,6 +132,7 @@ async fn attempt(
                 Outcome::Ready => "ready",
                 Outcome::Parked => "awaiting_transcription",
                 Outcome::Gone => "meeting_deleted",
+                Outcome::Done => "task_done",
             });
             Ok(())
         }
@@ -147,7 +158,14 @@ async fn record_failure(
     if !will_retry {
         super::release_reservation(&scoped, job).await?;
     }
-    let meeting = match store::get(&scoped, job.meeting_id).await {
+    let Some(meeting_id) = job.meeting_id else {
+        // Another domain's task: it records the failure its own way.
+        if !will_retry && let (Some(subject), Some(task)) = (job.subject_id, pipeline.tasks.task(&job.kind)) {
+            task.gave_up(&scoped, subject, &failure.message).await?;
+        }
+        return scoped.commit().await;
+    };
+    let meeting = match store::get(&scoped, meeting_id).await {
         Ok(meeting) => meeting,
         Err(crate::error::AppError::NotFound { .. }) => return scoped.commit().await,
         Err(e) => return Err(e),
@@ -201,6 +219,10 @@ async fn record_failure(
             has_transcript,
         };
         crate::events::publish(&scoped, meeting.user_id, Some(meeting.id), ended).await?;
+        pipeline
+            .tasks
+            .processed(&scoped, &meeting, Status::Failed)
+            .await?;
     }
     scoped.commit().await
 }

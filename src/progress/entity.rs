@@ -1,10 +1,10 @@
-//! `user_progress`: one row per recorded skill score.
+//! `skill_scores`: one row per recorded skill score.
 
 use sea_orm::entity::prelude::*;
 
 /// A skill score at a point in time.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-#[sea_orm(table_name = "user_progress")]
+#[sea_orm(table_name = "skill_scores")]
 pub struct Model {
     /// Row id.
     #[sea_orm(primary_key, auto_increment = false)]

@@ -64,12 +64,7 @@ pub struct AppState {
 impl AppState {
     /// The processing pipeline over this state.
     pub fn pipeline(&self) -> crate::processing::pipeline::Pipeline {
-        crate::processing::pipeline::Pipeline {
-            config: self.shared.config.clone(),
-            db: self.shared.db.clone(),
-            storage: self.shared.storage.clone(),
-            transcriber: self.transcriber.clone(),
-        }
+        pipeline(&self.shared, self.transcriber.clone())
     }
 
     fn ops(&self) -> crate::ops::Ops {
@@ -77,6 +72,21 @@ impl AppState {
             state: self.shared.clone(),
             streams: self.streams.clone(),
         }
+    }
+}
+
+/// The processing pipeline, with the tasks of other domains its workers
+/// run: the same for the workers inside `serve` and for `debrief worker`.
+pub fn pipeline(
+    shared: &Shared,
+    transcriber: Arc<dyn crate::processing::transcribe::Transcriber>,
+) -> crate::processing::pipeline::Pipeline {
+    crate::processing::pipeline::Pipeline {
+        config: shared.config.clone(),
+        db: shared.db.clone(),
+        storage: shared.storage.clone(),
+        transcriber,
+        tasks: crate::processing::tasks::Tasks::default(),
     }
 }
 
@@ -106,6 +116,9 @@ pub enum ServerError {
     /// Reflection could not read the descriptor set.
     #[error("cannot build server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The practice modules debrief ships with could not be loaded.
+    #[error("cannot load the seed practice modules: {0}")]
+    Seed(crate::error::AppError),
     /// The HTTP edge could not read the API's bindings.
     #[error(transparent)]
     Edge(#[from] crate::edge::EdgeError),
@@ -158,6 +171,9 @@ impl Application {
             }
             None => None,
         };
+        crate::practice::seed::load(&db)
+            .await
+            .map_err(ServerError::Seed)?;
         let auth = Arc::new(Auth::new(&config, db.clone(), mailer)?);
         let storage = Storage::open(&config)?;
         let shutdown = CancellationToken::new();
@@ -360,7 +376,10 @@ fn grpc_routes(
             ProcessingServiceServer,
             crate::processing::ProcessingApi::new(shared.clone())
         ))
-        .add_service(limited!(PracticeServiceServer, crate::practice::PracticeApi))
+        .add_service(limited!(
+            PracticeServiceServer,
+            crate::practice::PracticeApi::new(shared.clone())
+        ))
         .add_service(limited!(ProgressServiceServer, crate::progress::ProgressApi))
         .add_service(limited!(
             UsageServiceServer,

@@ -15,6 +15,7 @@ mod faults;
 mod meetings;
 mod ops;
 mod plans;
+mod practice;
 mod processing;
 mod profiles;
 mod transports;

@@ -120,9 +120,15 @@ async fn queue(dir: &Path, count: usize, claimers: usize) -> anyhow::Result<(Str
     for i in 0..count {
         let user_id = owners[i % USERS];
         let scoped = db.as_user(user_id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let meeting = debrief::meetings::store::create(&scoped, user_id, MeetingFields::default(), None)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let meeting = debrief::meetings::store::create(
+            &scoped,
+            user_id,
+            debrief::meetings::entity::Kind::Meeting,
+            MeetingFields::default(),
+            None,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         jobs::enqueue(&scoped, user_id, meeting.id, None, 5)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;

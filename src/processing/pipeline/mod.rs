@@ -45,6 +45,8 @@ pub struct Pipeline {
     pub storage: Storage,
     /// The transcription provider.
     pub transcriber: Arc<dyn Transcriber>,
+    /// Other domains' tasks, and who hears of processed meetings.
+    pub tasks: super::tasks::Tasks,
 }
 
 /// How a run ended.
@@ -56,6 +58,8 @@ pub enum Outcome {
     Parked,
     /// The meeting was deleted meanwhile (the job ends all the same).
     Gone,
+    /// Another domain's task is done.
+    Done,
 }
 
 /// A failed stage.
@@ -70,7 +74,8 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn permanent(message: impl Into<String>) -> Self {
+    /// A failure that trying again cannot mend.
+    pub fn permanent(message: impl Into<String>) -> Self {
         Self {
             run: None,
             message: message.into(),
@@ -136,9 +141,12 @@ fn audio_key(meeting_id: Uuid) -> String {
 impl Pipeline {
     /// Runs the job's remaining stages; on success the job has ended.
     pub async fn run(&self, job: &job::Model, worker: &str) -> Result<Outcome, Failure> {
+        let meeting_id = job
+            .meeting_id
+            .ok_or_else(|| Failure::permanent("a meeting's job names no meeting"))?;
         let scoped = self.db.as_service().await?;
         jobs::fence(&scoped, job.id, worker).await?;
-        let meeting = match meetings::get(&scoped, job.meeting_id).await {
+        let meeting = match meetings::get(&scoped, meeting_id).await {
             Ok(meeting) => meeting,
             Err(AppError::NotFound { .. }) => {
                 release_reservation(&scoped, job).await?;
@@ -299,6 +307,7 @@ impl Run<'_> {
         }
         meetings::set_processed(&scoped, self.meeting.id, now).await?;
         settle_reservation(&scoped, self.job, &self.meeting, now).await?;
+        self.pipeline.tasks.processed(&scoped, &self.meeting, to).await?;
         let has_transcript = !parked && self.pipeline.transcriber.model().is_some();
         let (owner, id) = (self.meeting.user_id, Some(self.meeting.id));
         if !parked {

@@ -73,7 +73,8 @@ impl Run<'_> {
         let settings = sampling::for_user(&scoped, self.meeting.user_id).await?;
         let max_ms = settings.max_segment_ms.min(sampling::PROVIDER_MAX_SEGMENT_MS);
         let pieces = vad::cut(total_ms, &spans, max_ms);
-        store::replace_segments(&scoped, &self.meeting, &pieces, &spans).await?;
+        let syllables = audio::syllables::count(&levels, &spans);
+        store::replace_segments(&scoped, &self.meeting, &pieces, &spans, syllables).await?;
         self.succeed(scoped, Stage::Segment, attempt).await
     }
 
@@ -221,6 +222,9 @@ impl Run<'_> {
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
         let metrics = analyze::audio_metrics(audio_row.duration_ms, &spans);
+        let estimated_wpm = audio_row
+            .syllable_count
+            .and_then(|syllables| analyze::estimated_words_per_minute(syllables, metrics.speech_ms));
         let text = if let Some(lines) = results::transcript_lines(&scoped, self.meeting.id).await? {
             let transcribed_speech: i64 = store::segments(&scoped, self.meeting.id)
                 .await?
@@ -262,6 +266,8 @@ impl Run<'_> {
                 question_count: Set(text.as_ref().map(|t| t.question_count)),
                 skill_scores: Set(serde_json::json!([])),
                 longest_monologue_words: Set(text.as_ref().map(|t| t.longest_monologue_words)),
+                word_count: Set(text.as_ref().map(|t| t.word_count)),
+                estimated_words_per_minute: Set(estimated_wpm),
                 ..Default::default()
             },
         )
