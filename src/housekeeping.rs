@@ -1,7 +1,7 @@
 //! Periodic work every instance does while it serves: giving back expired
 //! usage reservations, expiring idle uploads, finishing the clean-up of
 //! ended uploads and removing scratch files that a killed process left,
-//! pruning old events, deleting original recordings past their retention,
+//! pruning old events, abandoning practice sessions left unfinished, deleting original recordings past their retention,
 //! and purging meetings deleted longer ago than the retention.
 //! Each task is safe to run on several instances at once.
 
@@ -56,6 +56,14 @@ pub async fn run_once(state: &Shared, now: DateTime<Utc>) {
         Ok(0) => {}
         Ok(pruned) => tracing::debug!(pruned, "pruned old stream tickets"),
         Err(error) => tracing::warn!(%error, "could not prune stream tickets"),
+    }
+    let abandon_before = now
+        - chrono::Duration::from_std(state.config.practice.session_timeout)
+            .unwrap_or(chrono::Duration::days(1));
+    match crate::practice::sessions::abandon_stale(&state.db, abandon_before, now).await {
+        Ok(0) => {}
+        Ok(abandoned) => tracing::info!(abandoned, "abandoned practice sessions left unfinished"),
+        Err(error) => tracing::warn!(%error, "could not abandon stale practice sessions"),
     }
     match delete_expired_originals(state, now).await {
         Ok(0) => {}

@@ -15,11 +15,13 @@ use http::HeaderValue;
 
 mod auth;
 mod parse;
+mod practice;
 mod processing;
 
 pub use auth::{AuthConfig, MailConfig, SmtpConfig};
 use parse::{Vars, cors_origins, invalid, positive, trusted_proxies};
 pub use parse::{parse_duration, parse_size};
+pub use practice::{AiConfig, PracticeConfig};
 pub use processing::{ProcessingConfig, TranscriberConfig};
 
 /// Settings for one debrief process.
@@ -92,6 +94,8 @@ pub struct Config {
     pub housekeeping_interval: Duration,
     /// The processing pipeline and its workers.
     pub processing: ProcessingConfig,
+    /// Practice sessions and AI feedback.
+    pub practice: PracticeConfig,
 }
 
 /// Calls per minute each user may make, by class of RPC.
@@ -235,6 +239,7 @@ impl Config {
                 "DEBRIEF_HOUSEKEEPING_INTERVAL",
             )?,
             processing: ProcessingConfig::from_vars(&vars)?,
+            practice: PracticeConfig::from_vars(&vars)?,
             events: EventsConfig {
                 heartbeat: positive(
                     vars.duration("DEBRIEF_EVENT_HEARTBEAT", "15s")?,
@@ -327,6 +332,8 @@ mod tests {
             ("DEBRIEF_TRUSTED_PROXIES", "10.0.0.0/8, the-load-balancer"),
             ("DEBRIEF_MAILER", "pigeon"),
             ("DEBRIEF_SMTP_URL", "http://mail.example.com"),
+            ("DEBRIEF_AI_FEEDBACK", "openai"),
+            ("DEBRIEF_PRACTICE_SESSION_TIMEOUT", "0s"),
         ] {
             let err = config(&[(var, value)]).expect_err(value);
             assert_eq!(err.var, var, "{err}");

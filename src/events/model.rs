@@ -91,6 +91,27 @@ pub enum Payload {
         /// Text.
         message: String,
     },
+    /// Feedback on a practice attempt is ready. Practice builds the API
+    /// message itself; it is kept as its protobuf encoding (base64), so
+    /// events need not know practice's model.
+    PracticeFeedback {
+        /// The attempt, `practiceSessions/{s}/attempts/{a}`.
+        attempt: String,
+        /// `debrief.v1.PracticeFeedback`, encoded, base64.
+        message: String,
+    },
+    /// A generated exercise of a session changed state.
+    PracticeExercise {
+        /// The session.
+        session: Uuid,
+        /// The exercise's id.
+        exercise_id: String,
+        /// `generating`, `ready` or `failed`.
+        state: String,
+        /// Why it failed.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        message: String,
+    },
 }
 
 /// Which moment of a stage an event reports.
@@ -127,6 +148,8 @@ impl Payload {
             Self::UploadRejected { .. } => "upload_rejected",
             Self::QuotaWarning { .. } => "quota_warning",
             Self::SystemNotice { .. } => "system_notice",
+            Self::PracticeFeedback { .. } => "practice_feedback",
+            Self::PracticeExercise { .. } => "practice_exercise_updated",
         }
     }
 }
@@ -240,5 +263,33 @@ fn payload_of(stored: &serde_json::Value) -> Option<pb::event::Payload> {
                 has_transcript,
             }),
             Payload::SystemNotice { title, message } => P::SystemNotice(pb::SystemNotice { title, message }),
+            Payload::PracticeFeedback { attempt, message } => {
+                use base64::Engine as _;
+                use prost::Message as _;
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(message)
+                    .ok()
+                    .and_then(|bytes| pb::PracticeFeedback::decode(bytes.as_slice()).ok());
+                P::PracticeFeedback(decoded.unwrap_or(pb::PracticeFeedback {
+                    attempt,
+                    ..Default::default()
+                }))
+            }
+            Payload::PracticeExercise {
+                session,
+                exercise_id,
+                state,
+                message,
+            } => P::PracticeExercise(pb::PracticeExercise {
+                session: format!("practiceSessions/{session}"),
+                exercise_id,
+                state: pb::ExerciseState::from_str_name(&format!(
+                    "EXERCISE_STATE_{}",
+                    state.to_ascii_uppercase()
+                ))
+                .unwrap_or_default()
+                .into(),
+                message,
+            }),
         })
 }

@@ -5,11 +5,15 @@
 pub mod catalog;
 pub mod convert;
 pub mod entity;
+pub mod levels;
 pub mod model;
 pub mod personal;
+pub mod recommend;
+pub mod run;
 pub mod scoring;
 pub mod seed;
 pub mod service;
+pub mod sessions;
 pub mod templates;
 
 pub use service::PracticeApi;

@@ -4,8 +4,12 @@ use tonic::{Request, Response, Status};
 
 use super::catalog::{self, AfterId, ListFilter, Loaded, Which};
 use super::convert;
+use super::entity::SessionState;
 use super::model::{self, ModuleFields, is_slug};
 use super::personal::Person;
+use super::run::{self, Start, TextAnswer};
+use super::scoring::Scorer;
+use super::sessions;
 use crate::audit::{self, Entry};
 use crate::caller::{Caller, Role};
 use crate::context::RequestMeta;
@@ -21,13 +25,30 @@ use crate::skills::Skill;
 #[derive(Clone, Debug)]
 pub struct PracticeApi {
     state: Shared,
+    scorer: Scorer,
 }
 
 impl PracticeApi {
     /// The service over the shared state.
     pub fn new(state: Shared) -> Self {
-        Self { state }
+        let scorer = Scorer::new(&state.config.processing.filler_words);
+        Self { state, scorer }
     }
+}
+
+/// Longest written answer, in characters.
+const MAX_RESPONSE: usize = 10_000;
+
+/// The id of `practiceSessions/{id}`.
+fn session_id(field: &str, name: &str) -> AppResult<uuid::Uuid> {
+    crate::names::parse_name(field, name, "practiceSessions")
+}
+
+fn request_id(bad: &mut Violations, request_id: String) -> Option<String> {
+    if request_id.len() > 128 {
+        bad.add("request_id", "must be at most 128 characters long");
+    }
+    (!request_id.is_empty()).then_some(request_id)
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -281,6 +302,210 @@ impl PracticeService for PracticeApi {
         let module = module_view(&scoped, &caller, &archived).await?;
         scoped.commit().await?;
         Ok(Response::new(pb::ArchiveModuleResponse { module: Some(module) }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_recommendations(
+        &self,
+        request: Request<pb::ListRecommendationsRequest>,
+    ) -> Reply<pb::ListRecommendationsResponse> {
+        let user_id = Caller::of(&request)?.user_id;
+        let limit = match request.get_ref().page_size {
+            0 => 5,
+            n if n < 0 => return Err(AppError::invalid("page_size", "must not be negative").into()),
+            n => usize::try_from(n).unwrap_or(50).min(50),
+        };
+        let scoped = self.state.db.as_user(user_id).await?;
+        let recommendations =
+            super::recommend::recommend(&scoped, user_id, limit, chrono::Utc::now()).await?;
+        Ok(Response::new(pb::ListRecommendationsResponse { recommendations }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn start_session(
+        &self,
+        request: Request<pb::StartSessionRequest>,
+    ) -> Reply<pb::StartSessionResponse> {
+        let user_id = Caller::of(&request)?.user_id;
+        let pb::StartSessionRequest {
+            module,
+            request_id: key,
+            meeting,
+        } = request.into_inner();
+        let mut bad = Violations::default();
+        let module_id = bad.check(module_id("module", &module))?;
+        let meeting_id = if meeting.is_empty() {
+            Some(None)
+        } else {
+            bad.check(crate::names::parse_name("meeting", &meeting, "meetings"))?
+                .map(Some)
+        };
+        let key = request_id(&mut bad, key);
+        let (module_id, meeting_id) = bad.finish(|| Some((module_id?, meeting_id?)))?;
+        let scoped = self.state.db.as_user(user_id).await?;
+        let config = &self.state.config;
+        let session = run::start(
+            &scoped,
+            user_id,
+            Start {
+                module_id,
+                meeting_id,
+                request_id: key,
+            },
+            config.practice.session_timeout,
+            &config.upgrade_url,
+        )
+        .await?;
+        let attempts = sessions::attempts(&scoped, session.id).await?;
+        scoped.commit().await?;
+        Ok(Response::new(pb::StartSessionResponse {
+            session: Some(convert::session(&session, &attempts)?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_session(&self, request: Request<pb::GetSessionRequest>) -> Reply<pb::GetSessionResponse> {
+        let user_id = Caller::of(&request)?.user_id;
+        let id = session_id("name", &request.get_ref().name)?;
+        let scoped = self.state.db.as_user(user_id).await?;
+        let session = sessions::get(&scoped, id).await?;
+        let attempts = sessions::attempts(&scoped, id).await?;
+        Ok(Response::new(pb::GetSessionResponse {
+            session: Some(convert::session(&session, &attempts)?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_sessions(
+        &self,
+        request: Request<pb::PracticeServiceListSessionsRequest>,
+    ) -> Reply<pb::PracticeServiceListSessionsResponse> {
+        let user_id = Caller::of(&request)?.user_id;
+        let pb::PracticeServiceListSessionsRequest {
+            page_size,
+            page_token,
+            state,
+        } = request.into_inner();
+        let mut bad = Violations::default();
+        let page = bad.check(PageRequest::parse(page_size, &page_token, 50, 200))?;
+        let state = match pb::SessionState::try_from(state) {
+            Ok(pb::SessionState::Unspecified) => None,
+            Ok(pb::SessionState::Active) => Some(SessionState::Active),
+            Ok(pb::SessionState::Completed) => Some(SessionState::Completed),
+            Ok(pb::SessionState::Abandoned) => Some(SessionState::Abandoned),
+            Err(_) => {
+                bad.add("state", "must be a session state");
+                None
+            }
+        };
+        let page = bad.finish(|| page)?;
+        let scoped = self.state.db.as_user(user_id).await?;
+        let (rows, next) = sessions::list(&scoped, &page, state).await?;
+        Ok(Response::new(pb::PracticeServiceListSessionsResponse {
+            sessions: rows
+                .iter()
+                .map(|s| convert::session(s, &[]))
+                .collect::<AppResult<_>>()?,
+            next_page_token: PageRequest::token(next.as_ref()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn submit_attempt(
+        &self,
+        request: Request<pb::SubmitAttemptRequest>,
+    ) -> Reply<pb::SubmitAttemptResponse> {
+        let user_id = Caller::of(&request)?.user_id;
+        let pb::SubmitAttemptRequest {
+            session,
+            exercise_id,
+            response_text,
+            duration,
+            request_ai_feedback,
+            request_id: key,
+            recording,
+        } = request.into_inner();
+        let mut bad = Violations::default();
+        let id = bad.check(session_id("session", &session))?;
+        if exercise_id.is_empty() {
+            bad.add("exercise_id", "is required");
+        }
+        let text = response_text.trim().to_owned();
+        if text.chars().count() > MAX_RESPONSE {
+            bad.add(
+                "response_text",
+                format!("must be at most {MAX_RESPONSE} characters long"),
+            );
+        } else if text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            bad.add(
+                "response_text",
+                "must not contain control characters other than line breaks and tabs",
+            );
+        }
+        let duration_ms = match &duration {
+            Some(d) => bad.check(crate::timestamps::duration_to_ms("duration", d))?,
+            None => None,
+        };
+        if duration_ms.is_some_and(|ms| ms > 30 * 60 * 1000) {
+            bad.add("duration", "must be at most 30 minutes");
+        }
+        let key = request_id(&mut bad, key);
+        if recording.is_none() && text.is_empty() {
+            bad.add("response_text", "is required unless a recording is sent");
+        }
+        let id = bad.finish(|| id)?;
+        let scoped = self.state.db.as_user(user_id).await?;
+        if let Some(key) = &key
+            && let Some(earlier) = sessions::attempt_by_request(&scoped, key).await?
+        {
+            return Ok(Response::new(pb::SubmitAttemptResponse {
+                attempt: Some(convert::attempt(&earlier)?),
+            }));
+        }
+        let (session, exercise) = run::attemptable(&scoped, id, &exercise_id).await?;
+        if recording.is_some() {
+            return Err(AppError::invalid(
+                "recording",
+                "recorded answers are not accepted yet; send the transcript as response_text",
+            )
+            .into());
+        }
+        let attempt = run::submit_text(
+            &scoped,
+            &self.scorer,
+            &session,
+            &exercise,
+            TextAnswer {
+                text,
+                duration_ms,
+                ai_requested: request_ai_feedback,
+                request_id: key,
+            },
+        )
+        .await?;
+        scoped.commit().await?;
+        Ok(Response::new(pb::SubmitAttemptResponse {
+            attempt: Some(convert::attempt(&attempt)?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn complete_session(
+        &self,
+        request: Request<pb::CompleteSessionRequest>,
+    ) -> Reply<pb::CompleteSessionResponse> {
+        let user_id = Caller::of(&request)?.user_id;
+        let id = session_id("name", &request.get_ref().name)?;
+        let scoped = self.state.db.as_user(user_id).await?;
+        let session = run::complete(&scoped, id, chrono::Utc::now()).await?;
+        let attempts = sessions::attempts(&scoped, id).await?;
+        scoped.commit().await?;
+        Ok(Response::new(pb::CompleteSessionResponse {
+            session: Some(convert::session(&session, &attempts)?),
+        }))
     }
 }
 

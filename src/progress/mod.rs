@@ -2,5 +2,6 @@
 
 pub mod entity;
 pub mod service;
+pub mod store;
 
 pub use service::ProgressApi;

@@ -48,7 +48,11 @@ async fn notices(app: &TestApp, user: &TestUser, count: usize) -> Vec<i64> {
     ids
 }
 
-async fn subscribe(app: &TestApp, user: &TestUser, after: Option<i64>) -> Streaming<pb::SubscribeResponse> {
+pub async fn subscribe(
+    app: &TestApp,
+    user: &TestUser,
+    after: Option<i64>,
+) -> Streaming<pb::SubscribeResponse> {
     EventServiceClient::new(app.channel.clone())
         .subscribe(user.request(pb::SubscribeRequest {
             after_event_id: after,
@@ -60,7 +64,7 @@ async fn subscribe(app: &TestApp, user: &TestUser, after: Option<i64>) -> Stream
 }
 
 /// The next event of a stream, skipping heartbeats.
-async fn next_event(stream: &mut Streaming<pb::SubscribeResponse>) -> Result<pb::Event, tonic::Status> {
+pub async fn next_event(stream: &mut Streaming<pb::SubscribeResponse>) -> Result<pb::Event, tonic::Status> {
     loop {
         let message = tokio::time::timeout(WAIT, stream.message())
             .await

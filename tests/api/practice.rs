@@ -9,14 +9,19 @@ use serde_json::{Value, json};
 use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::helpers::{Backend, TestApp, bearer, spawn_app, violation_fields};
+use crate::events::{next_event, subscribe};
+use crate::helpers::{Backend, TestApp, TestUser, bearer, details, spawn_app, violation_fields};
 use crate::on_both_backends;
-use crate::usage::admin;
+use crate::usage::{admin, category, set_plan, usage_of};
 
 on_both_backends!(
     an_admin_writes_versions_and_people_see_only_what_is_published,
     a_module_with_a_bad_template_or_field_is_refused_naming_each_one,
     the_seed_modules_load_once_and_an_admins_edit_survives_a_restart,
+    a_session_pins_its_version_and_written_attempts_get_rubric_feedback,
+    the_sixth_session_on_a_plan_of_five_is_refused_and_an_abandoned_one_is_given_back,
+    difficulty_rises_after_two_strong_sessions_and_falls_after_two_weak_ones,
+    recommendations_quote_the_meetings_numbers_and_a_new_person_gets_a_starter_set,
 );
 
 /// A PracticeService client over gRPC.
@@ -502,4 +507,620 @@ async fn the_seed_modules_load_once_and_an_admins_edit_survives_a_restart(backen
         ("Pace for our sales team", 2)
     );
     assert_eq!(listed(&restarted, &boss, true).await.len(), 6);
+}
+
+/// An admin's module for session tests: a rewrite, a reflection and a
+/// spoken exercise, published as version 1.
+async fn memo_module(app: &TestApp, boss: &str) {
+    let rewrite = pb::Exercise {
+        id: "decision-first".into(),
+        title: "Decision first".into(),
+        kind: pb::ExerciseKind::Rewrite as i32,
+        prompt_template:
+            "{{ user.first_name }}, put the decision first in at most {{ targets.max_words }} words.".into(),
+        difficulty: 1,
+        rubric: Some(pb::Rubric {
+            max_words: 30,
+            required_phrases: vec!["14 March".into()],
+            avoid_words: vec!["probably".into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let reflection = pb::Exercise {
+        id: "ask-the-room".into(),
+        title: "Ask the room".into(),
+        kind: pb::ExerciseKind::Reflection as i32,
+        prompt_template: "Write the question you will ask next.".into(),
+        difficulty: 2,
+        rubric: Some(pb::Rubric {
+            min_words: 5,
+            max_words: 60,
+            expect_question: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let aloud = pb::Exercise {
+        id: "status-aloud".into(),
+        difficulty: 3,
+        ..speaking(
+            "status-aloud",
+            "Give your status in {{ targets.target_seconds }} seconds.",
+        )
+    };
+    practice(app)
+        .create_module(bearer(
+            boss,
+            pb::CreateModuleRequest {
+                module: Some(pb::Module {
+                    skills: vec![pb::Skill::Conciseness as i32, pb::Skill::Clarity as i32],
+                    ..module("Memos that decide", vec![rewrite, reflection, aloud])
+                }),
+                module_id: "memos".into(),
+            },
+        ))
+        .await
+        .expect("create");
+    publish(app, boss, "modules/memos").await;
+}
+
+async fn start(app: &TestApp, user: &TestUser, module: &str) -> Result<pb::PracticeSession, tonic::Status> {
+    practice(app)
+        .start_session(user.request(pb::StartSessionRequest {
+            module: module.into(),
+            ..Default::default()
+        }))
+        .await
+        .map(|r| r.into_inner().session.expect("session"))
+}
+
+async fn attempt(app: &TestApp, user: &TestUser, session: &str, exercise: &str, text: &str) -> pb::Attempt {
+    practice(app)
+        .submit_attempt(user.request(pb::SubmitAttemptRequest {
+            session: session.into(),
+            exercise_id: exercise.into(),
+            response_text: text.into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("attempt")
+        .into_inner()
+        .attempt
+        .expect("attempt")
+}
+
+async fn complete(app: &TestApp, user: &TestUser, session: &str) -> pb::PracticeSession {
+    practice(app)
+        .complete_session(user.request(pb::CompleteSessionRequest { name: session.into() }))
+        .await
+        .expect("complete")
+        .into_inner()
+        .session
+        .expect("session")
+}
+
+fn item<'a>(feedback: &'a pb::Feedback, skill: pb::Skill, words: &str) -> &'a pb::FeedbackItem {
+    feedback
+        .items
+        .iter()
+        .find(|i| i.skill() == skill && i.message.contains(words))
+        .unwrap_or_else(|| panic!("no {skill:?} item saying {words:?} in {feedback:#?}"))
+}
+
+async fn a_session_pins_its_version_and_written_attempts_get_rubric_feedback(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let boss = admin(&app).await;
+    memo_module(&app, &boss).await;
+    let ann = app.sign_up("ann").await;
+    let mut events = subscribe(&app, &ann, None).await;
+
+    let session = start(&app, &ann, "modules/memos").await.unwrap();
+    assert_eq!((session.module_version, session.difficulty), (1, 2));
+    assert_eq!(session.state(), pb::SessionState::Active);
+    let ids: Vec<&str> = session.exercises.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["decision-first", "ask-the-room", "status-aloud"]);
+    assert_eq!(
+        session.exercises[0].prompt,
+        "ann, put the decision first in at most 30 words."
+    );
+    assert!(
+        session
+            .exercises
+            .iter()
+            .all(|e| e.state() == pb::ExerciseState::Ready && e.prompt_template.is_empty())
+    );
+
+    // A new version does not change a session under way.
+    practice(&app)
+        .update_module(bearer(
+            &boss,
+            pb::UpdateModuleRequest {
+                module: Some(pb::Module {
+                    name: "modules/memos".into(),
+                    title: "Memos, version two".into(),
+                    exercises: vec![speaking("status-aloud", "Something else entirely.")],
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["title".into(), "exercises".into()],
+                }),
+            },
+        ))
+        .await
+        .expect("update");
+    publish(&app, &boss, "modules/memos").await;
+    let kept = practice(&app)
+        .get_session(ann.request(pb::GetSessionRequest {
+            name: session.name.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    assert_eq!((kept.module_version, kept.exercises.len()), (1, 3));
+    assert_eq!(kept.exercises[0].prompt, session.exercises[0].prompt);
+
+    // Each rubric check gives its item, and the score follows the weights:
+    // 12 words of at most 30 (length 1, weight 20), "14 march" missing (0,
+    // 15), "um", "basically" and the hedge "probably": 3 in 12 words (0,
+    // 20), "probably" to avoid used once (0.5, 10), sentences of 7 and 5
+    // words (1, 10): 35 / 75.
+    let first = attempt(
+        &app,
+        &ann,
+        &session.name,
+        "decision-first",
+        "Um, we will probably move the launch. Basically the vendor is late.",
+    )
+    .await;
+    assert_eq!(first.state(), pb::AttemptState::Scored);
+    assert!((first.score - 46.7).abs() < 0.05, "{}", first.score);
+    let feedback = first.feedback.clone().unwrap();
+    assert!(!feedback.ai_generated);
+    assert_eq!(
+        item(&feedback, pb::Skill::Conciseness, "12 words").tone(),
+        pb::FeedbackTone::Praise
+    );
+    assert_eq!(
+        item(&feedback, pb::Skill::Clarity, "Missing: “14 march”").tone(),
+        pb::FeedbackTone::Warning
+    );
+    assert_eq!(
+        item(&feedback, pb::Skill::FillerWords, "25.0 per 100").tone(),
+        pb::FeedbackTone::Warning
+    );
+    assert_eq!(
+        item(&feedback, pb::Skill::Clarity, "“probably”").tone(),
+        pb::FeedbackTone::Suggestion
+    );
+    assert_eq!(
+        item(&feedback, pb::Skill::Conciseness, "averaged 6 words").tone(),
+        pb::FeedbackTone::Praise
+    );
+    assert!(
+        feedback.summary.starts_with("Score 47. Next time:"),
+        "{}",
+        feedback.summary
+    );
+    let metrics = first.metrics.clone().unwrap();
+    assert_eq!(
+        (metrics.word_count, metrics.fillers_per_100_words),
+        (Some(12), Some(25.0))
+    );
+
+    // The feedback arrives as an event too.
+    let event = next_event(&mut events).await.unwrap();
+    assert_eq!(event.r#type(), pb::EventType::PracticeFeedback);
+    let Some(pb::event::Payload::PracticeFeedback(sent)) = event.payload else {
+        panic!("{event:?}")
+    };
+    assert_eq!(
+        (sent.attempt.as_str(), sent.score),
+        (first.name.as_str(), first.score)
+    );
+    assert_eq!(sent.feedback, first.feedback);
+
+    // A retry with the same request id is the same attempt.
+    let submit = |key: &str| {
+        let request = ann.request(pb::SubmitAttemptRequest {
+            session: session.name.clone(),
+            exercise_id: "decision-first".into(),
+            response_text: "We are moving the launch to 14 March. The vendor needs two more weeks.".into(),
+            request_id: key.into(),
+            ..Default::default()
+        });
+        let mut client = practice(&app);
+        async move {
+            client
+                .submit_attempt(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .attempt
+                .unwrap()
+        }
+    };
+    let better = submit("retry-1").await;
+    assert_eq!(better.score, 100.0, "{:#?}", better.feedback);
+    assert_eq!(submit("retry-1").await.name, better.name);
+    // Spoken, sent as a transcript with its duration: 150 words in 60 s.
+    let spoken = practice(&app)
+        .submit_attempt(ann.request(pb::SubmitAttemptRequest {
+            session: session.name.clone(),
+            exercise_id: "status-aloud".into(),
+            response_text: "We shipped the release on time. ".repeat(25),
+            duration: Some(prost_types::Duration {
+                seconds: 60,
+                nanos: 0,
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .attempt
+        .unwrap();
+    assert_eq!(spoken.metrics.as_ref().unwrap().words_per_minute, Some(150.0));
+    item(
+        spoken.feedback.as_ref().unwrap(),
+        pb::Skill::Pacing,
+        "150 words per minute",
+    );
+
+    // Another person sees none of it, over gRPC or HTTP.
+    let bob = app.sign_up("bob").await;
+    let theirs = practice(&app)
+        .get_session(bob.request(pb::GetSessionRequest {
+            name: session.name.clone(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(theirs.code(), Code::NotFound);
+    let theirs = practice(&app)
+        .submit_attempt(bob.request(pb::SubmitAttemptRequest {
+            session: session.name.clone(),
+            exercise_id: "decision-first".into(),
+            response_text: "Mine now.".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(theirs.code(), Code::NotFound);
+    let theirs = practice(&app)
+        .complete_session(bob.request(pb::CompleteSessionRequest {
+            name: session.name.clone(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(theirs.code(), Code::NotFound);
+    let listed = practice(&app)
+        .list_sessions(bob.request(pb::PracticeServiceListSessionsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.sessions.is_empty());
+    let http = reqwest::Client::new();
+    let base = app.url();
+    for request in [
+        http.get(format!("{base}/v1/{}", session.name)),
+        http.post(format!("{base}/v1/{}/attempts", session.name))
+            .json(&json!({"exerciseId": "decision-first", "responseText": "Mine."})),
+        http.post(format!("{base}/v1/{}:complete", session.name))
+            .json(&json!({})),
+    ] {
+        let response = request
+            .bearer_auth(&bob.tokens.access_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+    // The owner reads it over HTTP.
+    let response = http
+        .get(format!("{base}/v1/{}", session.name))
+        .bearer_auth(&ann.tokens.access_token)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["attempts"].as_array().unwrap().len(), 3, "{body}");
+
+    // Completing scores each exercise by its best attempt, counts the
+    // session and records its skills.
+    let done = complete(&app, &ann, &session.name).await;
+    assert_eq!(done.state(), pb::SessionState::Completed);
+    let expected = (100.0 + spoken.score) / 2.0;
+    assert!(
+        (done.score - expected).abs() < 0.1,
+        "{} vs {expected}",
+        done.score
+    );
+    assert!(done.complete_time.is_some());
+    assert_eq!(
+        complete(&app, &ann, &session.name).await.score,
+        done.score,
+        "a retry changes nothing"
+    );
+    let sessions = category(&usage_of(&app, &ann).await, pb::UsageCategory::PracticeSessions);
+    assert_eq!((sessions.used, sessions.reserved), (1, 0));
+    let scores = skill_scores(&app, &ann, &session.name).await;
+    assert_eq!(scores.len(), 2, "conciseness and clarity: {scores:?}");
+    let refused = practice(&app)
+        .submit_attempt(ann.request(pb::SubmitAttemptRequest {
+            session: session.name.clone(),
+            exercise_id: "decision-first".into(),
+            response_text: "Late.".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+}
+
+/// The skill scores recorded from `source`, as (skill, score).
+async fn skill_scores(app: &TestApp, user: &TestUser, source: &str) -> Vec<(String, f64)> {
+    use debrief::progress::entity as score;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let scoped = app.db.as_user(user.id).await.unwrap();
+    scoped
+        .find::<score::Entity>()
+        .filter(score::Column::Source.eq(source))
+        .all(scoped.txn())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.skill, s.score))
+        .collect()
+}
+
+async fn the_sixth_session_on_a_plan_of_five_is_refused_and_an_abandoned_one_is_given_back(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let boss = admin(&app).await;
+    let ann = app.sign_up("ann").await;
+    set_plan(
+        &app,
+        &boss,
+        &ann,
+        "free",
+        &[(pb::UsageCategory::PracticeSessions, 5)],
+    )
+    .await;
+    let module = "modules/questioning-bring-people-in";
+    let mut started = Vec::new();
+    for _ in 0..5 {
+        started.push(start(&app, &ann, module).await.expect("within the plan"));
+    }
+    let refused = start(&app, &ann, module).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    let details = details(&refused);
+    let quota = details.quota_failure().expect("QuotaFailure");
+    assert!(
+        quota.violations[0]
+            .description
+            .contains("5 practice sessions a month"),
+        "{quota:?}"
+    );
+    let sessions = category(&usage_of(&app, &ann).await, pb::UsageCategory::PracticeSessions);
+    assert_eq!((sessions.used, sessions.reserved), (0, 5));
+
+    // Left unfinished past the timeout, they are abandoned and given back.
+    let later = chrono::Utc::now() + chrono::Duration::hours(25);
+    debrief::housekeeping::run_once(&app.state.shared, later).await;
+    let abandoned = practice(&app)
+        .get_session(ann.request(pb::GetSessionRequest {
+            name: started[0].name.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    assert_eq!(abandoned.state(), pb::SessionState::Abandoned);
+    let sessions = category(&usage_of(&app, &ann).await, pb::UsageCategory::PracticeSessions);
+    assert_eq!((sessions.used, sessions.reserved), (0, 0));
+    start(&app, &ann, module).await.expect("room again");
+    let listed = practice(&app)
+        .list_sessions(ann.request(pb::PracticeServiceListSessionsRequest {
+            state: pb::SessionState::Abandoned as i32,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.sessions.len(), 5);
+}
+
+async fn difficulty_rises_after_two_strong_sessions_and_falls_after_two_weak_ones(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let boss = admin(&app).await;
+    // Five rewrite exercises, one per difficulty.
+    let exercises = (1..=5)
+        .map(|d| pb::Exercise {
+            id: format!("level-{d}"),
+            title: format!("Level {d}"),
+            kind: pb::ExerciseKind::Rewrite as i32,
+            prompt_template: "State the decision in at most {{ targets.max_words }} words.".into(),
+            difficulty: d,
+            rubric: Some(pb::Rubric {
+                max_words: 12,
+                required_phrases: vec!["decision".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect();
+    practice(&app)
+        .create_module(bearer(
+            &boss,
+            pb::CreateModuleRequest {
+                module: Some(pb::Module {
+                    skills: vec![pb::Skill::Conciseness as i32],
+                    ..module("Ladder", exercises)
+                }),
+                module_id: "ladder".into(),
+            },
+        ))
+        .await
+        .expect("create");
+    publish(&app, &boss, "modules/ladder").await;
+    let ann = app.sign_up("ann").await;
+    let strong = "The decision is made.";
+    let weak = "Um, so, basically, like, we kind of maybe think that possibly the thing might be, you know, \
+                sort of decided at some point later on perhaps, um, if everyone is basically okay with it";
+    let session_at = |answer: &'static str| {
+        let (app, ann) = (&app, &ann);
+        async move {
+            let session = start(app, ann, "modules/ladder").await.unwrap();
+            let first = session.exercises[0].id.clone();
+            attempt(app, ann, &session.name, &first, answer).await;
+            let done = complete(app, ann, &session.name).await;
+            (session.difficulty, done.score)
+        }
+    };
+    let (level, score) = session_at(strong).await;
+    assert_eq!(level, 2);
+    assert!(score >= 80.0, "{score}");
+    assert_eq!(session_at(strong).await.0, 2, "one strong session is not a run");
+    let (level, _) = session_at(weak).await;
+    assert_eq!(level, 3, "two strong sessions raised the level");
+    let third = start(&app, &ann, "modules/ladder").await.unwrap();
+    let difficulties: Vec<i32> = third.exercises.iter().map(|e| e.difficulty).collect();
+    assert_eq!(difficulties, [2, 3, 4], "exercises closest to level 3");
+    // That session was weak; one more weak one brings the level down.
+    let (_, score) = session_at(weak).await;
+    assert!(score < 50.0, "{score}");
+    assert_eq!(
+        session_at(strong).await.0,
+        2,
+        "two weak sessions lowered the level"
+    );
+    let recommended = practice(&app)
+        .list_recommendations(ann.request(pb::ListRecommendationsRequest { page_size: 50 }))
+        .await
+        .unwrap()
+        .into_inner()
+        .recommendations;
+    let ladder = recommended
+        .iter()
+        .find(|r| r.module.as_ref().unwrap().name == "modules/ladder")
+        .unwrap();
+    assert_eq!(ladder.suggested_difficulty, 2);
+}
+
+/// A meeting of `user` analysed at these signals, recorded directly: the
+/// pipeline's own tests cover how analyses are made.
+async fn analysed_meeting(
+    app: &TestApp,
+    user: &TestUser,
+    title: &str,
+    wpm: f64,
+    fillers_per_100: f64,
+) -> String {
+    use debrief::meetings::entity::Kind;
+    use debrief::meetings::model::MeetingFields;
+    use debrief::meetings::results::{self, analysis};
+    use sea_orm::ActiveValue::Set;
+    let scoped = app.db.as_user(user.id).await.unwrap();
+    let fields = MeetingFields {
+        title: title.into(),
+        ..MeetingFields::default()
+    };
+    let meeting = debrief::meetings::store::create(&scoped, user.id, Kind::Meeting, fields, None)
+        .await
+        .unwrap();
+    debrief::meetings::store::set_processed(&scoped, meeting.id, chrono::Utc::now())
+        .await
+        .unwrap();
+    let words = 3000;
+    results::replace_analysis(
+        &scoped,
+        analysis::ActiveModel {
+            meeting_id: Set(meeting.id),
+            user_id: Set(user.id),
+            total_ms: Set(30 * 60_000),
+            speech_ms: Set(20 * 60_000),
+            speech_ratio: Set(2.0 / 3.0),
+            pause_count: Set(120),
+            average_pause_ms: Set(700),
+            longest_pause_ms: Set(1800),
+            longest_monologue_ms: Set(50_000),
+            words_per_minute: Set(Some(wpm)),
+            filler_word_count: Set(Some((fillers_per_100 * f64::from(words) / 100.0) as i32)),
+            filler_words: Set(json!([{"word": "um", "count": 150}, {"word": "like", "count": 90}])),
+            question_count: Set(Some(9)),
+            skill_scores: Set(json!([])),
+            longest_monologue_words: Set(Some(140)),
+            word_count: Set(Some(words)),
+            estimated_words_per_minute: Set(None),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    scoped.commit().await.unwrap();
+    format!("meetings/{}", meeting.id)
+}
+
+async fn recommendations_quote_the_meetings_numbers_and_a_new_person_gets_a_starter_set(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ann = app.sign_up("ann").await;
+    let meeting = analysed_meeting(&app, &ann, "Quarterly planning", 185.0, 9.0).await;
+    let recommended = practice(&app)
+        .list_recommendations(ann.request(pb::ListRecommendationsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .recommendations;
+    assert_eq!(recommended.len(), 5, "five by default");
+    let first_two: Vec<pb::Skill> = recommended[..2].iter().map(|r| r.skill()).collect();
+    assert!(
+        first_two.contains(&pb::Skill::Pacing) && first_two.contains(&pb::Skill::FillerWords),
+        "{recommended:#?}"
+    );
+    let reason_of = |skill: pb::Skill| recommended.iter().find(|r| r.skill() == skill).unwrap();
+    let pacing = reason_of(pb::Skill::Pacing);
+    assert!(
+        pacing.reasons[0].contains("185 words per minute") && pacing.reasons[0].contains("130–160"),
+        "{:?}",
+        pacing.reasons
+    );
+    assert_eq!(pacing.meeting, meeting);
+    let fillers = reason_of(pb::Skill::FillerWords);
+    assert!(
+        fillers.reasons[0].contains("9.0 filler words per 100 words") && fillers.reasons[0].contains("“um”"),
+        "{:?}",
+        fillers.reasons
+    );
+    assert!(recommended.windows(2).all(|w| w[0].score >= w[1].score));
+    assert!(recommended.iter().all(|r| r.suggested_difficulty == 2));
+
+    // Someone new, who asked to work on questions, starts there.
+    let bob = app.sign_up("bob").await;
+    app.profiles()
+        .update_profile(bob.request(pb::UpdateProfileRequest {
+            profile: Some(pb::Profile {
+                focus_skills: vec![pb::Skill::Questioning as i32],
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["focus_skills".into()],
+            }),
+        }))
+        .await
+        .unwrap();
+    let starter = practice(&app)
+        .list_recommendations(bob.request(pb::ListRecommendationsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .recommendations;
+    assert_eq!(starter[0].skill(), pb::Skill::Questioning, "{starter:#?}");
+    assert!(starter[0].reasons[0].contains("You chose questioning as a focus"));
+    assert!(starter.iter().all(|r| r.meeting.is_empty()));
+    assert!(
+        starter[1..].iter().all(|r| r.reasons[0].contains("baseline")),
+        "{starter:#?}"
+    );
 }

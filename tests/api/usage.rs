@@ -92,7 +92,7 @@ async fn reserve(
     Ok(reservation)
 }
 
-async fn usage_of(app: &TestApp, user: &TestUser) -> pb::Usage {
+pub async fn usage_of(app: &TestApp, user: &TestUser) -> pb::Usage {
     app.usage()
         .get_usage(user.request(pb::GetUsageRequest::default()))
         .await
@@ -102,7 +102,7 @@ async fn usage_of(app: &TestApp, user: &TestUser) -> pb::Usage {
         .unwrap()
 }
 
-fn category(usage: &pb::Usage, category: pb::UsageCategory) -> pb::CategoryUsage {
+pub fn category(usage: &pb::Usage, category: pb::UsageCategory) -> pb::CategoryUsage {
     usage
         .categories
         .iter()
