@@ -32,6 +32,7 @@ pub mod practice;
 pub mod processing;
 pub mod profiles;
 pub mod progress;
+pub mod provider;
 pub mod scratch;
 pub mod server;
 pub mod shared;

@@ -332,7 +332,7 @@ mod tests {
             ("DEBRIEF_TRUSTED_PROXIES", "10.0.0.0/8, the-load-balancer"),
             ("DEBRIEF_MAILER", "pigeon"),
             ("DEBRIEF_SMTP_URL", "http://mail.example.com"),
-            ("DEBRIEF_AI_FEEDBACK", "openai"),
+            ("DEBRIEF_AI_FEEDBACK", "gpt"),
             ("DEBRIEF_PRACTICE_SESSION_TIMEOUT", "0s"),
         ] {
             let err = config(&[(var, value)]).expect_err(value);

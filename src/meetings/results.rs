@@ -299,16 +299,18 @@ pub async fn analysis(scoped: &Scoped, meeting_id: Uuid) -> AppResult<pb::Analys
     Ok(pb::Analysis::from(a))
 }
 
-/// The scope's analysed meetings (of kind meeting, not deleted), newest
-/// first, each with its analysis: at most `limit`, in two queries.
+/// The analysed meetings of `user_id` (of kind meeting, not deleted),
+/// newest first, each with its analysis: at most `limit`, in two queries.
 pub async fn recent_analyses(
     scoped: &Scoped,
+    user_id: Uuid,
     limit: u64,
 ) -> AppResult<Vec<(super::entity::Model, analysis::Model)>> {
     use super::entity::{self as meeting, Kind};
     use sea_orm::QuerySelect;
     let meetings = scoped
         .find::<meeting::Entity>()
+        .filter(meeting::Column::UserId.eq(user_id))
         .filter(meeting::Column::Kind.eq(Kind::Meeting))
         .filter(meeting::Column::DeletedAt.is_null())
         .filter(meeting::Column::ProcessedAt.is_not_null())

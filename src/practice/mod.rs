@@ -2,9 +2,11 @@
 //! each person, recommendations from their meetings, and practice sessions
 //! with feedback on written and spoken attempts.
 
+pub mod ai;
 pub mod catalog;
 pub mod convert;
 pub mod entity;
+pub mod jobs;
 pub mod levels;
 pub mod model;
 pub mod personal;

@@ -29,7 +29,7 @@ impl Person {
         let profile = crate::profiles::store::get(scoped, user_id).await?;
         let meeting = match meeting {
             Some(id) => Some(results::analysed(scoped, id).await?),
-            None => results::recent_analyses(scoped, 1).await?.pop(),
+            None => results::recent_analyses(scoped, user_id, 1).await?.pop(),
         };
         Ok(Self {
             profile: crate::profiles::store::fields_of(&profile),

@@ -277,10 +277,10 @@ pub async fn recommend(
     now: DateTime<Utc>,
 ) -> AppResult<Vec<pb::Recommendation>> {
     let person = Person::load(scoped, user_id, None).await?;
-    let meetings = results::recent_analyses(scoped, MEETINGS).await?;
+    let meetings = results::recent_analyses(scoped, user_id, MEETINGS).await?;
     let modules = catalog::published(scoped.txn()).await?;
     let levels = levels::all(scoped, user_id).await?;
-    let recent = sessions::since(scoped, now - Duration::days(30)).await?;
+    let recent = sessions::since(scoped, user_id, now - Duration::days(30)).await?;
     let start = levels::starting(&person.profile.onboarding.experience_level);
     let gaps = gaps(&meetings, now);
     let focus = person.focus_skills();

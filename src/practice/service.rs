@@ -20,6 +20,7 @@ use crate::pb::v1 as pb;
 use crate::pb::v1::practice_service_server::PracticeService;
 use crate::shared::Shared;
 use crate::skills::Skill;
+use crate::uploads::lifecycle::NewUpload;
 
 /// PracticeService.
 #[derive(Clone, Debug)]
@@ -42,6 +43,38 @@ const MAX_RESPONSE: usize = 10_000;
 /// The id of `practiceSessions/{id}`.
 fn session_id(field: &str, name: &str) -> AppResult<uuid::Uuid> {
     crate::names::parse_name(field, name, "practiceSessions")
+}
+
+/// A spoken answer's recording, checked like any upload (its meeting is
+/// made with the attempt); violations are reported under `recording`.
+fn parse_recording(recording: pb::AttemptRecording) -> AppResult<NewUpload> {
+    let pb::AttemptRecording {
+        file_name,
+        content_type,
+        size_bytes,
+        sha256,
+    } = recording;
+    let upload = pb::Upload {
+        // Replaced by the recording's own meeting when it is made.
+        meeting: format!("meetings/{}", uuid::Uuid::nil()),
+        file_name,
+        content_type,
+        size_bytes,
+        sha256,
+        ..Default::default()
+    };
+    NewUpload::parse(Some(upload), String::new()).map_err(|error| match error {
+        AppError::InvalidArgument(violations) => AppError::InvalidArgument(
+            violations
+                .into_iter()
+                .map(|v| crate::error::FieldViolation {
+                    field: v.field.replacen("upload.", "recording.", 1),
+                    description: v.description,
+                })
+                .collect(),
+        ),
+        other => other,
+    })
 }
 
 fn request_id(bad: &mut Violations, request_id: String) -> Option<String> {
@@ -343,19 +376,12 @@ impl PracticeService for PracticeApi {
         let key = request_id(&mut bad, key);
         let (module_id, meeting_id) = bad.finish(|| Some((module_id?, meeting_id?)))?;
         let scoped = self.state.db.as_user(user_id).await?;
-        let config = &self.state.config;
-        let session = run::start(
-            &scoped,
-            user_id,
-            Start {
-                module_id,
-                meeting_id,
-                request_id: key,
-            },
-            config.practice.session_timeout,
-            &config.upgrade_url,
-        )
-        .await?;
+        let start = Start {
+            module_id,
+            meeting_id,
+            request_id: key,
+        };
+        let session = run::start(&scoped, &self.state, user_id, start).await?;
         let attempts = sessions::attempts(&scoped, session.id).await?;
         scoped.commit().await?;
         Ok(Response::new(pb::StartSessionResponse {
@@ -456,7 +482,11 @@ impl PracticeService for PracticeApi {
         if recording.is_none() && text.is_empty() {
             bad.add("response_text", "is required unless a recording is sent");
         }
-        let id = bad.finish(|| id)?;
+        let recording = match recording {
+            Some(recording) => bad.check(parse_recording(recording))?.map(Some),
+            None => Some(None),
+        };
+        let (id, recording) = bad.finish(|| Some((id?, recording?)))?;
         let scoped = self.state.db.as_user(user_id).await?;
         if let Some(key) = &key
             && let Some(earlier) = sessions::attempt_by_request(&scoped, key).await?
@@ -466,15 +496,34 @@ impl PracticeService for PracticeApi {
             }));
         }
         let (session, exercise) = run::attemptable(&scoped, id, &exercise_id).await?;
-        if recording.is_some() {
-            return Err(AppError::invalid(
-                "recording",
-                "recorded answers are not accepted yet; send the transcript as response_text",
+        if let Some(recording) = recording {
+            if !exercise.kind.is_spoken() {
+                return Err(AppError::invalid(
+                    "recording",
+                    format!(
+                        "exercise {exercise_id} is answered in writing; send the answer as response_text"
+                    ),
+                )
+                .into());
+            }
+            let attempt = run::submit_recording(
+                &scoped,
+                &self.state,
+                &session,
+                &exercise,
+                recording,
+                request_ai_feedback,
+                key,
             )
-            .into());
+            .await?;
+            scoped.commit().await?;
+            return Ok(Response::new(pb::SubmitAttemptResponse {
+                attempt: Some(convert::attempt(&attempt)?),
+            }));
         }
         let attempt = run::submit_text(
             &scoped,
+            &self.state,
             &self.scorer,
             &session,
             &exercise,

@@ -368,10 +368,12 @@ pub async fn update_attempt(scoped: &Scoped, id: Uuid, update: AttemptUpdate) ->
     Ok(())
 }
 
-/// The scope's sessions started since `since`, newest first (at most 200).
-pub async fn since(scoped: &Scoped, since: DateTime<Utc>) -> AppResult<Vec<session::Model>> {
+/// The sessions of `user_id` started since `since`, newest first (at most
+/// 200).
+pub async fn since(scoped: &Scoped, user_id: Uuid, since: DateTime<Utc>) -> AppResult<Vec<session::Model>> {
     Ok(scoped
         .find::<session::Entity>()
+        .filter(session::Column::UserId.eq(user_id))
         .filter(session::Column::StartedAt.gte(since))
         .order_by_desc(session::Column::Id)
         .limit(200)

@@ -40,8 +40,17 @@ pub fn minutes(duration_ms: i64) -> i64 {
 }
 
 /// Holds the analysis minutes of `meeting` (over the plan's limit:
-/// `RESOURCE_EXHAUSTED`); returns the reservation's id.
-pub async fn hold_minutes(state: &Shared, scoped: &Scoped, meeting: &meeting::Model) -> AppResult<Uuid> {
+/// `RESOURCE_EXHAUSTED`); returns the reservation's id. A practice
+/// answer's recording holds none: the practice session is what the plan
+/// counts (and its length is capped when it is uploaded).
+pub async fn hold_minutes(
+    state: &Shared,
+    scoped: &Scoped,
+    meeting: &meeting::Model,
+) -> AppResult<Option<Uuid>> {
+    if meeting.kind == meeting::Kind::Practice {
+        return Ok(None);
+    }
     let reservation = ledger::reserve(
         scoped,
         meeting.user_id,
@@ -52,7 +61,7 @@ pub async fn hold_minutes(state: &Shared, scoped: &Scoped, meeting: &meeting::Mo
         Utc::now(),
     )
     .await?;
-    Ok(reservation.id)
+    Ok(Some(reservation.id))
 }
 
 /// Hands an uploaded meeting to the pipeline: the one way into processing.
@@ -71,7 +80,7 @@ pub async fn enqueue(state: &Shared, scoped: &Scoped, user_id: Uuid, meeting_id:
         scoped,
         user_id,
         meeting_id,
-        Some(reservation),
+        reservation,
         state.config.processing.max_attempts,
     )
     .await

@@ -177,7 +177,7 @@ impl ProcessingService for ProcessingApi {
         // Minutes are charged once: only a meeting never processed holds
         // them again.
         let reservation = if meeting.processed_at.is_none() {
-            Some(super::hold_minutes(&self.state, &scoped, &meeting).await?)
+            super::hold_minutes(&self.state, &scoped, &meeting).await?
         } else {
             None
         };

@@ -36,12 +36,13 @@ pub trait Task: Send + Sync + std::fmt::Debug {
     async fn gave_up(&self, scoped: &Scoped, subject: Uuid, reason: &str) -> AppResult<()>;
 }
 
-/// What a domain does when processing of a meeting (of any kind) ends for
-/// good: ready, waiting for transcription, or failed. Runs in the
-/// transaction that records the end.
+/// What a domain does when processing of a meeting (of any kind) starts,
+/// and when it ends for good: ready, waiting for transcription, or failed.
+/// Runs in the transaction that records the change.
 #[tonic::async_trait]
 pub trait OnProcessed: Send + Sync + std::fmt::Debug {
-    /// `meeting` reached `status`.
+    /// `meeting` reached `status` (processing, ready, awaiting
+    /// transcription or failed).
     async fn processed(&self, scoped: &Scoped, meeting: &meeting::Model, status: Status) -> AppResult<()>;
 }
 

@@ -1,14 +1,12 @@
 //! Transcription providers: the [`Transcriber`] trait and its
 //! OpenAI-compatible implementation (`POST {base}/v1/audio/transcriptions`).
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Secret, TranscriberConfig};
+use crate::provider::{CallError, Provider};
 
 pub use crate::meetings::results::Line;
 
@@ -55,17 +53,10 @@ pub fn from_config(config: &TranscriberConfig) -> Arc<dyn Transcriber> {
             retries,
             timeout,
         } => Arc::new(OpenAi {
-            client: reqwest::Client::builder()
-                .timeout(*timeout)
-                .build()
-                .unwrap_or_default(),
+            provider: Provider::new("transcription", *timeout, *requests_per_minute, *retries),
             url: format!("{base_url}/v1/audio/transcriptions"),
             api_key: api_key.clone(),
             model: model.clone(),
-            limiter: RateLimiter::direct(Quota::per_minute(
-                NonZeroU32::new(*requests_per_minute).unwrap_or(NonZeroU32::MIN),
-            )),
-            retries: *retries,
         }),
     }
 }
@@ -86,22 +77,12 @@ impl Transcriber for Disabled {
 }
 
 /// An OpenAI-compatible provider.
+#[derive(Debug)]
 pub struct OpenAi {
-    client: reqwest::Client,
+    provider: Provider,
     url: String,
     api_key: Secret,
     model: String,
-    limiter: DefaultDirectRateLimiter,
-    retries: u32,
-}
-
-impl std::fmt::Debug for OpenAi {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAi")
-            .field("url", &self.url)
-            .field("model", &self.model)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The `verbose_json` answer, as far as it is used.
@@ -126,17 +107,13 @@ struct VerboseSegment {
     avg_logprob: Option<f64>,
 }
 
-/// The wait a 429 or 503 asks for (`Retry-After` in seconds), else
-/// exponential from one second.
-fn wait_before_retry(response: &reqwest::Response, attempt: u32) -> Duration {
-    response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(|s| Duration::from_secs_f64(s.min(300.0)))
-        .unwrap_or_else(|| Duration::from_secs(1 << attempt.min(6)))
+impl From<CallError> for TranscribeError {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::Transient(message) => Self::Transient(message),
+            CallError::Permanent(message) => Self::Permanent(message),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -146,61 +123,30 @@ impl Transcriber for OpenAi {
     }
 
     async fn transcribe(&self, wav: Vec<u8>) -> Result<Transcription, TranscribeError> {
-        let mut attempt = 0;
-        loop {
-            self.limiter.until_ready().await;
-            let form = reqwest::multipart::Form::new()
-                .text("model", self.model.clone())
-                .text("response_format", "verbose_json")
-                .part(
-                    "file",
-                    reqwest::multipart::Part::bytes(wav.clone())
-                        .file_name("audio.wav")
-                        .mime_str("audio/wav")
-                        .map_err(|e| TranscribeError::Permanent(e.to_string()))?,
-                );
-            let sent = self
-                .client
-                .post(&self.url)
-                .bearer_auth(self.api_key.expose())
-                .multipart(form)
-                .send()
-                .await;
-            let response = match sent {
-                Ok(response) => response,
-                Err(e) if attempt < self.retries => {
-                    tracing::warn!(error = %e, attempt, "transcription request failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1 << attempt.min(6))).await;
-                    attempt += 1;
-                    continue;
-                }
-                Err(e) => return Err(TranscribeError::Transient(e.without_url().to_string())),
-            };
-            let status = response.status();
-            if status.is_success() {
-                let body: Verbose = response
-                    .json()
-                    .await
-                    .map_err(|e| TranscribeError::Transient(format!("unreadable answer: {e}")))?;
-                return Ok(body.into_transcription());
-            }
-            let retryable = status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
-            if retryable && attempt < self.retries {
-                let wait = wait_before_retry(&response, attempt);
-                tracing::warn!(%status, attempt, ?wait, "transcription provider asked to wait; retrying");
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-                continue;
-            }
-            let detail = response.text().await.unwrap_or_default();
-            let detail: String = detail.chars().take(300).collect();
-            let message = format!("{status}: {detail}");
-            return Err(if retryable {
-                TranscribeError::Transient(message)
-            } else {
-                TranscribeError::Permanent(message)
-            });
-        }
+        let response = self
+            .provider
+            .send(|client| {
+                let form = reqwest::multipart::Form::new()
+                    .text("model", self.model.clone())
+                    .text("response_format", "verbose_json")
+                    .part(
+                        "file",
+                        reqwest::multipart::Part::bytes(wav.clone())
+                            .file_name("audio.wav")
+                            .mime_str("audio/wav")
+                            .map_err(|e| CallError::Permanent(e.to_string()))?,
+                    );
+                Ok(client
+                    .post(&self.url)
+                    .bearer_auth(self.api_key.expose())
+                    .multipart(form))
+            })
+            .await?;
+        let body: Verbose = response
+            .json()
+            .await
+            .map_err(|e| TranscribeError::Transient(format!("unreadable answer: {e}")))?;
+        Ok(body.into_transcription())
     }
 }
 

@@ -81,12 +81,20 @@ pub fn pipeline(
     shared: &Shared,
     transcriber: Arc<dyn crate::processing::transcribe::Transcriber>,
 ) -> crate::processing::pipeline::Pipeline {
+    use crate::practice::jobs::{FeedbackTask, Practice, Recordings, ScenarioTask};
+    let practice = Practice::new(
+        shared,
+        crate::practice::ai::from_config(&shared.config.practice.ai),
+    );
     crate::processing::pipeline::Pipeline {
         config: shared.config.clone(),
         db: shared.db.clone(),
         storage: shared.storage.clone(),
         transcriber,
-        tasks: crate::processing::tasks::Tasks::default(),
+        tasks: crate::processing::tasks::Tasks::default()
+            .with_task(Arc::new(FeedbackTask(practice.clone())))
+            .with_task(Arc::new(ScenarioTask(practice.clone())))
+            .with_listener(Arc::new(Recordings(practice))),
     }
 }
 

@@ -190,6 +190,10 @@ async fn store_recording(
     drop(file);
 
     let verdict = check(state, upload, temp.path(), hex(&hasher.finalize()), scanner).await?;
+    let verdict = match verdict {
+        Ok(facts) => practice_length(state, upload, facts).await?,
+        refused => refused,
+    };
     let facts = match verdict {
         Ok(facts) => facts,
         Err((reason, message)) => {
@@ -258,6 +262,33 @@ async fn check(
         .await
         .map_err(AppError::internal)?;
     Ok(probed.map_err(|e| (e.reason, e.message)))
+}
+
+/// Longest recording of a practice answer.
+pub const MAX_PRACTICE_RECORDING_MS: i64 = 10 * 60 * 1000;
+
+/// Refuses a practice answer's recording longer than
+/// [`MAX_PRACTICE_RECORDING_MS`]: practice recordings hold no analysis
+/// minutes (the session is what the plan counts), so their length is
+/// bounded here.
+async fn practice_length(
+    state: &Shared,
+    upload: &upload::Model,
+    facts: AudioFacts,
+) -> AppResult<Result<AudioFacts, Refusal>> {
+    let scoped = state.db.as_user(upload.user_id).await?;
+    let meeting = crate::meetings::store::get(&scoped, upload.meeting_id).await?;
+    if meeting.kind == meeting::Kind::Practice && facts.duration_ms > MAX_PRACTICE_RECORDING_MS {
+        return Ok(Err((
+            "PRACTICE_RECORDING_TOO_LONG",
+            format!(
+                "a practice answer may be at most {} minutes long; this recording is {} minutes",
+                MAX_PRACTICE_RECORDING_MS / 60_000,
+                (facts.duration_ms + 59_999) / 60_000
+            ),
+        )));
+    }
+    Ok(Ok(facts))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -112,8 +112,26 @@ pub async fn create(
     new: NewUpload,
     earlier: Earlier,
 ) -> AppResult<upload::Model> {
-    let now = Utc::now();
     let scoped = state.db.as_user(user_id).await?;
+    let (created, replaced) = create_in(state, &scoped, user_id, new, earlier).await?;
+    scoped.commit().await?;
+    if let Some(replaced) = replaced {
+        delete_objects(state, &replaced).await;
+    }
+    Ok(created)
+}
+
+/// [`create`] in the caller's transaction (a practice attempt creates its
+/// recording's meeting and upload together). Returns the upload and the
+/// one it replaced, whose objects the caller deletes once it commits.
+pub async fn create_in(
+    state: &Shared,
+    scoped: &Scoped,
+    user_id: Uuid,
+    new: NewUpload,
+    earlier: Earlier,
+) -> AppResult<(upload::Model, Option<upload::Model>)> {
+    let now = Utc::now();
     if let Some(request_id) = &new.request_id {
         let earlier = scoped
             .find::<upload::Entity>()
@@ -121,10 +139,10 @@ pub async fn create(
             .one(scoped.txn())
             .await?;
         if let Some(earlier) = earlier {
-            return Ok(earlier);
+            return Ok((earlier, None));
         }
     }
-    crate::meetings::store::get(&scoped, new.meeting_id).await?;
+    crate::meetings::store::get(scoped, new.meeting_id).await?;
     let unfinished = scoped
         .find::<upload::Entity>()
         .filter(upload::Column::MeetingId.eq(new.meeting_id))
@@ -133,7 +151,7 @@ pub async fn create(
         .await?;
     let replaced = match unfinished {
         Some(upload) if earlier == Earlier::Replace => {
-            cancel_unless_completing(&scoped, &upload, now).await?;
+            cancel_unless_completing(scoped, &upload, now).await?;
             Some(upload)
         }
         Some(upload) => {
@@ -153,7 +171,7 @@ pub async fn create(
         None => None,
     };
     if !crate::meetings::store::transition(
-        &scoped,
+        scoped,
         new.meeting_id,
         &[Status::AwaitingUpload],
         Status::Uploading,
@@ -167,9 +185,9 @@ pub async fn create(
         });
     }
     let url = &state.config.upgrade_url;
-    ledger::check_single(&scoped, user_id, Category::MaxUploadBytes, new.size_bytes, url).await?;
+    ledger::check_single(scoped, user_id, Category::MaxUploadBytes, new.size_bytes, url).await?;
     let reservation = ledger::reserve(
-        &scoped,
+        scoped,
         user_id,
         Category::StorageBytes,
         new.size_bytes,
@@ -202,12 +220,8 @@ pub async fn create(
             ..Default::default()
         })
         .await?;
-    set_meeting_upload(&scoped, new.meeting_id, Some(created.id)).await?;
-    scoped.commit().await?;
-    if let Some(replaced) = replaced {
-        delete_objects(state, &replaced).await;
-    }
-    Ok(created)
+    set_meeting_upload(scoped, new.meeting_id, Some(created.id)).await?;
+    Ok((created, replaced))
 }
 
 async fn set_meeting_upload(scoped: &Scoped, meeting_id: Uuid, upload_id: Option<Uuid>) -> AppResult<()> {

@@ -10,7 +10,9 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::events::{next_event, subscribe};
-use crate::helpers::{Backend, TestApp, TestUser, bearer, details, spawn_app, violation_fields};
+use crate::helpers::{
+    Backend, TestApp, TestUser, bearer, details, spawn_app, spawn_app_with, violation_fields,
+};
 use crate::on_both_backends;
 use crate::usage::{admin, category, set_plan, usage_of};
 
@@ -22,6 +24,10 @@ on_both_backends!(
     the_sixth_session_on_a_plan_of_five_is_refused_and_an_abandoned_one_is_given_back,
     difficulty_rises_after_two_strong_sessions_and_falls_after_two_weak_ones,
     recommendations_quote_the_meetings_numbers_and_a_new_person_gets_a_starter_set,
+    a_spoken_attempt_is_scored_from_its_recording_and_its_feedback_arrives_on_the_stream,
+    with_a_transcriber_a_spoken_attempts_filler_words_are_counted,
+    ai_feedback_is_counted_and_costed_and_a_failing_provider_leaves_the_rule_based_feedback,
+    scenario_exercises_are_generated_by_a_job_and_pending_until_ready,
 );
 
 /// A PracticeService client over gRPC.
@@ -600,6 +606,15 @@ async fn complete(app: &TestApp, user: &TestUser, session: &str) -> pb::Practice
         .expect("session")
 }
 
+/// The item of `feedback` whose message says `words`.
+fn said<'a>(feedback: &'a pb::Feedback, words: &str) -> &'a pb::FeedbackItem {
+    feedback
+        .items
+        .iter()
+        .find(|i| i.message.contains(words))
+        .unwrap_or_else(|| panic!("no item saying {words:?} in {feedback:#?}"))
+}
+
 fn item<'a>(feedback: &'a pb::Feedback, skill: pb::Skill, words: &str) -> &'a pb::FeedbackItem {
     feedback
         .items
@@ -1123,4 +1138,611 @@ async fn recommendations_quote_the_meetings_numbers_and_a_new_person_gets_a_star
         starter[1..].iter().all(|r| r.reasons[0].contains("baseline")),
         "{starter:#?}"
     );
+}
+
+/// A 16 kHz mono WAV of `seconds`, speaking at `rate` syllables a second
+/// in phrases of four seconds with 0.6 s pauses between them: noise whose
+/// loudness rises and falls once per syllable.
+fn spoken(seconds: f64, rate: f64) -> Vec<u8> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut writer = hound::WavWriter::new(&mut out, spec).unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..(seconds * 16_000.0) as usize {
+        let t = i as f64 / 16_000.0;
+        let in_phrase = t % 4.6 < 4.0;
+        let value = if in_phrase {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let noise = (seed >> 40) as f64 / f64::from(1u32 << 24) * 2.0 - 1.0;
+            let envelope = 0.15 + 0.85 * (std::f64::consts::PI * rate * (t % 4.6)).sin().abs();
+            noise * envelope * 0.5 * f64::from(i16::MAX)
+        } else {
+            0.0
+        };
+        writer.write_sample(value as i16).unwrap();
+    }
+    writer.finalize().unwrap();
+    out.into_inner()
+}
+
+/// A module with one speaking exercise (130–160 wpm, 30 seconds), one
+/// written one, and one scenario, published.
+async fn spoken_module(app: &TestApp, boss: &str) {
+    let aloud = pb::Exercise {
+        difficulty: 1,
+        rubric: Some(pb::Rubric {
+            min_words_per_minute: 130.0,
+            max_words_per_minute: 160.0,
+            target_duration: Some(prost_types::Duration {
+                seconds: 30,
+                nanos: 0,
+            }),
+            ..Default::default()
+        }),
+        ..speaking(
+            "say-it",
+            "Give your update in {{ targets.target_seconds }} seconds.",
+        )
+    };
+    let written = pb::Exercise {
+        id: "write-it".into(),
+        title: "Write it".into(),
+        kind: pb::ExerciseKind::Rewrite as i32,
+        prompt_template: "Write your update in at most {{ targets.max_words }} words.".into(),
+        difficulty: 2,
+        rubric: Some(pb::Rubric {
+            max_words: 40,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let scenario = pb::Exercise {
+        id: "brief-your-manager".into(),
+        title: "Brief your manager".into(),
+        kind: pb::ExerciseKind::Scenario as i32,
+        prompt_template: "Your manager asks for the results of {{ meeting.title if meeting.available else 'your latest project' }}. \
+                          Give them in {{ targets.target_seconds }} seconds."
+            .into(),
+        difficulty: 3,
+        rubric: Some(pb::Rubric {
+            target_duration: Some(prost_types::Duration { seconds: 45, nanos: 0 }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    practice(app)
+        .create_module(bearer(
+            boss,
+            pb::CreateModuleRequest {
+                module: Some(module("Say it aloud", vec![aloud, written, scenario])),
+                module_id: "aloud".into(),
+            },
+        ))
+        .await
+        .expect("create");
+    publish(app, boss, "modules/aloud").await;
+}
+
+/// Sends `file` to the upload of a spoken attempt and completes it.
+async fn send_recording(app: &TestApp, user: &TestUser, attempt: &pb::Attempt, file: &[u8]) {
+    let mut uploads = debrief::pb::v1::upload_service_client::UploadServiceClient::new(app.channel.clone());
+    uploads
+        .append_chunk(user.request(crate::uploads::append(&attempt.upload, 0, file)))
+        .await
+        .expect("append");
+    uploads
+        .complete_upload(user.request(pb::CompleteUploadRequest {
+            name: attempt.upload.clone(),
+        }))
+        .await
+        .expect("complete");
+}
+
+/// Submits a recording of `file` for exercise `exercise`.
+async fn record(
+    app: &TestApp,
+    user: &TestUser,
+    session: &str,
+    exercise: &str,
+    file: &[u8],
+    ai: bool,
+) -> pb::Attempt {
+    let attempt = practice(app)
+        .submit_attempt(user.request(pb::SubmitAttemptRequest {
+            session: session.into(),
+            exercise_id: exercise.into(),
+            request_ai_feedback: ai,
+            recording: Some(pb::AttemptRecording {
+                file_name: "answer.wav".into(),
+                content_type: "audio/wav".into(),
+                size_bytes: file.len() as i64,
+                sha256: String::new(),
+            }),
+            ..Default::default()
+        }))
+        .await
+        .expect("attempt")
+        .into_inner()
+        .attempt
+        .unwrap();
+    assert_eq!(attempt.state(), pb::AttemptState::AwaitingRecording);
+    assert!(attempt.upload.starts_with("uploads/") && attempt.recording.starts_with("meetings/"));
+    send_recording(app, user, &attempt, file).await;
+    attempt
+}
+
+/// The next PRACTICE_FEEDBACK event of a stream.
+async fn feedback_event(events: &mut tonic::Streaming<pb::SubscribeResponse>) -> pb::PracticeFeedback {
+    loop {
+        let event = next_event(events).await.expect("an event");
+        if let Some(pb::event::Payload::PracticeFeedback(feedback)) = event.payload {
+            return feedback;
+        }
+    }
+}
+
+async fn a_spoken_attempt_is_scored_from_its_recording_and_its_feedback_arrives_on_the_stream(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, |vars| {
+        vars.insert("DEBRIEF_WORKERS".into(), "1".into());
+    })
+    .await;
+    let boss = admin(&app).await;
+    spoken_module(&app, &boss).await;
+    let ann = app.sign_up("ann").await;
+    let session = start(&app, &ann, "modules/aloud").await.unwrap();
+    let mut events = subscribe(&app, &ann, None).await;
+
+    // Recordings are checked like any upload, reported under `recording`,
+    // and only spoken exercises take one.
+    let bad = practice(&app)
+        .submit_attempt(ann.request(pb::SubmitAttemptRequest {
+            session: session.name.clone(),
+            exercise_id: "say-it".into(),
+            recording: Some(pb::AttemptRecording {
+                file_name: "answer.ogg".into(),
+                content_type: "audio/ogg".into(),
+                size_bytes: 0,
+                sha256: String::new(),
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violation_fields(&bad),
+        ["recording.content_type", "recording.size_bytes"]
+    );
+    let written = practice(&app)
+        .submit_attempt(ann.request(pb::SubmitAttemptRequest {
+            session: session.name.clone(),
+            exercise_id: "write-it".into(),
+            recording: Some(pb::AttemptRecording {
+                file_name: "answer.wav".into(),
+                content_type: "audio/wav".into(),
+                size_bytes: 1000,
+                sha256: String::new(),
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(violation_fields(&written), ["recording"]);
+
+    // 3.5 syllables a second is 140 words per minute (1.5 syllables a word).
+    let file = spoken(30.0, 3.5);
+    let attempt = record(&app, &ann, &session.name, "say-it", &file, false).await;
+    let feedback = feedback_event(&mut events).await;
+    assert_eq!(feedback.attempt, attempt.name);
+    assert_eq!(feedback.state(), pb::AttemptState::Scored);
+    let metrics = feedback.metrics.clone().unwrap();
+    assert!(metrics.pace_estimated);
+    let wpm = metrics.words_per_minute.unwrap();
+    assert!(
+        (wpm - 140.0).abs() <= 14.0,
+        "estimated {wpm} for 140 (within 10%)"
+    );
+    assert_eq!(
+        metrics.fillers_per_100_words, None,
+        "no transcript, no filler count"
+    );
+    let shown = feedback.feedback.clone().unwrap();
+    let pace = item(&shown, pb::Skill::Pacing, "estimated from the audio");
+    assert_eq!(pace.tone(), pb::FeedbackTone::Praise, "{}", pace.message);
+    item(&shown, pb::Skill::FillerWords, "need a transcript");
+    item(&shown, pb::Skill::Conciseness, "30-second target");
+
+    // The session shows it scored, with the recording's length.
+    let kept = practice(&app)
+        .get_session(ann.request(pb::GetSessionRequest {
+            name: session.name.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    let scored = &kept.attempts[0];
+    assert_eq!(
+        (scored.state(), scored.score),
+        (pb::AttemptState::Scored, feedback.score)
+    );
+    assert_eq!(scored.duration.as_ref().unwrap().seconds, 30);
+    // A practice recording is not a meeting in the list.
+    let meetings = debrief::pb::v1::meeting_service_client::MeetingServiceClient::new(app.channel.clone())
+        .list_meetings(ann.request(pb::ListMeetingsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .meetings;
+    assert!(meetings.is_empty(), "{meetings:?}");
+    // Nor does it spend analysis minutes.
+    let minutes = category(&usage_of(&app, &ann).await, pb::UsageCategory::AnalysisMinutes);
+    assert_eq!((minutes.used, minutes.reserved), (0, 0));
+}
+
+async fn with_a_transcriber_a_spoken_attempts_filler_words_are_counted(backend: Backend) {
+    let url = crate::processing::fake_transcriber().await;
+    let app = crate::processing::app_with_provider(backend, &url, &[]).await;
+    let boss = admin(&app).await;
+    spoken_module(&app, &boss).await;
+    let ann = app.sign_up("ann").await;
+    let session = start(&app, &ann, "modules/aloud").await.unwrap();
+    let mut events = subscribe(&app, &ann, None).await;
+    let attempt = record(&app, &ann, &session.name, "say-it", &spoken(20.0, 3.5), false).await;
+    let feedback = feedback_event(&mut events).await;
+    assert_eq!(feedback.attempt, attempt.name);
+    let metrics = feedback.metrics.unwrap();
+    assert!(!metrics.pace_estimated);
+    let found: Vec<(&str, i32)> = metrics
+        .fillers
+        .iter()
+        .map(|f| (f.word.as_str(), f.count))
+        .collect();
+    assert!(
+        found.contains(&("um", 1)) && found.contains(&("i mean", 1)),
+        "{found:?}"
+    );
+    assert_eq!(metrics.word_count, Some(12));
+    item(
+        feedback.feedback.as_ref().unwrap(),
+        pb::Skill::FillerWords,
+        "“um”",
+    );
+    let kept = practice(&app)
+        .get_session(ann.request(pb::GetSessionRequest {
+            name: session.name.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    assert_eq!(kept.attempts[0].response_text, crate::processing::SPOKEN);
+}
+
+/// How the fake chat-completions server answers.
+#[derive(Default)]
+struct Chat {
+    broken: bool,
+    /// Hold every request without answering while set.
+    stalled: bool,
+    /// Request bodies seen.
+    requests: Vec<Value>,
+}
+
+type ChatState = std::sync::Arc<std::sync::Mutex<Chat>>;
+
+async fn chat_completions(
+    axum::extract::State(chat): axum::extract::State<ChatState>,
+    headers: axum::http::HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    assert_eq!(
+        headers.get("authorization").and_then(|v| v.to_str().ok()),
+        Some("Bearer sk-chat-key")
+    );
+    let system = body["messages"][0]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    while chat.lock().unwrap().stalled {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let broken = {
+        let mut chat = chat.lock().unwrap();
+        chat.requests.push(body);
+        chat.broken
+    };
+    if broken {
+        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "model overloaded").into_response();
+    }
+    let content = if system.contains("role-play") {
+        json!({"scenario": "Your manager, Priya, has five minutes before her budget review and wants one number."})
+    } else {
+        json!({
+            "summary": "Lead with the decision, then the reason.",
+            "items": [{"skill": "clarity", "tone": "suggestion", "message": "Open with “We ship on 14 March” before the why."}]
+        })
+    };
+    axum::Json(json!({
+        "choices": [{"message": {"role": "assistant", "content": content.to_string()}}],
+        "usage": {"prompt_tokens": 1000, "completion_tokens": 500}
+    }))
+    .into_response()
+}
+
+/// A server with one worker and AI feedback from a fake chat server.
+async fn app_with_chat(backend: Backend) -> (TestApp, ChatState) {
+    let chat: ChatState = std::sync::Arc::default();
+    let router = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(chat_completions))
+        .with_state(chat.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let app = spawn_app_with(backend, |vars| {
+        vars.insert("DEBRIEF_WORKERS".into(), "1".into());
+        vars.insert("DEBRIEF_AI_FEEDBACK".into(), "openai".into());
+        vars.insert("DEBRIEF_AI_URL".into(), url);
+        vars.insert("DEBRIEF_AI_API_KEY".into(), "sk-chat-key".into());
+        vars.insert("DEBRIEF_AI_RETRIES".into(), "0".into());
+        vars.insert("DEBRIEF_JOB_BACKOFF".into(), "100ms".into());
+    })
+    .await;
+    (app, chat)
+}
+
+async fn ai_feedback_is_counted_and_costed_and_a_failing_provider_leaves_the_rule_based_feedback(
+    backend: Backend,
+) {
+    let (app, chat) = app_with_chat(backend).await;
+    let boss = admin(&app).await;
+    memo_module(&app, &boss).await;
+    let ann = app.sign_up("ann").await;
+    set_plan(
+        &app,
+        &boss,
+        &ann,
+        "free",
+        &[(pb::UsageCategory::AiFeedbackRequests, 1)],
+    )
+    .await;
+    let session = start(&app, &ann, "modules/memos").await.unwrap();
+    let mut events = subscribe(&app, &ann, None).await;
+    let ask = |text: &str| {
+        let request = ann.request(pb::SubmitAttemptRequest {
+            session: session.name.clone(),
+            exercise_id: "decision-first".into(),
+            response_text: text.into(),
+            request_ai_feedback: true,
+            ..Default::default()
+        });
+        let mut client = practice(&app);
+        async move {
+            client
+                .submit_attempt(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .attempt
+                .unwrap()
+        }
+    };
+
+    // A provider failing answers nothing: the attempt keeps its rule-based
+    // feedback, with a word about it, and the request is given back.
+    chat.lock().unwrap().broken = true;
+    let failed = ask("We will probably move the launch to 14 March.").await;
+    let rule_based = failed.feedback.as_ref().unwrap().items.len();
+    let feedback = feedback_event(&mut events).await;
+    assert_eq!(feedback.attempt, failed.name);
+    assert_eq!(feedback.state(), pb::AttemptState::Scored);
+    let shown = feedback.feedback.unwrap();
+    assert!(!shown.ai_generated);
+    assert_eq!(
+        (feedback.score, shown.items.len()),
+        (failed.score, rule_based + 1)
+    );
+    said(&shown, "AI feedback was not available");
+    let usage = usage_of(&app, &ann).await;
+    assert_eq!(category(&usage, pb::UsageCategory::AiFeedbackRequests).used, 0);
+    assert_eq!(category(&usage, pb::UsageCategory::AiCostMicros).used, 0);
+
+    // The answer comes back with the rule-based feedback at once; the AI's
+    // arrives on the stream.
+    chat.lock().unwrap().broken = false;
+    let first = ask("We will probably move the launch to 14 March.").await;
+    assert!(!first.feedback.as_ref().unwrap().ai_generated);
+    let feedback = feedback_event(&mut events).await;
+    assert_eq!(feedback.attempt, first.name);
+    let shown = feedback.feedback.unwrap();
+    assert!(shown.ai_generated);
+    assert_eq!(shown.summary, "Lead with the decision, then the reason.");
+    assert_eq!(shown.items.len(), rule_based + 1, "the rule-based items stay");
+    item(&shown, pb::Skill::Clarity, "We ship on 14 March");
+    assert_eq!(feedback.score, first.score, "the score stays the rule-based one");
+    {
+        let chat = chat.lock().unwrap();
+        assert_eq!(chat.requests.len(), 2);
+        let request = &chat.requests[1];
+        assert_eq!(request["model"], "gpt-4o-mini");
+        assert_eq!(request["response_format"]["type"], "json_object");
+        assert!(
+            request["messages"][1]["content"]
+                .as_str()
+                .unwrap()
+                .contains("14 March")
+        );
+    }
+    // Counted, and costed: 1000 prompt tokens at $0.15 and 500 completion
+    // tokens at $0.60 a million is 450 millionths of a dollar.
+    let usage = usage_of(&app, &ann).await;
+    assert_eq!(category(&usage, pb::UsageCategory::AiFeedbackRequests).used, 1);
+    assert_eq!(category(&usage, pb::UsageCategory::AiCostMicros).used, 450);
+
+    // Past the plan's AI feedback requests the answer says so.
+    let third = ask("We move the launch to 14 March.").await;
+    let feedback = feedback_event(&mut events).await;
+    assert_eq!(feedback.attempt, third.name);
+    let shown = feedback.feedback.unwrap();
+    assert!(!shown.ai_generated);
+    let quota = said(&shown, "1 AI feedback request");
+    assert!(
+        quota.message.contains("rule-based feedback below still applies"),
+        "{}",
+        quota.message
+    );
+    assert_eq!(
+        chat.lock().unwrap().requests.len(),
+        2,
+        "the refused request never reached the provider"
+    );
+}
+
+async fn scenario_exercises_are_generated_by_a_job_and_pending_until_ready(backend: Backend) {
+    let (app, chat) = app_with_chat(backend).await;
+    let boss = admin(&app).await;
+    spoken_module(&app, &boss).await;
+    let ann = app.sign_up("ann").await;
+    // Level 3, so the session takes the scenario.
+    let advanced = pb::Profile {
+        onboarding: Some(pb::Onboarding {
+            experience_level: "advanced".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    app.profiles()
+        .update_profile(ann.request(pb::UpdateProfileRequest {
+            profile: Some(advanced),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["onboarding.experience_level".into()],
+            }),
+        }))
+        .await
+        .unwrap();
+    let mut events = subscribe(&app, &ann, None).await;
+    // The provider takes its time, so the exercise is seen generating.
+    chat.lock().unwrap().stalled = true;
+    let exercise_event = |event: pb::Event| match event.payload {
+        Some(pb::event::Payload::PracticeExercise(exercise)) => Some(exercise),
+        _ => None,
+    };
+    let session = start(&app, &ann, "modules/aloud").await.unwrap();
+    assert_eq!(session.difficulty, 3);
+    let scenario = session
+        .exercises
+        .iter()
+        .find(|e| e.id == "brief-your-manager")
+        .unwrap();
+    assert_eq!(scenario.state(), pb::ExerciseState::Generating);
+    assert_eq!(
+        scenario.prompt,
+        "Your manager asks for the results of your latest project. Give them in 45 seconds."
+    );
+    let early = practice(&app)
+        .submit_attempt(ann.request(pb::SubmitAttemptRequest {
+            session: session.name.clone(),
+            exercise_id: scenario.id.clone(),
+            response_text: "Too soon.".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(early.code(), Code::FailedPrecondition);
+    assert_eq!(details(&early).error_info().unwrap().reason, "EXERCISE_NOT_READY");
+    chat.lock().unwrap().stalled = false;
+
+    let mut states = Vec::new();
+    while states.last() != Some(&pb::ExerciseState::Ready) {
+        if let Some(exercise) = exercise_event(next_event(&mut events).await.unwrap()) {
+            assert_eq!(
+                (exercise.session.as_str(), exercise.exercise_id.as_str()),
+                (session.name.as_str(), "brief-your-manager")
+            );
+            states.push(exercise.state());
+        }
+    }
+    assert_eq!(states, [pb::ExerciseState::Generating, pb::ExerciseState::Ready]);
+    let ready = practice(&app)
+        .get_session(ann.request(pb::GetSessionRequest {
+            name: session.name.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    let written = ready
+        .exercises
+        .iter()
+        .find(|e| e.id == "brief-your-manager")
+        .unwrap();
+    assert_eq!(written.state(), pb::ExerciseState::Ready);
+    assert!(
+        written.prompt.contains("Priya"),
+        "the AI's scenario: {}",
+        written.prompt
+    );
+    assert_eq!(
+        category(&usage_of(&app, &ann).await, pb::UsageCategory::AiFeedbackRequests).used,
+        1
+    );
+    let request = chat.lock().unwrap().requests[0].clone();
+    let asked = request["messages"][1]["content"].as_str().unwrap().to_owned();
+    assert!(
+        asked.contains("your latest project") && !asked.contains("ann@example.com"),
+        "{asked}"
+    );
+
+    // Without an answer from the provider, the template is the scenario.
+    chat.lock().unwrap().broken = true;
+    let second = start(&app, &ann, "modules/aloud").await.unwrap();
+    loop {
+        if let Some(exercise) = exercise_event(next_event(&mut events).await.unwrap())
+            && exercise.session == second.name
+            && exercise.state() == pb::ExerciseState::Ready
+        {
+            break;
+        }
+    }
+    let fallback = practice(&app)
+        .get_session(ann.request(pb::GetSessionRequest {
+            name: second.name.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    let written = fallback
+        .exercises
+        .iter()
+        .find(|e| e.id == "brief-your-manager")
+        .unwrap();
+    assert_eq!(
+        (written.state(), written.prompt.as_str()),
+        (
+            pb::ExerciseState::Ready,
+            "Your manager asks for the results of your latest project. Give them in 45 seconds."
+        )
+    );
+    attempt(
+        &app,
+        &ann,
+        &second.name,
+        "brief-your-manager",
+        "Revenue is up nine percent and we hit the launch date.",
+    )
+    .await;
 }

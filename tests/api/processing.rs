@@ -34,7 +34,7 @@ on_both_backends!(
 
 pub(crate) const RATE: u32 = 16_000;
 const API_KEY: &str = "sk-test-key";
-const SPOKEN: &str = "Um, so what do you think? I mean, we should ship it.";
+pub(crate) const SPOKEN: &str = "Um, so what do you think? I mean, we should ship it.";
 
 /// A mono WAV at `rate` Hz of `total_ms`, with speech-like bursts (noise
 /// whose loudness moves at a syllable rate) in `speech`, silence elsewhere.
@@ -163,8 +163,14 @@ async fn fake_provider() -> (String, Shared) {
     (format!("http://{addr}"), shared)
 }
 
+/// The base URL of a fake provider that answers every request with
+/// [`SPOKEN`].
+pub(crate) async fn fake_transcriber() -> String {
+    fake_provider().await.0
+}
+
 /// A server with one worker and the fake provider.
-async fn app_with_provider(backend: Backend, url: &str, extra: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn app_with_provider(backend: Backend, url: &str, extra: &[(&str, &str)]) -> TestApp {
     let url = url.to_owned();
     let extra: Vec<(String, String)> = extra
         .iter()

@@ -159,6 +159,9 @@ impl Pipeline {
         store::fail_interrupted_runs(&scoped, meeting.id).await?;
         if meeting.status == Status::Queued {
             meetings::transition(&scoped, meeting.id, &[Status::Queued], Status::Processing).await?;
+            self.tasks
+                .processed(&scoped, &meeting, Status::Processing)
+                .await?;
         }
         let runs = store::runs(&scoped, meeting.id).await?;
         scoped.commit().await?;
