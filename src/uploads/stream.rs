@@ -187,9 +187,14 @@ async fn stream_chunks(
         )
     };
     loop {
+        // Shutdown first: once it has begun, a stream is cut at the next
+        // message even if its end is already here (a client that half-closes
+        // as the server stops must not get an answer that depends on which
+        // of the two the runtime polled first).
         let message = tokio::select! {
-            message = stream.message() => message,
+            biased;
             () = state.shutdown.cancelled() => return Err(Cut::Interrupted { shutdown: true }),
+            message = stream.message() => message,
         };
         let message = match message {
             Ok(Some(message)) => message,

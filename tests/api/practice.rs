@@ -1111,8 +1111,18 @@ async fn recommendations_quote_the_meetings_numbers_and_a_new_person_gets_a_star
     assert!(recommended.windows(2).all(|w| w[0].score >= w[1].score));
     assert!(recommended.iter().all(|r| r.suggested_difficulty == 2));
 
-    // Someone new, who asked to work on questions, starts there.
+    // Someone new, who asked to work on questions, starts there; Ann's
+    // meeting is not theirs to practise on.
     let bob = app.sign_up("bob").await;
+    let theirs = practice(&app)
+        .start_session(bob.request(pb::StartSessionRequest {
+            module: "modules/questioning-bring-people-in".into(),
+            meeting: meeting.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(theirs.code(), Code::NotFound);
     app.profiles()
         .update_profile(bob.request(pb::UpdateProfileRequest {
             profile: Some(pb::Profile {

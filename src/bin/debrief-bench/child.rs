@@ -52,6 +52,41 @@ pub async fn sign_up(channel: Channel, email: &str) -> anyhow::Result<(String, S
     ))
 }
 
+/// Gives `user` (`users/{id}`) practice sessions without a limit, through
+/// an admin made with the server's database handle.
+pub async fn unlimited_practice(db: &debrief::db::Db, channel: Channel, user: &str) -> anyhow::Result<()> {
+    let email = format!("bench-admin-{}@example.com", uuid::Uuid::now_v7());
+    debrief::admin::users::create_user(db, &email, PASSWORD, debrief::caller::Role::Admin, "Bench admin")
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the benchmark admin: {e}"))?;
+    let admin = AuthServiceClient::new(channel.clone())
+        .sign_in(pb::SignInRequest {
+            email,
+            password: PASSWORD.into(),
+        })
+        .await?
+        .into_inner()
+        .tokens
+        .context("tokens")?
+        .access_token;
+    debrief::pb::v1::usage_service_client::UsageServiceClient::new(channel)
+        .set_user_plan(bearer(
+            &admin,
+            pb::SetUserPlanRequest {
+                user: user.into(),
+                plan: "plans/pro".into(),
+                limit_overrides: vec![pb::PlanLimit {
+                    category: pb::UsageCategory::PracticeSessions as i32,
+                    limit: i64::from(i32::MAX),
+                    ..Default::default()
+                }],
+                reason: "benchmark".into(),
+            },
+        )?)
+        .await?;
+    Ok(())
+}
+
 impl ChildServer {
     /// Starts the `debrief` binary built beside this one, with `env` added.
     pub async fn start(env: &[(&str, &str)]) -> anyhow::Result<Self> {

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
+use debrief::pb::v1 as pb;
+use debrief::pb::v1::practice_service_client::PracticeServiceClient;
 use debrief::pb::v1::profile_service_client::ProfileServiceClient;
 use debrief::pb::v1::usage_service_client::UsageServiceClient;
 use debrief::pb::v1::{GetProfileRequest, ListPlansRequest};
@@ -116,6 +118,12 @@ enum Scenario {
     /// the same file, and job queue throughput (claim and finish trivial
     /// jobs). Needs ffmpeg. Runs only when named.
     Processing,
+    /// debrief.v1.PracticeService/StartSession then SubmitAttempt with a
+    /// written answer, as one call: a session held from the plan, its
+    /// exercises picked and rendered, the answer scored and its feedback
+    /// event written. Needs the in-process server (its account's practice
+    /// sessions are made unlimited by an admin).
+    Practice,
 }
 
 impl Scenario {
@@ -130,6 +138,7 @@ impl Scenario {
             Self::Processing => "conversion speed and job queue throughput",
             Self::PlansHttp => "GET /v1/plans (HTTP/JSON edge)",
             Self::ProfileHttp => "GET /v1/profile (HTTP/JSON edge, bearer)",
+            Self::Practice => "PracticeService StartSession + SubmitAttempt",
         }
     }
 
@@ -198,6 +207,34 @@ impl Scenario {
                     .insert("authorization", authorization.clone());
                 ProfileServiceClient::new(channel).get_profile(request).await?;
             }
+            Self::Practice => {
+                let mut practice = PracticeServiceClient::new(channel);
+                let mut request = tonic::Request::new(pb::StartSessionRequest {
+                    module: PRACTICE_MODULE.into(),
+                    ..Default::default()
+                });
+                request
+                    .metadata_mut()
+                    .insert("authorization", authorization.clone());
+                let session = practice
+                    .start_session(request)
+                    .await?
+                    .into_inner()
+                    .session
+                    .ok_or_else(|| tonic::Status::unknown("no session"))?;
+                let mut request = tonic::Request::new(pb::SubmitAttemptRequest {
+                    session: session.name,
+                    exercise_id: PRACTICE_EXERCISE.into(),
+                    response_text: "We are behind on the migration by a week because the vendor changed \
+                                    their API; we need one more week and no extra budget."
+                        .into(),
+                    ..Default::default()
+                });
+                request
+                    .metadata_mut()
+                    .insert("authorization", authorization.clone());
+                practice.submit_attempt(request).await?;
+            }
             Self::Upload | Self::Events | Self::Processing => {
                 return Err(tonic::Status::unimplemented("this scenario runs on its own"));
             }
@@ -205,6 +242,10 @@ impl Scenario {
         Ok(())
     }
 }
+
+/// The seed module and its written exercise the `practice` scenario uses.
+const PRACTICE_MODULE: &str = "modules/filler-words-say-it-without-fillers";
+const PRACTICE_EXERCISE: &str = "strip-the-fillers";
 
 /// The HTTP client of the edge scenarios.
 #[derive(Clone)]
@@ -246,7 +287,12 @@ async fn main() -> anyhow::Result<()> {
     let events = args.scenarios.contains(&Scenario::Events);
     let processing = args.scenarios.contains(&Scenario::Processing);
     let scenarios: Vec<Scenario> = if args.scenarios.is_empty() {
-        Scenario::value_variants().to_vec()
+        Scenario::value_variants()
+            .iter()
+            .copied()
+            // It needs the in-process server.
+            .filter(|s| *s != Scenario::Practice || args.addr.is_none())
+            .collect()
     } else {
         args.scenarios.clone()
     }
@@ -254,24 +300,37 @@ async fn main() -> anyhow::Result<()> {
     .filter(|s| !matches!(s, Scenario::Upload | Scenario::Events | Scenario::Processing))
     .collect();
     let _data_dir;
-    let (addr, shutdown) = match &args.addr {
-        Some(addr) => (addr.clone(), None),
+    let (addr, shutdown, db) = match &args.addr {
+        Some(addr) => (addr.clone(), None, None),
         None => {
             let dir = tempfile::tempdir()?;
-            let config = Config::from_vars([
+            let mut vars = vec![
                 ("DEBRIEF_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
                 ("DEBRIEF_DATA_DIR".to_owned(), dir.path().display().to_string()),
+                ("DEBRIEF_LOG".to_owned(), "warn".to_owned()),
                 // One account makes every call: lift the per-user limits.
                 ("DEBRIEF_RATE_LIMIT_READS".to_owned(), "100000000".to_owned()),
                 ("DEBRIEF_RATE_LIMIT_WRITES".to_owned(), "100000000".to_owned()),
                 ("DEBRIEF_RATE_LIMIT_UPLOADS".to_owned(), "100000000".to_owned()),
-            ])?;
-            let app = Application::build(config).await?;
+            ];
+            // The database (Postgres when DATABASE_URL is set) comes from
+            // the environment, like the server's.
+            for name in [
+                "DATABASE_URL",
+                "DATABASE_MIGRATION_URL",
+                "DEBRIEF_JWT_SIGNING_KEY",
+            ] {
+                if let Ok(value) = std::env::var(name) {
+                    vars.push((name.to_owned(), value));
+                }
+            }
+            let app = Application::build(Config::from_vars(vars)?).await?;
             let addr = format!("http://{}", app.local_addr());
             let token = app.shutdown_token();
+            let db = app.state().shared.db.clone();
             tokio::spawn(app.run_until_stopped());
             _data_dir = dir;
-            (addr, Some(token))
+            (addr, Some(token), Some(db))
         }
     };
 
@@ -291,12 +350,19 @@ async fn main() -> anyhow::Result<()> {
             .build()?,
         base: addr.clone(),
     };
-    let token = if scenarios.contains(&Scenario::Profile) || scenarios.contains(&Scenario::ProfileHttp) {
+    let authenticated = [Scenario::Profile, Scenario::ProfileHttp, Scenario::Practice];
+    let token = if scenarios.iter().any(|s| authenticated.contains(s)) {
         let email = format!("bench-{}@example.com", uuid::Uuid::now_v7());
-        child::sign_up(channels[0].clone(), &email)
+        let (user, token) = child::sign_up(channels[0].clone(), &email)
             .await
-            .context("signing up the benchmark account")?
-            .1
+            .context("signing up the benchmark account")?;
+        if scenarios.contains(&Scenario::Practice) {
+            let db = db
+                .as_ref()
+                .context("the practice scenario needs the in-process server (no --addr)")?;
+            child::unlimited_practice(db, channels[0].clone(), &user).await?;
+        }
+        token
     } else {
         String::new()
     };
