@@ -477,6 +477,26 @@ async fn the_seed_modules_load_once_and_an_admins_edit_survives_a_restart(backen
                 .all(|e| !e.prompt.is_empty() && e.prompt_template.is_empty())
         );
     }
+    // Pages of two walk the six without gaps or repeats.
+    let (mut paged, mut token) = (Vec::new(), String::new());
+    loop {
+        let page = practice(&app)
+            .list_modules(ann.request(pb::ListModulesRequest {
+                page_size: 2,
+                page_token: token.clone(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.modules.len() <= 2);
+        paged.extend(page.modules.into_iter().map(|m| m.name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(paged, seeded);
     // Loading again adds nothing.
     assert_eq!(debrief::practice::seed::load(&app.db).await.unwrap(), 0);
     assert_eq!(listed(&app, &boss, true).await.len(), 6);
