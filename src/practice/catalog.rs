@@ -19,7 +19,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entity::{ModuleState, exercise, module, module_skill, version};
-use super::model::{ExerciseFields, ModuleFields, Rubric};
+use super::model::{ExerciseFields, ModuleFields};
+use super::rubric::Rubric;
 use crate::error::{AppError, AppResult};
 use crate::pagination::PageRequest;
 use crate::skills::Skill;

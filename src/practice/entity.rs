@@ -207,7 +207,7 @@ pub mod exercise {
         pub prompt_template: String,
         /// Difficulty 1–5.
         pub difficulty: i32,
-        /// [`super::super::model::Rubric`] as JSON.
+        /// [`super::super::rubric::Rubric`] as JSON.
         pub rubric: Json,
         /// Creation time.
         pub created_at: DateTimeUtc,

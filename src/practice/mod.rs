@@ -11,6 +11,7 @@ pub mod levels;
 pub mod model;
 pub mod personal;
 pub mod recommend;
+pub mod rubric;
 pub mod run;
 pub mod scoring;
 pub mod seed;

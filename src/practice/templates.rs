@@ -14,7 +14,7 @@ use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde::Serialize;
 
 use super::entity::ExerciseKind;
-use super::model::Rubric;
+use super::rubric::Rubric;
 
 /// The version of [`PromptContext`]; templates may read it as
 /// `context_version`. Raised when a variable is removed or changes meaning.
