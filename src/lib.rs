@@ -41,6 +41,7 @@ pub mod storage;
 pub mod telemetry;
 pub mod text;
 pub mod timestamps;
+pub mod update_mask;
 pub mod uploads;
 pub mod usage;
 

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::error::{AppError, AppResult, FieldViolation, Violations};
+use crate::error::{AppError, AppResult, FieldViolation};
 use crate::pb::v1 as pb;
 use crate::timestamps;
 
@@ -114,45 +114,21 @@ pub const UPDATABLE: [&str; 5] = [
 /// Checks that every path of an update mask names a field `UpdateMeeting`
 /// may change, reporting each one that does not.
 pub fn check_mask(paths: &[String]) -> AppResult<()> {
-    let mut bad = Violations::default();
-    for path in paths {
-        if path != "*" && !UPDATABLE.contains(&path.as_str()) {
-            bad.add(
-                "update_mask",
-                format!(
-                    "`{path}` cannot be changed; the fields are {}",
-                    UPDATABLE.join(", ")
-                ),
-            );
-        }
-    }
-    bad.finish(|| Some(()))
+    crate::update_mask::check(paths, &UPDATABLE)
 }
 
 /// Copies the fields of `update` named by `paths` (checked with
 /// [`check_mask`]) into `current`; without paths, those set to a
 /// non-default value.
 pub fn merge(current: &mut pb::Meeting, update: pb::Meeting, paths: &[String]) {
-    let chosen: Vec<&str> = if paths.is_empty() {
-        let set = [
-            !update.title.is_empty(),
-            !update.description.is_empty(),
-            update.occurred_time.is_some(),
-            update.participant_count != 0,
-            !update.tags.is_empty(),
-        ];
-        UPDATABLE
-            .iter()
-            .zip(set)
-            .filter(|(_, s)| *s)
-            .map(|(p, _)| *p)
-            .collect()
-    } else if paths.iter().any(|p| p == "*") {
-        UPDATABLE.to_vec()
-    } else {
-        paths.iter().map(String::as_str).collect()
-    };
-    for path in chosen {
+    let set = [
+        !update.title.is_empty(),
+        !update.description.is_empty(),
+        update.occurred_time.is_some(),
+        update.participant_count != 0,
+        !update.tags.is_empty(),
+    ];
+    for path in crate::update_mask::chosen(paths, &UPDATABLE, &set) {
         match path {
             "title" => current.title.clone_from(&update.title),
             "description" => current.description.clone_from(&update.description),

@@ -162,46 +162,22 @@ pub const UPDATABLE: &[&str] = &[
 
 /// Refuses mask paths that name no updatable field.
 pub fn check_mask(paths: &[String]) -> AppResult<()> {
-    let mut bad = Violations::default();
-    for path in paths {
-        if path != "*" && !UPDATABLE.contains(&path.as_str()) {
-            bad.add(
-                "update_mask",
-                format!(
-                    "`{path}` cannot be changed; the fields are {}",
-                    UPDATABLE.join(", ")
-                ),
-            );
-        }
-    }
-    bad.finish(|| Some(()))
+    crate::update_mask::check(paths, UPDATABLE)
 }
 
 /// Copies the fields of `update` named by `paths` (checked with
 /// [`check_mask`]) into `current`; without paths, those set to a
 /// non-default value.
 pub fn merge(current: &mut pb::Module, update: pb::Module, paths: &[String]) {
-    let chosen: Vec<&str> = if paths.is_empty() {
-        let set = [
-            !update.title.is_empty(),
-            !update.description.is_empty(),
-            !update.skills.is_empty(),
-            update.difficulty != 0,
-            update.estimated_duration.is_some(),
-            !update.exercises.is_empty(),
-        ];
-        UPDATABLE
-            .iter()
-            .zip(set)
-            .filter(|(_, set)| *set)
-            .map(|(path, _)| *path)
-            .collect()
-    } else if paths.iter().any(|p| p == "*") {
-        UPDATABLE.to_vec()
-    } else {
-        paths.iter().map(String::as_str).collect()
-    };
-    for path in chosen {
+    let set = [
+        !update.title.is_empty(),
+        !update.description.is_empty(),
+        !update.skills.is_empty(),
+        update.difficulty != 0,
+        update.estimated_duration.is_some(),
+        !update.exercises.is_empty(),
+    ];
+    for path in crate::update_mask::chosen(paths, UPDATABLE, &set) {
         match path {
             "title" => current.title.clone_from(&update.title),
             "description" => current.description.clone_from(&update.description),

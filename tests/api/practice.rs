@@ -591,6 +591,17 @@ async fn memo_module(app: &TestApp, boss: &str) {
     publish(app, boss, "modules/memos").await;
 }
 
+async fn session_of(
+    app: &TestApp,
+    user: &TestUser,
+    name: &str,
+) -> Result<pb::PracticeSession, tonic::Status> {
+    practice(app)
+        .get_session(user.request(pb::GetSessionRequest { name: name.into() }))
+        .await
+        .map(|r| r.into_inner().session.expect("session"))
+}
+
 async fn start(app: &TestApp, user: &TestUser, module: &str) -> Result<pb::PracticeSession, tonic::Status> {
     practice(app)
         .start_session(user.request(pb::StartSessionRequest {
@@ -685,15 +696,7 @@ async fn a_session_pins_its_version_and_written_attempts_get_rubric_feedback(bac
         .await
         .expect("update");
     publish(&app, &boss, "modules/memos").await;
-    let kept = practice(&app)
-        .get_session(ann.request(pb::GetSessionRequest {
-            name: session.name.clone(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let kept = session_of(&app, &ann, &session.name).await.unwrap();
     assert_eq!((kept.module_version, kept.exercises.len()), (1, 3));
     assert_eq!(kept.exercises[0].prompt, session.exercises[0].prompt);
 
@@ -806,12 +809,7 @@ async fn a_session_pins_its_version_and_written_attempts_get_rubric_feedback(bac
 
     // Another person sees none of it, over gRPC or HTTP.
     let bob = app.sign_up("bob").await;
-    let theirs = practice(&app)
-        .get_session(bob.request(pb::GetSessionRequest {
-            name: session.name.clone(),
-        }))
-        .await
-        .unwrap_err();
+    let theirs = session_of(&app, &bob, &session.name).await.unwrap_err();
     assert_eq!(theirs.code(), Code::NotFound);
     let theirs = practice(&app)
         .submit_attempt(bob.request(pb::SubmitAttemptRequest {
@@ -943,15 +941,7 @@ async fn the_sixth_session_on_a_plan_of_five_is_refused_and_an_abandoned_one_is_
     // Left unfinished past the timeout, they are abandoned and given back.
     let later = chrono::Utc::now() + chrono::Duration::hours(25);
     debrief::housekeeping::run_once(&app.state.shared, later).await;
-    let abandoned = practice(&app)
-        .get_session(ann.request(pb::GetSessionRequest {
-            name: started[0].name.clone(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let abandoned = session_of(&app, &ann, &started[0].name).await.unwrap();
     assert_eq!(abandoned.state(), pb::SessionState::Abandoned);
     let sessions = category(&usage_of(&app, &ann).await, pb::UsageCategory::PracticeSessions);
     assert_eq!((sessions.used, sessions.reserved), (0, 0));
@@ -1391,15 +1381,7 @@ async fn a_spoken_attempt_is_scored_from_its_recording_and_its_feedback_arrives_
     item(&shown, pb::Skill::Conciseness, "30-second target");
 
     // The session shows it scored, with the recording's length.
-    let kept = practice(&app)
-        .get_session(ann.request(pb::GetSessionRequest {
-            name: session.name.clone(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let kept = session_of(&app, &ann, &session.name).await.unwrap();
     let scored = &kept.attempts[0];
     assert_eq!(
         (scored.state(), scored.score),
@@ -1447,15 +1429,7 @@ async fn with_a_transcriber_a_spoken_attempts_filler_words_are_counted(backend: 
         pb::Skill::FillerWords,
         "“um”",
     );
-    let kept = practice(&app)
-        .get_session(ann.request(pb::GetSessionRequest {
-            name: session.name.clone(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let kept = session_of(&app, &ann, &session.name).await.unwrap();
     assert_eq!(kept.attempts[0].response_text, crate::processing::SPOKEN);
 }
 
@@ -1704,15 +1678,7 @@ async fn scenario_exercises_are_generated_by_a_job_and_pending_until_ready(backe
         }
     }
     assert_eq!(states, [pb::ExerciseState::Generating, pb::ExerciseState::Ready]);
-    let ready = practice(&app)
-        .get_session(ann.request(pb::GetSessionRequest {
-            name: session.name.clone(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let ready = session_of(&app, &ann, &session.name).await.unwrap();
     let written = ready
         .exercises
         .iter()
@@ -1746,15 +1712,7 @@ async fn scenario_exercises_are_generated_by_a_job_and_pending_until_ready(backe
             break;
         }
     }
-    let fallback = practice(&app)
-        .get_session(ann.request(pb::GetSessionRequest {
-            name: second.name.clone(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let fallback = session_of(&app, &ann, &second.name).await.unwrap();
     let written = fallback
         .exercises
         .iter()
