@@ -237,10 +237,28 @@ impl Streams {
     ) -> Option<Stop> {
         let signal = self.db.signals().of(user_id);
         let send = |frame: T| tokio::time::timeout(self.config.slow_timeout, tx.send(frame));
+        // The watched state to send once the events before it are out.
+        let mut pending: Option<T> = None;
         loop {
             let notified = signal.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            // The watched state is read before the events: a change it shows
+            // committed together with its events, which the read below then
+            // sees, so the state goes out after the events of its change
+            // (read after them, it could show a change whose events the
+            // stream has not read yet).
+            if let Some(watched) = watched.as_deref_mut() {
+                match watched.changed(&self.db).await {
+                    Ok(None) => {}
+                    Ok(Some(frame)) => pending = Some(frame),
+                    Err(AppError::NotFound { resource }) => return Some(Stop::Gone(resource)),
+                    Err(error) => {
+                        tracing::warn!(%error, "could not read what a stream watches");
+                        return Some(Stop::Failed);
+                    }
+                }
+            }
             let rows = match store::after(&self.db, user_id, last, filter, PAGE).await {
                 Ok(rows) => rows,
                 Err(error) => {
@@ -259,21 +277,11 @@ impl Streams {
             if full {
                 continue;
             }
-            // The watched state after the events that changed it (a wake
-            // without an event may have changed it too).
-            if let Some(watched) = watched.as_deref_mut() {
-                match watched.changed(&self.db).await {
-                    Ok(None) => {}
-                    Ok(Some(frame)) => match send(frame).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return None,
-                        Err(_) => return Some(Stop::TooSlow),
-                    },
-                    Err(AppError::NotFound { resource }) => return Some(Stop::Gone(resource)),
-                    Err(error) => {
-                        tracing::warn!(%error, "could not read what a stream watches");
-                        return Some(Stop::Failed);
-                    }
+            if let Some(frame) = pending.take() {
+                match send(frame).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return None,
+                    Err(_) => return Some(Stop::TooSlow),
                 }
             }
             tokio::select! {
