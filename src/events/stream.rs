@@ -243,39 +243,43 @@ impl Streams {
             let notified = signal.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            // The watched state is read before the events: a change it shows
-            // committed together with its events, which the read below then
-            // sees, so the state goes out after the events of its change
-            // (read after them, it could show a change whose events the
-            // stream has not read yet).
-            if let Some(watched) = watched.as_deref_mut() {
-                match watched.changed(&self.db).await {
-                    Ok(None) => {}
-                    Ok(Some(frame)) => pending = Some(frame),
-                    Err(AppError::NotFound { resource }) => return Some(Stop::Gone(resource)),
-                    Err(error) => {
-                        tracing::warn!(%error, "could not read what a stream watches");
-                        return Some(Stop::Failed);
+            loop {
+                // The watched state is read before the events, and sent only
+                // once a read of the events after it finds nothing new: every
+                // change it shows committed with its events, which that read
+                // would have found, so the state always follows the events
+                // of its change. (A newer state read meanwhile replaces it:
+                // changes faster than the stream reads arrive as the latest.)
+                if let Some(watched) = watched.as_deref_mut() {
+                    match watched.changed(&self.db).await {
+                        Ok(None) => {}
+                        Ok(Some(frame)) => pending = Some(frame),
+                        Err(AppError::NotFound { resource }) => return Some(Stop::Gone(resource)),
+                        Err(error) => {
+                            tracing::warn!(%error, "could not read what a stream watches");
+                            return Some(Stop::Failed);
+                        }
                     }
                 }
-            }
-            let rows = match store::after(&self.db, user_id, last, filter, PAGE).await {
-                Ok(rows) => rows,
-                Err(error) => {
-                    tracing::warn!(%error, "could not read events for a stream");
-                    return Some(Stop::Failed);
+                let rows = match store::after(&self.db, user_id, last, filter, PAGE).await {
+                    Ok(rows) => rows,
+                    Err(error) => {
+                        tracing::warn!(%error, "could not read events for a stream");
+                        return Some(Stop::Failed);
+                    }
+                };
+                let (read, full) = (rows.len(), rows.len() as u64 == PAGE);
+                for row in rows {
+                    match send(T::event(pb::Event::from(&row))).await {
+                        Ok(Ok(())) => last = row.seq,
+                        Ok(Err(_)) => return None,
+                        Err(_) => return Some(Stop::TooSlow),
+                    }
                 }
-            };
-            let full = rows.len() as u64 == PAGE;
-            for row in rows {
-                match send(T::event(pb::Event::from(&row))).await {
-                    Ok(Ok(())) => last = row.seq,
-                    Ok(Err(_)) => return None,
-                    Err(_) => return Some(Stop::TooSlow),
+                // Without a watched state a short page means caught up.
+                if read == 0 || (watched.is_none() && !full) {
+                    break;
                 }
-            }
-            if full {
-                continue;
             }
             if let Some(frame) = pending.take() {
                 match send(frame).await {
