@@ -6,6 +6,7 @@ use uuid::Uuid;
 use super::entity::event;
 use crate::lifecycle::{Stage, Status};
 use crate::pb::v1 as pb;
+use crate::skills::Skill;
 use crate::timestamps;
 
 /// The payload of an event; its variant is the event type.
@@ -100,6 +101,13 @@ pub enum Payload {
         /// `debrief.v1.PracticeFeedback`, encoded, base64.
         message: String,
     },
+    /// New skill scores were recorded from one source.
+    SkillScores {
+        /// `meetings/{id}` or `practiceSessions/{id}`.
+        source: String,
+        /// The scores, one per skill the source measured.
+        scores: Vec<(Skill, f64)>,
+    },
     /// A generated exercise of a session changed state.
     PracticeExercise {
         /// The session.
@@ -150,6 +158,7 @@ impl Payload {
             Self::SystemNotice { .. } => "system_notice",
             Self::PracticeFeedback { .. } => "practice_feedback",
             Self::PracticeExercise { .. } => "practice_exercise_updated",
+            Self::SkillScores { .. } => "skill_scores_updated",
         }
     }
 }
@@ -275,6 +284,16 @@ fn payload_of(stored: &serde_json::Value) -> Option<pb::event::Payload> {
                     ..Default::default()
                 }))
             }
+            Payload::SkillScores { source, scores } => P::SkillScoresUpdated(pb::SkillScoresUpdated {
+                source,
+                scores: scores
+                    .into_iter()
+                    .map(|(skill, score)| pb::SkillScore {
+                        skill: pb::Skill::from(skill).into(),
+                        score,
+                    })
+                    .collect(),
+            }),
             Payload::PracticeExercise {
                 session,
                 exercise_id,

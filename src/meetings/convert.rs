@@ -129,8 +129,7 @@ impl From<analysis::Model> for pb::Analysis {
             word_count,
             estimated_words_per_minute,
             created_at,
-            // Not computed yet: always `[]`.
-            skill_scores: _,
+            skill_scores,
             user_id: _,
             updated_at: _,
         } = row;
@@ -160,7 +159,13 @@ impl From<analysis::Model> for pb::Analysis {
             filler_word_count,
             filler_words,
             question_count,
-            skill_scores: Vec::new(),
+            skill_scores: super::results::skill_scores(&skill_scores)
+                .into_iter()
+                .map(|(skill, score)| pb::SkillScore {
+                    skill: pb::Skill::from(skill).into(),
+                    score,
+                })
+                .collect(),
             longest_monologue_words,
             word_count,
             estimated_words_per_minute,

@@ -11,6 +11,7 @@ use super::store;
 use crate::db::Scoped;
 use crate::error::{AppError, AppResult};
 use crate::pb::v1 as pb;
+use crate::skills::Skill;
 
 /// `meeting_transcripts`: one per transcribed meeting.
 pub mod transcript {
@@ -109,7 +110,7 @@ pub mod analysis {
         pub filler_words: Json,
         /// Questions asked.
         pub question_count: Option<i32>,
-        /// Skill scores (not computed yet: `[]`).
+        /// Skill scores by the scoring model, `[{"skill": .., "score": ..}]`.
         pub skill_scores: Json,
         /// Most words in one stretch of speech.
         pub longest_monologue_words: Option<i32>,
@@ -255,8 +256,8 @@ impl From<transcript_segment::Model> for Line {
     }
 }
 
-/// Replaces the analysis of a meeting of the scope.
-pub async fn replace_analysis(scoped: &Scoped, row: analysis::ActiveModel) -> AppResult<()> {
+/// Replaces the analysis of a meeting of the scope; returns it.
+pub async fn replace_analysis(scoped: &Scoped, row: analysis::ActiveModel) -> AppResult<analysis::Model> {
     let Set(meeting_id) = row.meeting_id else {
         return Err(AppError::internal("an analysis names its meeting"));
     };
@@ -265,8 +266,37 @@ pub async fn replace_analysis(scoped: &Scoped, row: analysis::ActiveModel) -> Ap
         .filter(analysis::Column::MeetingId.eq(meeting_id))
         .exec()
         .await?;
-    scoped.insert(row).await?;
+    scoped.insert(row).await
+}
+
+/// Keeps the skill scores of a meeting's analysis (`[{"skill", "score"}]`).
+pub async fn set_skill_scores(scoped: &Scoped, meeting_id: Uuid, scores: &[(Skill, f64)]) -> AppResult<()> {
+    let json: Vec<serde_json::Value> = scores
+        .iter()
+        .map(|(skill, score)| serde_json::json!({"skill": skill, "score": score}))
+        .collect();
+    scoped
+        .update_many::<analysis::Entity>()
+        .col_expr(
+            analysis::Column::SkillScores,
+            sea_orm::sea_query::Expr::value(serde_json::json!(json)),
+        )
+        .filter(analysis::Column::MeetingId.eq(meeting_id))
+        .exec()
+        .await?;
     Ok(())
+}
+
+/// The skill scores kept on an analysis.
+pub fn skill_scores(json: &serde_json::Value) -> Vec<(Skill, f64)> {
+    json.as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(|e| Some((Skill::parse(e["skill"].as_str()?)?, e["score"].as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The transcript of a meeting of the scope.
@@ -349,4 +379,44 @@ async fn with_analyses(
             Some((m, analyses.swap_remove(at)))
         })
         .collect())
+}
+
+impl From<&analysis::Model> for crate::skills::scoring::Measured {
+    fn from(a: &analysis::Model) -> Self {
+        let top_fillers = a
+            .filler_words
+            .as_array()
+            .map(|words| {
+                words
+                    .iter()
+                    .filter_map(|w| w["word"].as_str().map(str::to_owned))
+                    .take(3)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let fillers_per_100_words = match (a.filler_word_count, a.word_count) {
+            (Some(fillers), Some(words)) if words > 0 => Some(f64::from(fillers) * 100.0 / f64::from(words)),
+            _ => None,
+        };
+        let minutes = a.total_ms as f64 / 60_000.0;
+        Self {
+            words_per_minute: a.words_per_minute.or(a.estimated_words_per_minute),
+            pace_estimated: a.words_per_minute.is_none() && a.estimated_words_per_minute.is_some(),
+            fillers_per_100_words,
+            filler_count: a.filler_word_count,
+            top_fillers,
+            pause_count: a.pause_count,
+            longest_pause_ms: a.longest_pause_ms,
+            speech_ms: a.speech_ms,
+            longest_monologue_ms: a.longest_monologue_ms,
+            longest_monologue_words: a.longest_monologue_words,
+            questions: a.question_count,
+            questions_per_10_minutes: a
+                .question_count
+                .filter(|_| minutes >= 1.0)
+                .map(|q| f64::from(q) * 10.0 / minutes),
+            speech_ratio: a.speech_ratio,
+            total_ms: a.total_ms,
+        }
+    }
 }

@@ -12,6 +12,7 @@ use crate::meetings::entity as meeting;
 use crate::meetings::results::{self, analysis};
 use crate::profiles::model::ProfileFields;
 use crate::skills::Skill;
+use crate::skills::scoring::Measured;
 
 /// A person as practice sees them.
 #[derive(Debug, Clone)]
@@ -66,7 +67,7 @@ impl Person {
             signals: self
                 .meeting
                 .as_ref()
-                .map(|(_, a)| Measured::of(a).signals())
+                .map(|(_, a)| signals(&Measured::from(a)))
                 .unwrap_or_default(),
             meeting: self
                 .meeting
@@ -120,94 +121,24 @@ fn kind_name(kind: super::entity::ExerciseKind) -> String {
         .unwrap_or_default()
 }
 
-/// What an analysis measured, as the numbers practice reasons with.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Measured {
-    /// Words per minute: from the transcript, else estimated from the audio.
-    pub words_per_minute: Option<f64>,
-    /// Whether that rate is the audio estimate.
-    pub pace_estimated: bool,
-    /// Filler words per 100 words (needs a transcript).
-    pub fillers_per_100_words: Option<f64>,
-    /// Filler words counted (needs a transcript).
-    pub filler_count: Option<i32>,
-    /// The most frequent fillers.
-    pub top_fillers: Vec<String>,
-    /// Pauses counted.
-    pub pause_count: i32,
-    /// The longest pause.
-    pub longest_pause_ms: i64,
-    /// The longest stretch of speech.
-    pub longest_monologue_ms: i64,
-    /// The most words in one stretch (needs a transcript).
-    pub longest_monologue_words: Option<i32>,
-    /// Questions asked (needs a transcript).
-    pub questions: Option<i32>,
-    /// Questions per ten minutes of meeting (needs a transcript).
-    pub questions_per_10_minutes: Option<f64>,
-    /// Share of the meeting with speech.
-    pub speech_ratio: f64,
-    /// Length of the meeting.
-    pub total_ms: i64,
-}
-
-impl Measured {
-    /// The numbers of an analysis.
-    pub fn of(a: &analysis::Model) -> Self {
-        let top_fillers = a
-            .filler_words
-            .as_array()
-            .map(|words| {
-                words
-                    .iter()
-                    .filter_map(|w| w["word"].as_str().map(str::to_owned))
-                    .take(3)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let fillers_per_100_words = match (a.filler_word_count, a.word_count) {
-            (Some(fillers), Some(words)) if words > 0 => Some(f64::from(fillers) * 100.0 / f64::from(words)),
-            _ => None,
-        };
-        let minutes = a.total_ms as f64 / 60_000.0;
-        Self {
-            words_per_minute: a.words_per_minute.or(a.estimated_words_per_minute),
-            pace_estimated: a.words_per_minute.is_none() && a.estimated_words_per_minute.is_some(),
-            fillers_per_100_words,
-            filler_count: a.filler_word_count,
-            top_fillers,
-            pause_count: a.pause_count,
-            longest_pause_ms: a.longest_pause_ms,
-            longest_monologue_ms: a.longest_monologue_ms,
-            longest_monologue_words: a.longest_monologue_words,
-            questions: a.question_count,
-            questions_per_10_minutes: a
-                .question_count
-                .filter(|_| minutes >= 1.0)
-                .map(|q| f64::from(q) * 10.0 / minutes),
-            speech_ratio: a.speech_ratio,
-            total_ms: a.total_ms,
-        }
-    }
-
-    /// The numbers as template variables, rounded as a person reads them.
-    pub fn signals(&self) -> Signals {
-        let tenth = |x: f64| (x * 10.0).round() / 10.0;
-        Signals {
-            available: true,
-            words_per_minute: self.words_per_minute.map(|w| w.round() as i64),
-            pace_estimated: self.pace_estimated,
-            fillers_per_100_words: self.fillers_per_100_words.map(tenth),
-            filler_count: self.filler_count,
-            top_fillers: self.top_fillers.clone(),
-            pause_count: self.pause_count,
-            longest_pause_seconds: tenth(self.longest_pause_ms as f64 / 1000.0),
-            longest_monologue_seconds: (self.longest_monologue_ms + 500) / 1000,
-            longest_monologue_words: self.longest_monologue_words,
-            questions: self.questions,
-            questions_per_10_minutes: self.questions_per_10_minutes.map(tenth),
-            speech_percent: (self.speech_ratio * 100.0).round() as i64,
-            duration_minutes: (self.total_ms + 30_000) / 60_000,
-        }
+/// What an analysis measured, as template variables rounded as a person
+/// reads them.
+pub fn signals(m: &Measured) -> Signals {
+    let tenth = |x: f64| (x * 10.0).round() / 10.0;
+    Signals {
+        available: true,
+        words_per_minute: m.words_per_minute.map(|w| w.round() as i64),
+        pace_estimated: m.pace_estimated,
+        fillers_per_100_words: m.fillers_per_100_words.map(tenth),
+        filler_count: m.filler_count,
+        top_fillers: m.top_fillers.clone(),
+        pause_count: m.pause_count,
+        longest_pause_seconds: tenth(m.longest_pause_ms as f64 / 1000.0),
+        longest_monologue_seconds: (m.longest_monologue_ms + 500) / 1000,
+        longest_monologue_words: m.longest_monologue_words,
+        questions: m.questions,
+        questions_per_10_minutes: m.questions_per_10_minutes.map(tenth),
+        speech_percent: (m.speech_ratio * 100.0).round() as i64,
+        duration_minutes: (m.total_ms + 30_000) / 60_000,
     }
 }

@@ -33,7 +33,7 @@ use uuid::Uuid;
 use super::catalog;
 use super::entity::session;
 use super::levels;
-use super::personal::{Measured, Person};
+use super::personal::Person;
 use super::sessions;
 use crate::db::Scoped;
 use crate::error::AppResult;
@@ -41,13 +41,12 @@ use crate::meetings::entity as meeting;
 use crate::meetings::results::{self, analysis};
 use crate::pb::v1 as pb;
 use crate::skills::Skill;
+use crate::skills::scoring::{Measured, PACE};
 
 /// How many recent meetings count.
 pub const MEETINGS: u64 = 5;
 /// Meetings count half as much every this many days.
 pub const HALF_LIFE_DAYS: f64 = 14.0;
-/// The pace most listeners follow best.
-const PACE: (f64, f64) = (130.0, 160.0);
 
 /// What the meetings say about one skill.
 #[derive(Debug, Clone)]
@@ -76,7 +75,7 @@ fn gaps(meetings: &[(meeting::Model, analysis::Model)], now: DateTime<Utc>) -> H
             let days = (now - at).num_seconds().max(0) as f64 / 86_400.0;
             Weighted {
                 meeting: m,
-                measured: Measured::of(a),
+                measured: Measured::from(a),
                 weight: 0.5_f64.powf(days / HALF_LIFE_DAYS),
             }
         })

@@ -3,7 +3,6 @@
 //! them), attempting its exercises, and completing it (the session counted,
 //! its per-skill scores recorded, the level moved).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,9 +23,9 @@ use crate::meetings::entity::Kind;
 use crate::meetings::model::MeetingFields;
 use crate::pb::v1 as pb;
 use crate::processing;
-use crate::progress::store::{self as progress, NewScore};
+use crate::progress::store as progress;
 use crate::shared::Shared;
-use crate::skills::Skill;
+use crate::skills::{Skill, scoring};
 use crate::uploads::lifecycle::{Earlier, NewUpload};
 use crate::usage::ledger;
 use crate::usage::model::Category;
@@ -377,73 +376,43 @@ pub async fn complete(scoped: &Scoped, session_id: Uuid, now: DateTime<Utc>) -> 
     {
         reservation.commit(scoped, 1, None, now).await?;
     }
-    let duration_ms = (now - session.started_at).num_milliseconds().max(0);
-    progress::record(
-        scoped,
-        session.user_id,
-        recorded
-            .iter()
-            .map(|(skill, score)| NewScore {
-                skill: *skill,
-                score: *score,
-                source: format!("practiceSessions/{session_id}"),
-                duration_ms: Some(duration_ms),
-                module_id: Some(session.module_id.clone()),
-                recorded_at: now,
-            })
-            .collect(),
-    )
-    .await?;
+    let source = progress::Source {
+        name: format!("practiceSessions/{session_id}"),
+        module_id: Some(session.module_id.clone()),
+        duration_ms: Some((now - session.started_at).num_milliseconds().max(0)),
+        recorded_at: now,
+    };
+    progress::record(scoped, session.user_id, source, &recorded).await?;
     if let Some(main) = skills.first() {
-        let person = Person::load(scoped, session.user_id, None).await?;
-        let start = levels::starting(&person.profile.onboarding.experience_level);
+        let profile = crate::profiles::store::get(scoped, session.user_id).await?;
+        let experience = crate::profiles::store::fields_of(&profile)
+            .onboarding
+            .experience_level;
+        let start = levels::starting(&experience);
         levels::record(scoped, session.user_id, *main, start, summary.score).await?;
     }
     sessions::get(scoped, session_id).await
 }
 
-/// A session's score and per-skill scores, from the best scored attempt at
-/// each exercise; None when nothing was scored.
-struct Summary {
-    score: f64,
-    skills: BTreeMap<Skill, f64>,
-}
-
-fn summarise(attempts: &[attempt::Model]) -> AppResult<Option<Summary>> {
-    let mut best: BTreeMap<&str, &attempt::Model> = BTreeMap::new();
-    for attempt in attempts {
-        let Some(score) = attempt.score else { continue };
-        let better = best
-            .get(attempt.exercise_id.as_str())
-            .is_none_or(|b| b.score.unwrap_or(0.0) < score);
-        if better {
-            best.insert(&attempt.exercise_id, attempt);
-        }
-    }
-    if best.is_empty() {
-        return Ok(None);
-    }
-    let score = best.values().filter_map(|a| a.score).sum::<f64>() / best.len() as f64;
-    let mut sums: BTreeMap<Skill, (f64, f64)> = BTreeMap::new();
-    for attempt in best.values() {
-        let feedback: Feedback = attempt
-            .feedback
-            .clone()
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(AppError::internal)?
-            .unwrap_or_default();
-        for (skill, value) in feedback.skills {
-            let entry = sums.entry(skill).or_default();
-            entry.0 += value;
-            entry.1 += 1.0;
-        }
-    }
-    Ok(Some(Summary {
-        score: (score * 10.0).round() / 10.0,
-        skills: sums
-            .into_iter()
-            .map(|(skill, (sum, n))| (skill, (sum / n * 10.0).round() / 10.0))
-            .collect(),
-    }))
+/// The scores of a session's scored attempts (the scoring model of
+/// `skills::scoring`); None when nothing was scored.
+fn summarise(attempts: &[attempt::Model]) -> AppResult<Option<scoring::SessionScores>> {
+    let scored: Vec<(&attempt::Model, f64, Feedback)> = attempts
+        .iter()
+        .filter_map(|a| Some((a, a.score?, a.feedback.clone()?)))
+        .map(|(a, score, feedback)| {
+            serde_json::from_value::<Feedback>(feedback)
+                .map(|feedback| (a, score, feedback))
+                .map_err(AppError::internal)
+        })
+        .collect::<AppResult<_>>()?;
+    let attempts: Vec<scoring::AttemptScores<'_>> = scored
+        .iter()
+        .map(|(a, score, feedback)| scoring::AttemptScores {
+            exercise: &a.exercise_id,
+            score: *score,
+            skills: &feedback.skills,
+        })
+        .collect();
+    Ok(scoring::session(&attempts))
 }

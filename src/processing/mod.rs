@@ -7,6 +7,7 @@ pub mod entity;
 pub mod jobs;
 pub mod pipeline;
 pub mod sampling;
+pub mod scores;
 pub mod service;
 pub mod status;
 pub mod store;

@@ -2,44 +2,64 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::Set;
+use sea_orm::{ColumnTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::entity;
 use crate::db::Scoped;
 use crate::error::AppResult;
+use crate::events::model::Payload;
 use crate::skills::Skill;
 
-/// A score to record.
+/// Where scores came from, and when.
 #[derive(Debug, Clone)]
-pub struct NewScore {
-    /// The skill.
-    pub skill: Skill,
-    /// 0–100.
-    pub score: f64,
-    /// Where it came from: `meetings/{id}` or `practiceSessions/{id}`.
-    pub source: String,
-    /// Time spent, if known.
-    pub duration_ms: Option<i64>,
+pub struct Source {
+    /// `meetings/{id}` or `practiceSessions/{id}`.
+    pub name: String,
     /// The practice module, if any.
     pub module_id: Option<String>,
-    /// When it was achieved.
+    /// Time spent, if known.
+    pub duration_ms: Option<i64>,
+    /// When the scores were achieved.
     pub recorded_at: DateTime<Utc>,
 }
 
-/// Records `scores` of `user_id`, in one statement.
-pub async fn record(scoped: &Scoped, user_id: Uuid, scores: Vec<NewScore>) -> AppResult<()> {
+/// Records `scores` of `user_id` from `source`, replacing those it gave
+/// before (a meeting analysed again), in one statement each, and announces
+/// them on the person's event stream.
+pub async fn record(
+    scoped: &Scoped,
+    user_id: Uuid,
+    source: Source,
+    scores: &[(Skill, f64)],
+) -> AppResult<()> {
     scoped
-        .insert_many(scores.into_iter().map(|s| entity::ActiveModel {
+        .delete_many::<entity::Entity>()
+        .filter(entity::Column::UserId.eq(user_id))
+        .filter(entity::Column::Source.eq(source.name.as_str()))
+        .exec()
+        .await?;
+    if scores.is_empty() {
+        return Ok(());
+    }
+    scoped
+        .insert_many(scores.iter().map(|(skill, score)| entity::ActiveModel {
             id: Set(Uuid::now_v7()),
             user_id: Set(user_id),
-            skill: Set(s.skill.name().to_owned()),
-            score: Set(s.score),
-            source: Set(s.source),
+            skill: Set(skill.name().to_owned()),
+            score: Set(*score),
+            source: Set(source.name.clone()),
             import_key: Set(None),
-            duration_ms: Set(s.duration_ms),
-            recorded_at: Set(s.recorded_at),
-            module_id: Set(s.module_id),
+            duration_ms: Set(source.duration_ms),
+            recorded_at: Set(source.recorded_at),
+            module_id: Set(source.module_id.clone()),
             ..Default::default()
         }))
-        .await
+        .await?;
+    let payload = Payload::SkillScores {
+        source: source.name,
+        scores: scores.to_vec(),
+    };
+    crate::events::publish(scoped, user_id, None, payload).await?;
+    Ok(())
 }

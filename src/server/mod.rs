@@ -127,6 +127,9 @@ pub enum ServerError {
     /// The practice modules debrief ships with could not be loaded.
     #[error("cannot load the seed practice modules: {0}")]
     Seed(crate::error::AppError),
+    /// The analyses stored before the scoring model could not be scored.
+    #[error("cannot score the stored analyses: {0}")]
+    Backfill(crate::error::AppError),
     /// The HTTP edge could not read the API's bindings.
     #[error(transparent)]
     Edge(#[from] crate::edge::EdgeError),
@@ -182,6 +185,12 @@ impl Application {
         crate::practice::seed::load(&db)
             .await
             .map_err(ServerError::Seed)?;
+        let scored = crate::processing::scores::backfill(&db)
+            .await
+            .map_err(ServerError::Backfill)?;
+        if scored > 0 {
+            tracing::info!(scored, "scored the analyses stored before the scoring model");
+        }
         let auth = Arc::new(Auth::new(&config, db.clone(), mailer)?);
         let storage = Storage::open(&config)?;
         let shutdown = CancellationToken::new();

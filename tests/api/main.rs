@@ -18,6 +18,7 @@ mod plans;
 mod practice;
 mod processing;
 mod profiles;
+mod progress;
 mod transports;
 mod tus;
 mod uploads;

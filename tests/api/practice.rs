@@ -1036,7 +1036,7 @@ async fn difficulty_rises_after_two_strong_sessions_and_falls_after_two_weak_one
 
 /// A meeting of `user` analysed at these signals, recorded directly: the
 /// pipeline's own tests cover how analyses are made.
-async fn analysed_meeting(
+pub(crate) async fn analysed_meeting(
     app: &TestApp,
     user: &TestUser,
     title: &str,

@@ -240,7 +240,7 @@ impl Run<'_> {
         } else {
             None
         };
-        results::replace_analysis(
+        let stored = results::replace_analysis(
             &scoped,
             analysis::ActiveModel {
                 meeting_id: Set(self.meeting.id),
@@ -272,6 +272,7 @@ impl Run<'_> {
             },
         )
         .await?;
+        crate::processing::scores::score(&scoped, &self.meeting, &stored).await?;
         self.succeed(scoped, Stage::Analyze, attempt).await
     }
 

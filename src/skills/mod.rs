@@ -1,6 +1,9 @@
 //! The speaking skills meetings are measured on and practice trains. Stored
 //! (modules, scores, levels) by the names below; converted to the API enum
 //! exhaustively, so a new skill does not build until it is mapped.
+//! [`scoring`] is the one model that turns what was measured into scores.
+
+pub mod scoring;
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
