@@ -14,6 +14,7 @@ pub mod audio;
 pub mod audit;
 pub mod auth;
 pub mod caller;
+pub mod clock;
 pub mod config;
 pub mod context;
 pub mod db;

@@ -178,6 +178,7 @@ async fn worker(config: Config) -> anyhow::Result<()> {
         db,
         storage,
         shutdown: shutdown.clone(),
+        clock: Default::default(),
     };
     let pipeline = debrief::server::pipeline(&shared, transcriber);
     tokio::spawn({

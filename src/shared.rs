@@ -1,5 +1,5 @@
 //! What any domain may hold: the configuration, the database, object
-//! storage and the shutdown signal. Nothing domain-specific lives here; each
+//! storage, the shutdown signal and the clock. Nothing domain-specific lives here; each
 //! domain's API takes a [`Shared`] plus whatever of other domains it needs,
 //! and `server.rs` wires them together.
 
@@ -22,4 +22,6 @@ pub struct Shared {
     pub storage: Storage,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
+    /// The time.
+    pub clock: crate::clock::Clock,
 }

@@ -77,7 +77,7 @@ pub async fn start(
     for exercise in exercises.iter_mut().filter(|e| e.kind == ExerciseKind::Scenario) {
         exercise.state = ExerciseState::Generating;
     }
-    let now = Utc::now();
+    let now = shared.clock.now();
     // Held until completed; an abandoned session gives it back, and the
     // hold outlives abandonment by an hour in case housekeeping is late.
     let config = &shared.config;

@@ -1,10 +1,146 @@
-//! The gRPC ProgressService.
+//! The gRPC ProgressService: validate, call the stores, answer.
 
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::TimeZones;
+use super::standing::{self, SkillStanding, Standing};
+use super::store::{self, AfterPoint};
+use crate::caller::Caller;
+use crate::error::Violations;
+use crate::pagination::PageRequest;
+use crate::pb::v1 as pb;
 use crate::pb::v1::progress_service_server::ProgressService;
+use crate::shared::Shared;
+use crate::skills::Skill;
+use crate::timestamps;
 
-/// ProgressService. Its RPCs answer UNIMPLEMENTED until they are built.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProgressApi;
+/// ProgressService.
+#[derive(Clone, Debug)]
+pub struct ProgressApi {
+    state: Shared,
+    zones: Arc<dyn TimeZones>,
+}
+
+impl ProgressApi {
+    /// The service over the shared state, learning time zones from `zones`.
+    pub fn new(state: Shared, zones: Arc<dyn TimeZones>) -> Self {
+        Self { state, zones }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+impl From<&Standing> for pb::Progress {
+    fn from(s: &Standing) -> Self {
+        let Standing {
+            skills,
+            current_streak,
+            longest_streak,
+            sessions,
+            meetings,
+            practice_ms,
+            last_practice,
+        } = s;
+        let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        Self {
+            skills: skills.iter().map(pb::SkillProgress::from).collect(),
+            current_streak_days: i32::try_from(*current_streak).unwrap_or(i32::MAX),
+            longest_streak_days: i32::try_from(*longest_streak).unwrap_or(i32::MAX),
+            sessions_completed: count(*sessions),
+            meetings_analyzed: count(*meetings),
+            practice_time: Some(timestamps::ms_to_duration(*practice_ms)),
+            last_practice_time: timestamps::opt_to_proto(*last_practice),
+        }
+    }
+}
+
+impl From<&SkillStanding> for pb::SkillProgress {
+    fn from(s: &SkillStanding) -> Self {
+        let SkillStanding {
+            skill,
+            score,
+            trend,
+            samples,
+            updated,
+        } = s;
+        Self {
+            skill: pb::Skill::from(*skill).into(),
+            score: *score,
+            trend: *trend,
+            sample_count: i32::try_from(*samples).unwrap_or(i32::MAX),
+            update_time: Some(timestamps::to_proto(*updated)),
+        }
+    }
+}
 
 #[tonic::async_trait]
-impl ProgressService for ProgressApi {}
+impl ProgressService for ProgressApi {
+    #[tracing::instrument(skip_all)]
+    async fn get_progress(&self, request: Request<pb::GetProgressRequest>) -> Reply<pb::GetProgressResponse> {
+        let user_id = Caller::of(&request)?.user_id;
+        let scoped = self.state.db.as_user(user_id).await?;
+        let zone = self.zones.zone(&scoped, user_id).await?;
+        let points = store::points(&scoped, user_id).await?;
+        drop(scoped);
+        let standing = standing::standing(&points, self.state.clock.now(), zone);
+        Ok(Response::new(pb::GetProgressResponse {
+            progress: Some(pb::Progress::from(&standing)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_skill_history(
+        &self,
+        request: Request<pb::ListSkillHistoryRequest>,
+    ) -> Reply<pb::ListSkillHistoryResponse> {
+        let user_id = Caller::of(&request)?.user_id;
+        let pb::ListSkillHistoryRequest {
+            skill,
+            start_time,
+            end_time,
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let mut bad = Violations::default();
+        let skill = pb::Skill::try_from(skill).ok().and_then(Skill::from_proto);
+        if skill.is_none() {
+            bad.add("skill", "must be a skill, e.g. SKILL_PACING");
+        }
+        let mut time = |field: &str, t: &Option<prost_types::Timestamp>| {
+            t.as_ref()
+                .map(|t| bad.check(timestamps::from_proto(field, t)))
+                .transpose()
+                .map(Option::flatten)
+        };
+        let from = time("start_time", &start_time)?;
+        let until = time("end_time", &end_time)?;
+        if let (Some(from), Some(until)) = (from, until)
+            && from >= until
+        {
+            bad.add("end_time", "must be after start_time");
+        }
+        let page = bad.check(PageRequest::<AfterPoint>::parse(
+            page_size,
+            &page_token,
+            100,
+            1000,
+        ))?;
+        let (skill, page) = bad.finish(|| Some((skill?, page?)))?;
+        let scoped = self.state.db.as_user(user_id).await?;
+        let (rows, next) = store::history(&scoped, user_id, skill, (from, until), &page).await?;
+        Ok(Response::new(pb::ListSkillHistoryResponse {
+            points: rows
+                .into_iter()
+                .map(|row| pb::SkillScorePoint {
+                    skill: pb::Skill::from(skill).into(),
+                    score: row.score,
+                    time: Some(timestamps::to_proto(row.recorded_at)),
+                    source: row.source,
+                })
+                .collect(),
+            next_page_token: PageRequest::token(next.as_ref()),
+        }))
+    }
+}

@@ -63,3 +63,74 @@ pub async fn record(
     crate::events::publish(scoped, user_id, None, payload).await?;
     Ok(())
 }
+
+/// Every score of `user_id`, as the standing is computed from them (one
+/// query).
+pub async fn points(scoped: &Scoped, user_id: Uuid) -> AppResult<Vec<super::standing::Point>> {
+    let rows = scoped
+        .find::<entity::Entity>()
+        .filter(entity::Column::UserId.eq(user_id))
+        .all(scoped.txn())
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            Some(super::standing::Point {
+                skill: Skill::parse(&row.skill)?,
+                score: row.score,
+                at: row.recorded_at,
+                source: row.source,
+                import_key: row.import_key,
+                duration_ms: row.duration_ms,
+            })
+        })
+        .collect())
+}
+
+/// A cursor for a skill's history, oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AfterPoint {
+    /// The last point's time.
+    pub at: DateTime<Utc>,
+    /// Its id, for points recorded at the same time.
+    pub id: Uuid,
+}
+
+/// One page of `user_id`'s scores in `skill` within `[from, until)`,
+/// oldest first, in one query.
+pub async fn history(
+    scoped: &Scoped,
+    user_id: Uuid,
+    skill: Skill,
+    (from, until): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    page: &crate::pagination::PageRequest<AfterPoint>,
+) -> AppResult<(Vec<entity::Model>, Option<AfterPoint>)> {
+    use sea_orm::{Condition, QueryOrder, QuerySelect};
+    let mut query = scoped
+        .find::<entity::Entity>()
+        .filter(entity::Column::UserId.eq(user_id))
+        .filter(entity::Column::Skill.eq(skill.name()))
+        .order_by_asc(entity::Column::RecordedAt)
+        .order_by_asc(entity::Column::Id)
+        .limit(page.size + 1);
+    if let Some(from) = from {
+        query = query.filter(entity::Column::RecordedAt.gte(from));
+    }
+    if let Some(until) = until {
+        query = query.filter(entity::Column::RecordedAt.lt(until));
+    }
+    if let Some(after) = &page.after {
+        query = query.filter(
+            Condition::any().add(entity::Column::RecordedAt.gt(after.at)).add(
+                Condition::all()
+                    .add(entity::Column::RecordedAt.eq(after.at))
+                    .add(entity::Column::Id.gt(after.id)),
+            ),
+        );
+    }
+    let rows = query.all(scoped.txn()).await?;
+    Ok(page.page(rows, |last| AfterPoint {
+        at: last.recorded_at,
+        id: last.id,
+    }))
+}

@@ -202,6 +202,7 @@ impl Application {
                 db,
                 storage,
                 shutdown: shutdown.clone(),
+                clock: Default::default(),
             },
             auth,
             streams,
@@ -397,7 +398,10 @@ fn grpc_routes(
             PracticeServiceServer,
             crate::practice::PracticeApi::new(shared.clone())
         ))
-        .add_service(limited!(ProgressServiceServer, crate::progress::ProgressApi))
+        .add_service(limited!(
+            ProgressServiceServer,
+            crate::progress::ProgressApi::new(shared.clone(), Arc::new(crate::profiles::ProfileZones))
+        ))
         .add_service(limited!(
             UsageServiceServer,
             crate::usage::UsageApi::new(shared.clone())

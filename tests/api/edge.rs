@@ -368,7 +368,7 @@ async fn errors_are_json_statuses_with_the_http_status_of_their_code(backend: Ba
         ),
         (
             "unimplemented",
-            authed(http.get(format!("{base}/v1/progress"))),
+            authed(http.get(format!("{base}/v1/analytics"))),
             StatusCode::NOT_IMPLEMENTED,
             12,
         ),

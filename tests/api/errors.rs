@@ -132,8 +132,8 @@ async fn a_message_over_the_configured_size_is_refused(backend: Backend) {
 async fn rpcs_not_built_yet_answer_unimplemented(backend: Backend) {
     let app = spawn_app(backend).await;
     let user = app.sign_up("early").await;
-    let status = debrief::pb::v1::progress_service_client::ProgressServiceClient::new(app.channel.clone())
-        .get_progress(user.request(debrief::pb::v1::GetProgressRequest::default()))
+    let status = debrief::pb::v1::admin_service_client::AdminServiceClient::new(app.channel.clone())
+        .get_analytics(user.request(debrief::pb::v1::GetAnalyticsRequest::default()))
         .await
         .expect_err("not built yet");
     assert_eq!(status.code(), Code::Unimplemented);

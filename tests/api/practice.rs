@@ -602,7 +602,11 @@ async fn session_of(
         .map(|r| r.into_inner().session.expect("session"))
 }
 
-async fn start(app: &TestApp, user: &TestUser, module: &str) -> Result<pb::PracticeSession, tonic::Status> {
+pub(crate) async fn start(
+    app: &TestApp,
+    user: &TestUser,
+    module: &str,
+) -> Result<pb::PracticeSession, tonic::Status> {
     practice(app)
         .start_session(user.request(pb::StartSessionRequest {
             module: module.into(),
@@ -612,7 +616,13 @@ async fn start(app: &TestApp, user: &TestUser, module: &str) -> Result<pb::Pract
         .map(|r| r.into_inner().session.expect("session"))
 }
 
-async fn attempt(app: &TestApp, user: &TestUser, session: &str, exercise: &str, text: &str) -> pb::Attempt {
+pub(crate) async fn attempt(
+    app: &TestApp,
+    user: &TestUser,
+    session: &str,
+    exercise: &str,
+    text: &str,
+) -> pb::Attempt {
     practice(app)
         .submit_attempt(user.request(pb::SubmitAttemptRequest {
             session: session.into(),
@@ -627,7 +637,7 @@ async fn attempt(app: &TestApp, user: &TestUser, session: &str, exercise: &str, 
         .expect("attempt")
 }
 
-async fn complete(app: &TestApp, user: &TestUser, session: &str) -> pb::PracticeSession {
+pub(crate) async fn complete(app: &TestApp, user: &TestUser, session: &str) -> pb::PracticeSession {
     practice(app)
         .complete_session(user.request(pb::CompleteSessionRequest { name: session.into() }))
         .await

@@ -76,7 +76,7 @@ pub(super) async fn recommendations(
     };
     let scoped = api.state.db.as_user(user_id).await?;
     let recommendations =
-        crate::practice::recommend::recommend(&scoped, user_id, limit, chrono::Utc::now()).await?;
+        crate::practice::recommend::recommend(&scoped, user_id, limit, api.state.clock.now()).await?;
     Ok(Response::new(pb::ListRecommendationsResponse { recommendations }))
 }
 
@@ -276,7 +276,7 @@ pub(super) async fn complete(
     let user_id = Caller::of(&request)?.user_id;
     let id = session_id("name", &request.get_ref().name)?;
     let scoped = api.state.db.as_user(user_id).await?;
-    let session = run::complete(&scoped, id, chrono::Utc::now()).await?;
+    let session = run::complete(&scoped, id, api.state.clock.now()).await?;
     let attempts = sessions::attempts(&scoped, id).await?;
     scoped.commit().await?;
     Ok(Response::new(pb::CompleteSessionResponse {
