@@ -125,6 +125,26 @@ impl Storage {
         result.bytes().await.map_err(failed)
     }
 
+    /// The bytes `range` of the object at `key`, as a stream of pieces:
+    /// never held whole.
+    pub async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> AppResult<futures::stream::BoxStream<'static, AppResult<Bytes>>> {
+        use futures::StreamExt as _;
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(range)),
+            ..Default::default()
+        };
+        let result = self
+            .store
+            .get_opts(&Key::from(key), options)
+            .await
+            .map_err(failed)?;
+        Ok(result.into_stream().map(|piece| piece.map_err(failed)).boxed())
+    }
+
     /// Streams a local file to `key` in parts, never holding it whole.
     pub async fn put_file(&self, key: &str, path: &Path) -> AppResult<()> {
         let mut file = tokio::fs::File::open(path).await.map_err(AppError::internal)?;

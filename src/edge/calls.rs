@@ -15,7 +15,13 @@ use super::failure::Failure;
 use crate::error::AppError;
 
 /// Headers passed on to the RPC as metadata.
-const FORWARDED: [&str; 4] = ["authorization", "x-request-id", "user-agent", "grpc-timeout"];
+const FORWARDED: [&str; 5] = [
+    "authorization",
+    "x-request-id",
+    "user-agent",
+    "grpc-timeout",
+    "range",
+];
 
 /// Starts a call of the RPC at `path` of `grpc`, in process, with the
 /// caller's credentials and request id from `head` and its connection facts

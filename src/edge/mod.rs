@@ -8,7 +8,8 @@
 //! be a way around a check. The answer comes back as JSON; an error as a
 //! JSON `google.rpc.Status` with the HTTP status of the standard table.
 //! Server-streaming RPCs answer as Server-Sent Events, or as NDJSON when
-//! asked with `Accept: application/x-ndjson`.
+//! asked with `Accept: application/x-ndjson`; one that streams
+//! `google.api.HttpBody` (a file) answers as that file, ranges included.
 //!
 //! This module routes a request to its binding and builds the call;
 //! `calls.rs` makes it in process, `streams.rs` frames a streamed answer,
@@ -206,6 +207,9 @@ impl Edge {
             binding.rpc.name()
         );
         let answer = start(&self.grpc, &path, &head, message.encode_to_vec()).await?;
+        if streaming && binding.rpc.output().full_name() == "google.api.HttpBody" {
+            return streams::raw(answer).await;
+        }
         if streaming {
             let framing = if accepts_ndjson(&head.headers) {
                 Framing::NdJson

@@ -51,8 +51,7 @@ pub fn document(pool: &DescriptorPool, bindings: &[Binding]) -> Value {
             }
             Body::Field(name) => {
                 if let Some(field) = input.get_field_by_name(name) {
-                    let content = if matches!(field.kind(), Kind::Message(m) if m.full_name() == "google.api.HttpBody")
-                    {
+                    let content = if matches!(field.kind(), Kind::Message(m) if is_file(&m)) {
                         json!({"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}})
                     } else {
                         json!({"application/json": {"schema": schemas.field(&field)}})
@@ -79,7 +78,19 @@ pub fn document(pool: &DescriptorPool, bindings: &[Binding]) -> Value {
                 "schema": {"type": "string"},
             }));
         }
-        let content = if rpc.is_server_streaming() {
+        let file = rpc.is_server_streaming() && is_file(&output);
+        if file {
+            parameters.push(json!({
+                "name": "Range",
+                "in": "header",
+                "required": false,
+                "description": "One range of bytes, e.g. `bytes=0-1048575`; answered 206 with Content-Range.",
+                "schema": {"type": "string"},
+            }));
+        }
+        let content = if file {
+            json!({"*/*": {"schema": {"type": "string", "format": "binary"}}})
+        } else if rpc.is_server_streaming() {
             // Each event: its data is one message as JSON; its id the event
             // id when the message carries one; `error` events carry a
             // google.rpc.Status.
@@ -121,6 +132,10 @@ pub fn document(pool: &DescriptorPool, bindings: &[Binding]) -> Value {
                 },
             },
         });
+        if file {
+            operation["responses"]["206"] =
+                json!({"description": "The range asked for.", "content": content});
+        }
         if let Some(body) = request_body {
             operation["requestBody"] = body;
         }
@@ -259,7 +274,12 @@ fn comment_of(file: &FileDescriptorProto, path: &[i32]) -> Option<String> {
     let info = file.source_code_info.as_ref()?;
     let location = info.location.iter().find(|l| l.path == path)?;
     let text = location.leading_comments.as_deref()?;
-    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    // Lint directives (`buf:lint:ignore …`) are for the linter, not readers.
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with("buf:"))
+        .collect();
     Some(lines.join(" ").trim().to_owned())
 }
 
@@ -368,4 +388,9 @@ fn well_known(message: &MessageDescriptor) -> Option<Value> {
         "google.protobuf.BytesValue" => json!({"type": "string", "contentEncoding": "base64"}),
         _ => return None,
     })
+}
+
+/// A file's bytes: `google.api.HttpBody`, sent or answered as it is.
+fn is_file(message: &MessageDescriptor) -> bool {
+    message.full_name() == "google.api.HttpBody"
 }

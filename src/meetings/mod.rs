@@ -1,6 +1,7 @@
 //! Meetings: the caller's recorded meetings and what processing learned about them.
 
 pub mod convert;
+pub mod download;
 pub mod entity;
 pub mod model;
 pub mod results;

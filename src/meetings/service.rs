@@ -201,6 +201,26 @@ impl MeetingService for MeetingApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn download_recording(
+        &self,
+        request: Request<pb::DownloadRecordingRequest>,
+    ) -> Reply<crate::events::service::FrameStream<crate::pb::google::api::HttpBody>> {
+        let user_id = Caller::of(&request)?.user_id;
+        // Over HTTP the edge passes the `Range` header on.
+        let range = request
+            .metadata()
+            .get("range")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let pb::DownloadRecordingRequest { name, offset, length } = request.into_inner();
+        let id = meeting_of("name", &name, "/recording")?;
+        let scoped = self.state.db.as_user(user_id).await?;
+        let meeting = store::get(&scoped, id).await?;
+        drop(scoped);
+        Ok(super::download::stream(&self.state.storage, &meeting, offset, length, range.as_deref()).await?)
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn get_transcript(
         &self,
         request: Request<pb::GetTranscriptRequest>,

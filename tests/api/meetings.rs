@@ -15,6 +15,7 @@ on_both_backends!(
     meetings_are_listed_newest_first_with_filters_and_pages,
     another_user_gets_not_found_for_every_meeting_rpc,
     deleted_meetings_are_purged_after_the_retention,
+    a_recording_downloads_whole_and_in_ranges_over_grpc_and_http,
 );
 
 fn client(app: &TestApp) -> MeetingServiceClient<Channel> {
@@ -317,4 +318,136 @@ async fn deleted_meetings_are_purged_after_the_retention(backend: Backend) {
         .get_meeting(fox.request(pb::GetMeetingRequest { name: kept.name }))
         .await
         .expect("the other meeting stays");
+}
+
+/// Every byte of a `DownloadRecording` stream, and its first content type.
+async fn download(
+    app: &TestApp,
+    user: &TestUser,
+    name: &str,
+    offset: i64,
+    length: i64,
+) -> Result<(String, Vec<u8>), tonic::Status> {
+    use futures::StreamExt as _;
+    let mut stream = client(app)
+        .download_recording(user.request(pb::DownloadRecordingRequest {
+            name: format!("{name}/recording"),
+            offset,
+            length,
+        }))
+        .await?
+        .into_inner();
+    let (mut content_type, mut data) = (None, Vec::new());
+    while let Some(piece) = stream.next().await {
+        let piece = piece?;
+        assert!(piece.data.len() <= 1 << 20, "pieces of at most 1 MiB");
+        content_type.get_or_insert(piece.content_type);
+        data.extend_from_slice(&piece.data);
+    }
+    Ok((content_type.unwrap_or_default(), data))
+}
+
+async fn a_recording_downloads_whole_and_in_ranges_over_grpc_and_http(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let gus = app.sign_up("gus").await;
+    let hal = app.sign_up("hal").await;
+    let name = crate::uploads::new_meeting(&app, &gus).await;
+    // Before any upload there is nothing to download.
+    let early = download(&app, &gus, &name, 0, 0).await.unwrap_err();
+    assert_eq!(early.code(), Code::FailedPrecondition, "{early:?}");
+    // 40 s of 16 kHz stereo: 2.5 MB, so several pieces.
+    let file = crate::processing::recording(40_000, &[(1_000, 30_000)], 16_000);
+    let mut uploads = debrief::pb::v1::upload_service_client::UploadServiceClient::new(app.channel.clone());
+    crate::uploads::upload_whole(&mut uploads, &gus, &name, &file).await;
+
+    let (content_type, whole) = download(&app, &gus, &name, 0, 0).await.unwrap();
+    assert_eq!(content_type, "audio/wav");
+    assert!(whole == file, "the download is the upload, byte for byte");
+    let (_, slice) = download(&app, &gus, &name, 1_000_000, 1_500_000).await.unwrap();
+    assert!(slice == file[1_000_000..2_500_000]);
+    let (_, tail) = download(&app, &gus, &name, file.len() as i64 - 10, 0)
+        .await
+        .unwrap();
+    assert!(tail == file[file.len() - 10..]);
+    let past = download(&app, &gus, &name, file.len() as i64, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(past.code(), Code::InvalidArgument, "{past:?}");
+
+    // Over HTTP: the file itself, then a range as a 206.
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/{name}/recording", app.url());
+    let response = http
+        .get(&url)
+        .bearer_auth(&gus.tokens.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let header = |response: &reqwest::Response, name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(header(&response, "content-type").as_deref(), Some("audio/wav"));
+    assert_eq!(header(&response, "content-length"), Some(file.len().to_string()));
+    assert_eq!(header(&response, "accept-ranges").as_deref(), Some("bytes"));
+    assert!(response.bytes().await.unwrap() == file);
+    let response = http
+        .get(&url)
+        .bearer_auth(&gus.tokens.access_token)
+        .header("range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 206);
+    assert_eq!(
+        header(&response, "content-range"),
+        Some(format!("bytes 100-199/{}", file.len()))
+    );
+    assert_eq!(header(&response, "content-length").as_deref(), Some("100"));
+    assert!(response.bytes().await.unwrap() == file[100..200]);
+    let bad = http
+        .get(&url)
+        .bearer_auth(&gus.tokens.access_token)
+        .header("range", format!("bytes={}-", file.len()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    // A browser's <audio> element: a stream ticket in the query, no header.
+    let ticket: serde_json::Value = http
+        .post(format!("{}/v1/streamTickets", app.url()))
+        .bearer_auth(&gus.tokens.access_token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let response = http
+        .get(format!("{url}?ticket={}", ticket["ticket"].as_str().unwrap()))
+        .header("range", "bytes=-44")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 206);
+    assert!(
+        response.bytes().await.unwrap() == file[file.len() - 44..],
+        "the WAV header's size"
+    );
+
+    // Someone else's recording does not exist for them.
+    let theirs = download(&app, &hal, &name, 0, 0).await.unwrap_err();
+    assert_eq!(theirs.code(), Code::NotFound, "{theirs:?}");
+    let response = http
+        .get(&url)
+        .bearer_auth(&hal.tokens.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
 }
