@@ -10,6 +10,8 @@ use uuid::Uuid;
 use crate::context::RequestMeta;
 use crate::db::Scoped;
 use crate::error::AppResult;
+use crate::pb::v1 as pb;
+use crate::timestamps;
 
 /// `audit_log`.
 pub mod entity {
@@ -117,4 +119,78 @@ pub async fn record(scoped: &Scoped, meta: &RequestMeta, entry: Entry) -> AppRes
         })
         .await?;
     Ok(())
+}
+
+impl From<entity::Model> for pb::AuditEntry {
+    fn from(entry: entity::Model) -> Self {
+        let entity::Model {
+            id,
+            actor_id,
+            subject_user_id,
+            action,
+            target,
+            ip_address,
+            details,
+            // For operators reading logs, not for the API.
+            request_id: _,
+            created_at,
+            updated_at: _,
+        } = entry;
+        let user = |id: Option<Uuid>| id.map(|id| format!("users/{id}")).unwrap_or_default();
+        let details = match details {
+            serde_json::Value::Object(map) => map
+                .into_iter()
+                .map(|(key, value)| {
+                    let value = match value {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (key, value)
+                })
+                .collect(),
+            _ => Default::default(),
+        };
+        Self {
+            name: format!("auditEntries/{id}"),
+            actor: user(actor_id),
+            subject: user(subject_user_id),
+            action,
+            target: target.unwrap_or_default(),
+            ip_address: ip_address.unwrap_or_default(),
+            details,
+            create_time: Some(timestamps::to_proto(created_at)),
+        }
+    }
+}
+
+/// The export's audit entries about the person, oldest first.
+#[derive(Debug)]
+pub struct Exported;
+
+#[tonic::async_trait]
+impl crate::export::Part for Exported {
+    fn kinds(&self) -> &'static [&'static str] {
+        &["audit_entry"]
+    }
+
+    async fn page(
+        &self,
+        scoped: &Scoped,
+        _user_id: Uuid,
+        after: Option<Uuid>,
+    ) -> AppResult<crate::export::Page> {
+        let (rows, next) = crate::export::rows_after(
+            scoped,
+            scoped.find::<entity::Entity>(),
+            (entity::Column::Id, |row| row.id),
+            after,
+            200,
+        )
+        .await?;
+        let records = rows
+            .into_iter()
+            .map(|row| crate::export::Record::AuditEntry(pb::AuditEntry::from(row)))
+            .collect();
+        Ok((records, next))
+    }
 }

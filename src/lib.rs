@@ -21,6 +21,7 @@ pub mod db;
 pub mod edge;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod housekeeping;
 pub mod lifecycle;
 pub mod meetings;

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod convert;
 pub mod entity;
+pub mod export;
 pub mod keys;
 pub mod layer;
 pub mod limits;

@@ -3,6 +3,7 @@
 pub mod convert;
 pub mod download;
 pub mod entity;
+pub mod export;
 pub mod model;
 pub mod results;
 pub mod service;

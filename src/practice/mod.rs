@@ -6,6 +6,7 @@ pub mod ai;
 pub mod catalog;
 pub mod convert;
 pub mod entity;
+pub mod export;
 pub mod jobs;
 pub mod levels;
 pub mod model;

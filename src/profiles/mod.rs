@@ -1,6 +1,7 @@
 //! Profiles: display name, onboarding answers, goals, and the import of the browser-only app's localStorage.
 
 pub mod entity;
+pub mod export;
 pub mod import;
 pub mod model;
 pub mod service;

@@ -2,6 +2,7 @@
 //! from them, and the export of a person's data.
 
 pub mod entity;
+pub mod export;
 pub mod service;
 pub mod standing;
 pub mod store;

@@ -2,13 +2,18 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use tonic::{Request, Response, Status};
 
 use super::TimeZones;
 use super::standing::{self, SkillStanding, Standing};
 use super::store::{self, AfterPoint};
+use crate::audit;
 use crate::caller::Caller;
+use crate::context::RequestMeta;
 use crate::error::Violations;
+use crate::events::service::FrameStream;
+use crate::export;
 use crate::pagination::PageRequest;
 use crate::pb::v1 as pb;
 use crate::pb::v1::progress_service_server::ProgressService;
@@ -21,12 +26,15 @@ use crate::timestamps;
 pub struct ProgressApi {
     state: Shared,
     zones: Arc<dyn TimeZones>,
+    /// What an export holds, in order.
+    parts: Arc<[Arc<dyn export::Part>]>,
 }
 
 impl ProgressApi {
-    /// The service over the shared state, learning time zones from `zones`.
-    pub fn new(state: Shared, zones: Arc<dyn TimeZones>) -> Self {
-        Self { state, zones }
+    /// The service over the shared state, learning time zones from `zones`
+    /// and exporting `parts`.
+    pub fn new(state: Shared, zones: Arc<dyn TimeZones>, parts: Arc<[Arc<dyn export::Part>]>) -> Self {
+        Self { state, zones, parts }
     }
 }
 
@@ -71,6 +79,32 @@ impl From<&SkillStanding> for pb::SkillProgress {
             trend: *trend,
             sample_count: i32::try_from(*samples).unwrap_or(i32::MAX),
             update_time: Some(timestamps::to_proto(*updated)),
+        }
+    }
+}
+
+impl From<super::entity::Model> for pb::SkillScorePoint {
+    fn from(row: super::entity::Model) -> Self {
+        let super::entity::Model {
+            skill,
+            score,
+            source,
+            recorded_at,
+            // Bookkeeping: the id orders, the rest feeds the standing.
+            id: _,
+            user_id: _,
+            import_key: _,
+            duration_ms: _,
+            module_id: _,
+            created_at: _,
+            updated_at: _,
+        } = row;
+        let skill = Skill::parse(&skill).map_or(pb::Skill::Unspecified, pb::Skill::from);
+        Self {
+            skill: skill.into(),
+            score,
+            time: Some(timestamps::to_proto(recorded_at)),
+            source,
         }
     }
 }
@@ -131,16 +165,30 @@ impl ProgressService for ProgressApi {
         let scoped = self.state.db.as_user(user_id).await?;
         let (rows, next) = store::history(&scoped, user_id, skill, (from, until), &page).await?;
         Ok(Response::new(pb::ListSkillHistoryResponse {
-            points: rows
-                .into_iter()
-                .map(|row| pb::SkillScorePoint {
-                    skill: pb::Skill::from(skill).into(),
-                    score: row.score,
-                    time: Some(timestamps::to_proto(row.recorded_at)),
-                    source: row.source,
-                })
-                .collect(),
+            points: rows.into_iter().map(pb::SkillScorePoint::from).collect(),
             next_page_token: PageRequest::token(next.as_ref()),
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn export_data(
+        &self,
+        request: Request<pb::ExportDataRequest>,
+    ) -> Reply<FrameStream<pb::ExportDataResponse>> {
+        let meta = RequestMeta::of(&request);
+        let user_id = Caller::of(&request)?.user_id;
+        let db = &self.state.db;
+        let manifest = export::manifest(db, user_id, &self.parts, self.state.clock.now()).await?;
+        let scoped = db.as_user(user_id).await?;
+        audit::record(&scoped, &meta, audit::Entry::own("data.export", user_id)).await?;
+        scoped.commit().await?;
+        let records = futures::stream::once(async { Ok(export::Record::Manifest(manifest)) })
+            .chain(export::records(db.clone(), user_id, self.parts.clone()))
+            .map(|record| {
+                Ok(pb::ExportDataResponse {
+                    record: Some(record.map_err(Status::from)?),
+                })
+            });
+        Ok(Response::new(Box::pin(records)))
     }
 }

@@ -400,7 +400,11 @@ fn grpc_routes(
         ))
         .add_service(limited!(
             ProgressServiceServer,
-            crate::progress::ProgressApi::new(shared.clone(), Arc::new(crate::profiles::ProfileZones))
+            crate::progress::ProgressApi::new(
+                shared.clone(),
+                Arc::new(crate::profiles::ProfileZones),
+                export_parts()
+            )
         ))
         .add_service(limited!(
             UsageServiceServer,
@@ -474,4 +478,17 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
     for name in SERVICE_NAMES {
         health.set_service_status(name, status).await;
     }
+}
+
+/// What a person's data export holds, in the order it streams it.
+fn export_parts() -> Arc<[Arc<dyn crate::export::Part>]> {
+    Arc::new([
+        Arc::new(crate::profiles::export::Exported) as Arc<dyn crate::export::Part>,
+        Arc::new(crate::meetings::export::Exported),
+        Arc::new(crate::practice::export::Exported),
+        Arc::new(crate::progress::export::Exported),
+        Arc::new(crate::usage::export::Exported),
+        Arc::new(crate::auth::export::Exported),
+        Arc::new(crate::audit::Exported),
+    ])
 }

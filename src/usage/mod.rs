@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod convert;
 pub mod dashboard;
 pub mod entity;
+pub mod export;
 pub mod ledger;
 pub mod limits;
 pub mod model;

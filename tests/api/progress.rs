@@ -15,6 +15,7 @@ on_both_backends!(
     analyses_are_scored_when_stored_and_older_ones_once_at_start_up,
     progress_follows_the_documented_curves_trends_and_streaks_in_the_persons_time_zone,
     skill_history_pages_through_250_points_without_gaps_or_repeats,
+    an_export_holds_every_record_of_its_owner_and_no_secret,
 );
 
 async fn analysis_of(app: &TestApp, user: &TestUser, meeting: &str) -> pb::Analysis {
@@ -398,4 +399,197 @@ async fn skill_history_pages_through_250_points_without_gaps_or_repeats(backend:
         .unwrap()
         .into_inner();
     assert!(theirs.points.is_empty());
+}
+
+/// `user`'s export over gRPC: every record, in order.
+async fn export(app: &TestApp, user: &TestUser) -> Vec<pb::export_data_response::Record> {
+    use futures::StreamExt as _;
+    let stream = ProgressServiceClient::new(app.channel.clone())
+        .export_data(user.request(pb::ExportDataRequest {}))
+        .await
+        .expect("export")
+        .into_inner();
+    stream
+        .map(|message| message.expect("a record").record.expect("a record"))
+        .collect()
+        .await
+}
+
+async fn an_export_holds_every_record_of_its_owner_and_no_secret(backend: Backend) {
+    use pb::export_data_response::Record;
+    let url = crate::processing::fake_transcriber().await;
+    let app = crate::processing::app_with_provider(backend, &url, &[]).await;
+    let ann = app.sign_up("ann").await;
+    let bob = app.sign_up("bob").await;
+    // Ann: a transcribed and analysed recording, two more analysed
+    // meetings, a practice session and an API key.
+    let speech = [(0, 8_000), (9_000, 18_000)];
+    let recorded =
+        crate::processing::upload(&app, &ann, &crate::processing::recording(20_000, &speech, 16_000)).await;
+    crate::processing::wait_for(&app, &ann, &recorded, &[pb::MeetingStatus::Ready]).await;
+    let now = Utc::now();
+    let mut meetings = vec![recorded.clone()];
+    for (days, wpm) in [(3, 120.0), (1, 150.0)] {
+        meetings.push(scored_meeting(&app, &ann, now - chrono::Duration::days(days), wpm).await);
+    }
+    practise(&app, &ann, now - chrono::Duration::hours(2)).await;
+    app.state.shared.clock.set(None);
+    let created = app
+        .auth()
+        .create_api_key(ann.request(pb::CreateApiKeyRequest {
+            api_key: Some(pb::ApiKey {
+                display_name: "Quarterly report sync".into(),
+                scopes: vec!["meetings:read".into()],
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    // Bob has a meeting of his own.
+    let bobs = scored_meeting(&app, &bob, now, 140.0).await;
+
+    let records = export(&app, &ann).await;
+    let Some(Record::Manifest(manifest)) = records.first() else {
+        panic!("the manifest comes first: {:?}", records.first());
+    };
+    let user = manifest.user.as_ref().expect("the account");
+    assert_eq!(user.email, ann.email);
+    assert_eq!(manifest.format_version, 1);
+    assert_eq!(
+        manifest.record_kinds,
+        [
+            "profile",
+            "meeting",
+            "transcript",
+            "analysis",
+            "practice_session",
+            "skill_score",
+            "usage",
+            "api_key",
+            "audit_entry"
+        ]
+    );
+    let of = |kind: fn(&Record) -> bool| records.iter().filter(|r| kind(r)).count();
+    assert_eq!(of(|r| matches!(r, Record::Profile(_))), 1);
+    let mut exported: Vec<String> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Meeting(m) => Some(m.name.clone()),
+            _ => None,
+        })
+        .collect();
+    exported.sort();
+    meetings.sort();
+    assert_eq!(exported, meetings, "every meeting, once");
+    assert!(records.iter().any(|r| matches!(r, Record::Transcript(t) if t.name == format!("{recorded}/transcript") && !t.segments.is_empty())));
+    assert_eq!(of(|r| matches!(r, Record::Analysis(_))), 3);
+    let sessions: Vec<&pb::PracticeSession> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::PracticeSession(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].attempts.len(), 1, "with its attempt");
+    assert!(sessions[0].attempts[0].feedback.is_some(), "and its feedback");
+    let history = progress(&app, &ann).await;
+    let samples: i32 = history.skills.iter().map(|s| s.sample_count).sum();
+    assert_eq!(
+        of(|r| matches!(r, Record::SkillScore(_))),
+        samples as usize,
+        "every score"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| matches!(r, Record::Usage(u) if !u.totals.is_empty()))
+    );
+    let keys: Vec<&pb::ApiKey> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::ApiKey(k) => Some(k),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys, [created.api_key.as_ref().unwrap()]);
+    assert!(
+        records
+            .iter()
+            .any(|r| matches!(r, Record::AuditEntry(e) if e.action == "data.export")),
+        "audited"
+    );
+    // Kinds come in the manifest's order.
+    let kind = |r: &Record| match r {
+        Record::Manifest(_) => "manifest",
+        Record::Profile(_) => "profile",
+        Record::Meeting(_) => "meeting",
+        Record::Transcript(_) => "transcript",
+        Record::Analysis(_) => "analysis",
+        Record::PracticeSession(_) => "practice_session",
+        Record::SkillScore(_) => "skill_score",
+        Record::Usage(_) => "usage",
+        Record::ApiKey(_) => "api_key",
+        Record::AuditEntry(_) => "audit_entry",
+    };
+    let rank = |r: &Record| match kind(r) {
+        "manifest" => 0,
+        // A meeting's transcript and analysis follow it.
+        "transcript" | "analysis" => 2,
+        k => manifest.record_kinds.iter().position(|m| m == k).unwrap() + 1,
+    };
+    let ranks: Vec<usize> = records.iter().map(rank).collect();
+    assert!(
+        ranks.windows(2).all(|w| w[0] <= w[1] || (w[0] == 2 && w[1] == 2)),
+        "{ranks:?}"
+    );
+
+    // No secret: not the key, its hash, a password hash or a token.
+    let text = format!("{records:?}");
+    for secret in [
+        created.key.as_str(),
+        "$argon2",
+        &ann.tokens.access_token,
+        &ann.tokens.refresh_token,
+    ] {
+        assert!(!text.contains(secret), "the export holds a secret: {secret}");
+    }
+    // Nothing of Bob's, and Bob's export holds nothing of Ann's.
+    assert!(!text.contains(&bobs) && !text.contains(&bob.email));
+    let theirs = format!("{:?}", export(&app, &bob).await);
+    assert!(theirs.contains(&bobs));
+    for name in meetings.iter().chain([&ann.email, &sessions[0].name]) {
+        assert!(!theirs.contains(name.as_str()), "Bob's export holds {name}");
+    }
+
+    // The same over gRPC-Web, and over HTTP as one JSON record per line.
+    let web = {
+        use futures::StreamExt as _;
+        let channel = crate::transports::grpc_web_channel(false);
+        let client = ProgressServiceClient::with_origin(channel, app.url().parse().unwrap());
+        let stream = { client }
+            .export_data(ann.request(pb::ExportDataRequest {}))
+            .await
+            .expect("export over gRPC-Web")
+            .into_inner();
+        stream.map(|m| m.unwrap()).collect::<Vec<_>>().await
+    };
+    // One audit entry more: each export is audited.
+    assert_eq!(web.len(), records.len() + 1);
+    let lines = reqwest::Client::new()
+        .get(format!("{}/v1/progress:export", app.url()))
+        .bearer_auth(&ann.tokens.access_token)
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), records.len() + 2);
+    assert_eq!(lines[0]["manifest"]["user"]["email"], ann.email.as_str());
+    assert!(lines.iter().all(|l| l.get("error").is_none()));
 }

@@ -87,6 +87,21 @@ pub async fn unlimited_practice(db: &debrief::db::Db, channel: Channel, user: &s
     Ok(())
 }
 
+/// A memory figure of `/proc/{pid}/status` in MiB (0 when unreadable).
+fn status_mib(pid: u32, name: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// The resident memory of process `pid` now, in MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmRSS:")
+}
+
 impl ChildServer {
     /// Starts the `debrief` binary built beside this one, with `env` added.
     pub async fn start(env: &[(&str, &str)]) -> anyhow::Result<Self> {
@@ -163,15 +178,7 @@ impl ChildServer {
 
     /// Resident memory now and at its peak, in MiB (Linux).
     pub fn memory_mib(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-                .map_or(0.0, |kib| kib / 1024.0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        (status_mib(self.pid, "VmRSS:"), status_mib(self.pid, "VmHWM:"))
     }
 
     /// Stops it.

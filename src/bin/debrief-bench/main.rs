@@ -15,6 +15,7 @@
 
 mod child;
 mod events;
+mod export;
 mod processing;
 mod upload;
 
@@ -79,6 +80,10 @@ struct Args {
     /// with ffmpeg).
     #[arg(long)]
     mp3: Option<std::path::PathBuf>,
+    /// Meetings of the small and the large account the `export` scenario
+    /// exports.
+    #[arg(long, default_values_t = [500, 5000], num_args = 2)]
+    export_records: Vec<usize>,
     /// Jobs the `processing` scenario queues.
     #[arg(long, default_value_t = 2000)]
     queue_jobs: usize,
@@ -118,6 +123,10 @@ enum Scenario {
     /// the same file, and job queue throughput (claim and finish trivial
     /// jobs). Needs ffmpeg. Runs only when named.
     Processing,
+    /// debrief.v1.ProgressService/ExportData of a small and a large account
+    /// from a `debrief serve` child, read slowly: the server's resident
+    /// memory while it streams. Runs only when named.
+    Export,
     /// debrief.v1.PracticeService/StartSession then SubmitAttempt with a
     /// written answer, as one call: a session held from the plan, its
     /// exercises picked and rendered, the answer scored and its feedback
@@ -139,6 +148,7 @@ impl Scenario {
             Self::PlansHttp => "GET /v1/plans (HTTP/JSON edge)",
             Self::ProfileHttp => "GET /v1/profile (HTTP/JSON edge, bearer)",
             Self::Practice => "PracticeService StartSession + SubmitAttempt",
+            Self::Export => "debrief.v1.ProgressService/ExportData (memory)",
         }
     }
 
@@ -235,7 +245,7 @@ impl Scenario {
                     .insert("authorization", authorization.clone());
                 practice.submit_attempt(request).await?;
             }
-            Self::Upload | Self::Events | Self::Processing => {
+            Self::Upload | Self::Events | Self::Processing | Self::Export => {
                 return Err(tonic::Status::unimplemented("this scenario runs on its own"));
             }
         }
@@ -286,6 +296,7 @@ async fn main() -> anyhow::Result<()> {
     let upload = args.scenarios.contains(&Scenario::Upload);
     let events = args.scenarios.contains(&Scenario::Events);
     let processing = args.scenarios.contains(&Scenario::Processing);
+    let export = args.scenarios.contains(&Scenario::Export);
     let scenarios: Vec<Scenario> = if args.scenarios.is_empty() {
         Scenario::value_variants()
             .iter()
@@ -297,7 +308,12 @@ async fn main() -> anyhow::Result<()> {
         args.scenarios.clone()
     }
     .into_iter()
-    .filter(|s| !matches!(s, Scenario::Upload | Scenario::Events | Scenario::Processing))
+    .filter(|s| {
+        !matches!(
+            s,
+            Scenario::Upload | Scenario::Events | Scenario::Processing | Scenario::Export
+        )
+    })
     .collect();
     let _data_dir;
     let (addr, shutdown, db) = match &args.addr {
@@ -404,8 +420,17 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    let report =
-        serde_json::json!({ "rows": rows, "upload": upload, "events": events, "processing": processing });
+    let export = if export {
+        let (small, large) = (args.export_records[0], args.export_records[1]);
+        let result = export::run(small, large).await?;
+        println!("\nexport: {result:#?}");
+        Some(result)
+    } else {
+        None
+    };
+    let report = serde_json::json!({
+        "rows": rows, "upload": upload, "events": events, "processing": processing, "export": export,
+    });
     std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
     println!("\nresults written to {}", path.display());
     if let Some(token) = shutdown {
