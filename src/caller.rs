@@ -96,7 +96,7 @@ pub const SCOPE_RESOURCES: &[(&str, &str)] = &[
 ];
 
 /// RPC name prefixes that only read.
-const READ_PREFIXES: &[&str] = &["Get", "List", "Watch", "Subscribe", "Export"];
+const READ_PREFIXES: &[&str] = &["Get", "List", "Watch", "Subscribe", "Export", "Download"];
 
 /// Whether the RPC `method` (e.g. `GetMeeting`) only reads.
 pub fn is_read(method: &str) -> bool {

@@ -77,7 +77,11 @@ pub async fn run_once(state: &Shared, now: DateTime<Utc>) {
         Ok(purged) => {
             for id in &purged {
                 // The original and anything derived from it.
-                if let Err(error) = state.storage.delete_prefix(&format!("meetings/{id}/")).await {
+                if let Err(error) = state
+                    .storage
+                    .delete_prefix(&crate::meetings::store::object_prefix(*id))
+                    .await
+                {
                     tracing::warn!(%error, meeting = %id, "could not delete a purged meeting's objects");
                 }
             }

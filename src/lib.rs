@@ -19,6 +19,7 @@ pub mod config;
 pub mod context;
 pub mod db;
 pub mod edge;
+pub mod erasure;
 pub mod error;
 pub mod events;
 pub mod export;

@@ -20,6 +20,7 @@ mod m20261127_000009_processing;
 mod m20261201_000010_upload_completion;
 mod m20261201_000011_stream_tickets;
 mod m20261202_000012_practice_versions;
+mod m20261202_000013_account_deletion;
 pub mod rls;
 mod util;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_upload_completion::Migration),
             Box::new(m20261201_000011_stream_tickets::Migration),
             Box::new(m20261202_000012_practice_versions::Migration),
+            Box::new(m20261202_000013_account_deletion::Migration),
         ]
     }
 }

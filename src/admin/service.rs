@@ -60,6 +60,26 @@ impl AdminService for AdminApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        let admin_id = admin(&request)?;
+        let meta = RequestMeta::of(&request);
+        let now = self.state.clock.now();
+        users::delete(
+            &self.auth,
+            &self.state.db,
+            &meta,
+            admin_id,
+            request.into_inner(),
+            now,
+        )
+        .await?;
+        Ok(Response::new(pb::DeleteUserResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn send_system_notice(
         &self,
         request: Request<pb::SendSystemNoticeRequest>,

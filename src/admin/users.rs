@@ -53,6 +53,39 @@ pub async fn create_user(
     Ok(user)
 }
 
+/// Closes a user's account for an admin; their data is erased in the
+/// background. An admin closes their own with DeleteAccount.
+pub async fn delete(
+    auth: &crate::auth::Auth,
+    db: &Db,
+    meta: &RequestMeta,
+    admin_id: Uuid,
+    request: pb::DeleteUserRequest,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<()> {
+    let pb::DeleteUserRequest { name, reason } = request;
+    let mut bad = Violations::default();
+    let id = bad.check(parse_name("name", &name, "users"))?;
+    if reason.chars().count() > 500 {
+        bad.add("reason", "must be at most 500 characters long");
+    }
+    let id = bad.finish(|| id)?;
+    if id == admin_id {
+        return Err(AppError::FailedPrecondition {
+            reason: "OWN_ACCOUNT",
+            message: "to delete your own account, use AuthService.DeleteAccount (it asks for your password)"
+                .into(),
+            metadata: Default::default(),
+        });
+    }
+    let entry = Entry {
+        actor: Some(admin_id),
+        ..Entry::about("admin.delete_user", id)
+    }
+    .details(serde_json::json!({ "reason": reason }));
+    crate::auth::closing::close(auth, db, meta, id, entry, now).await
+}
+
 /// The role named by an API enum.
 pub fn role_from_proto(field: &str, value: i32) -> AppResult<Role> {
     match pb::Role::try_from(value) {
@@ -122,7 +155,9 @@ pub async fn list(
     } = request;
     let page = PageRequest::<BeforeId>::parse(page_size, &page_token, 50, 200)?;
     let scoped = db.as_admin(admin_id).await?;
-    let mut query = page.newest_first(scoped.find::<user::Entity>(), user::Column::Id);
+    let mut query = page
+        .newest_first(scoped.find::<user::Entity>(), user::Column::Id)
+        .filter(user::Column::DeletedAt.is_null());
     let prefix = email_prefix.trim().to_lowercase();
     if !prefix.is_empty() {
         query = query.filter(user::Column::Email.starts_with(&prefix));

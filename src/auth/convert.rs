@@ -17,9 +17,11 @@ impl From<(&user::Model, String)> for pb::User {
             plan_id,
             last_sign_in_at,
             created_at,
-            // Secret, and the plan's anchor, which usage shows.
+            // Secret, the plan's anchor, which usage shows, and closing,
+            // which hides the account from every read.
             password_hash: _,
             plan_started_at: _,
+            deleted_at: _,
             updated_at: _,
         } = user;
         Self {

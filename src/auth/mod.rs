@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod closing;
 pub mod convert;
 pub mod entity;
 pub mod export;
@@ -27,7 +28,18 @@ use std::sync::Arc;
 pub use service::AuthApi;
 
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{Db, Scoped};
+use crate::error::AppResult;
+
+/// What becomes of the rest of a person's data when their account closes.
+/// Auth reads none of the domains that hold it; `server.rs` plugs in the
+/// erasure job that removes it all (`erasure::Closing`).
+#[tonic::async_trait]
+pub trait Closing: Send + Sync + std::fmt::Debug {
+    /// Arranges, in the transaction `scoped` that closes the account of
+    /// `user_id`, for everything it owns to be erased.
+    async fn closing(&self, scoped: &Scoped, user_id: uuid::Uuid) -> AppResult<()>;
+}
 
 /// Authentication state shared by the auth layer and the services.
 #[derive(Debug)]
@@ -42,12 +54,19 @@ pub struct Auth {
     pub throttle: throttle::Throttle,
     /// Delivers verification and reset emails.
     pub mailer: Arc<dyn mailer::Mailer>,
+    /// Erases a closed account's data.
+    pub closing: Arc<dyn Closing>,
 }
 
 impl Auth {
     /// Loads the keys (generating a development key for the default SQLite
     /// setup) and builds the shared state.
-    pub fn new(config: &Config, db: Db, mailer: Arc<dyn mailer::Mailer>) -> Result<Self, keys::KeyError> {
+    pub fn new(
+        config: &Config,
+        db: Db,
+        mailer: Arc<dyn mailer::Mailer>,
+        closing: Arc<dyn Closing>,
+    ) -> Result<Self, keys::KeyError> {
         let embedded = config
             .database_url
             .as_ref()
@@ -71,6 +90,7 @@ impl Auth {
             keys,
             throttle: throttle::Throttle::new(auth),
             mailer,
+            closing,
         })
     }
 

@@ -132,6 +132,19 @@ impl AuthService for AuthApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn delete_account(
+        &self,
+        request: Request<pb::DeleteAccountRequest>,
+    ) -> Reply<pb::DeleteAccountResponse> {
+        let meta = RequestMeta::of(&request);
+        let caller = Caller::of(&request)?;
+        let s = &self.state;
+        let password = &request.get_ref().password;
+        super::closing::delete_own(&self.auth, &s.db, &meta, caller, password, s.clock.now()).await?;
+        Ok(Response::new(pb::DeleteAccountResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn request_password_reset(
         &self,
         request: Request<pb::RequestPasswordResetRequest>,

@@ -13,6 +13,24 @@ use crate::error::{AppError, AppResult};
 use crate::lifecycle::Stage;
 use crate::pagination::{BeforeId, PageRequest};
 
+/// Where every object of a meeting lives: its originals and what
+/// processing derived from them.
+pub fn object_prefix(meeting_id: Uuid) -> String {
+    format!("meetings/{meeting_id}/")
+}
+
+/// The ids of every meeting of `user_id`, deleted ones included.
+pub async fn ids_of_user(scoped: &Scoped, user_id: Uuid) -> AppResult<Vec<Uuid>> {
+    Ok(scoped
+        .find::<entity::Entity>()
+        .filter(entity::Column::UserId.eq(user_id))
+        .select_only()
+        .column(entity::Column::Id)
+        .into_tuple()
+        .all(scoped.txn())
+        .await?)
+}
+
 /// Creates a meeting (or a practice recording, `kind`) awaiting its
 /// upload. A repeated `request_id` returns the meeting the first request
 /// created.

@@ -105,6 +105,47 @@ pub async fn enqueue_task(
     Ok(())
 }
 
+/// Ends every unfinished job of `user_id` but `except` (their account is
+/// closing): a worker holding one loses it at its next fenced write.
+pub async fn stop_all_of_user(
+    scoped: &Scoped,
+    user_id: Uuid,
+    except: Option<Uuid>,
+    reason: &str,
+) -> AppResult<()> {
+    let mut stop = scoped
+        .update_many::<job::Entity>()
+        .col_expr(job::Column::State, Expr::value(JobState::Dead))
+        .col_expr(job::Column::LastError, Expr::value(reason))
+        .filter(job::Column::UserId.eq(user_id))
+        .filter(job::Column::State.is_in([JobState::Pending, JobState::Running]));
+    if let Some(except) = except {
+        stop = stop.filter(job::Column::Id.ne(except));
+    }
+    stop.exec().await?;
+    Ok(())
+}
+
+/// The latest lease still running on a job of `user_id` other than
+/// `except`: until then a worker may still be writing for them.
+pub async fn live_lease_of_user(
+    scoped: &Scoped,
+    user_id: Uuid,
+    except: Uuid,
+) -> AppResult<Option<DateTime<Utc>>> {
+    let leases: Vec<Option<DateTime<Utc>>> = scoped
+        .find::<job::Entity>()
+        .filter(job::Column::UserId.eq(user_id))
+        .filter(job::Column::Id.ne(except))
+        .filter(job::Column::LeaseUntil.gt(Utc::now()))
+        .select_only()
+        .column(job::Column::LeaseUntil)
+        .into_tuple()
+        .all(scoped.txn())
+        .await?;
+    Ok(leases.into_iter().flatten().max())
+}
+
 /// Makes the meeting's job pending again with fresh attempts (a retry).
 pub async fn requeue(scoped: &Scoped, meeting_id: Uuid, reservation_id: Option<Uuid>) -> AppResult<()> {
     let now = Utc::now();

@@ -94,6 +94,7 @@ pub fn pipeline(
         tasks: crate::processing::tasks::Tasks::default()
             .with_task(Arc::new(FeedbackTask(practice.clone())))
             .with_task(Arc::new(ScenarioTask(practice.clone())))
+            .with_task(Arc::new(crate::erasure::EraseAccount(shared.clone())))
             .with_listener(Arc::new(Recordings(practice))),
     }
 }
@@ -191,7 +192,12 @@ impl Application {
         if scored > 0 {
             tracing::info!(scored, "scored the analyses stored before the scoring model");
         }
-        let auth = Arc::new(Auth::new(&config, db.clone(), mailer)?);
+        let auth = Arc::new(Auth::new(
+            &config,
+            db.clone(),
+            mailer,
+            Arc::new(crate::erasure::Closing),
+        )?);
         let storage = Storage::open(&config)?;
         let shutdown = CancellationToken::new();
         let streams = Streams::new(db.clone(), config.events.clone(), shutdown.clone());

@@ -14,6 +14,18 @@ pub fn upload_prefix(upload_id: Uuid) -> String {
     format!("uploads/{upload_id}/")
 }
 
+/// The ids of every upload of `user_id`, ended ones included.
+pub async fn ids_of_user(scoped: &Scoped, user_id: Uuid) -> AppResult<Vec<Uuid>> {
+    Ok(scoped
+        .find::<upload::Entity>()
+        .filter(upload::Column::UserId.eq(user_id))
+        .select_only()
+        .column(upload::Column::Id)
+        .into_tuple()
+        .all(scoped.txn())
+        .await?)
+}
+
 /// The key of a new chunk object: unique, so concurrent writers of the
 /// same offset never overwrite each other.
 pub fn chunk_key(upload_id: Uuid, offset: i64) -> String {

@@ -140,6 +140,7 @@ async fn create_user(db: &Db, email: &str) -> Uuid {
             email_verified_at: Set(None),
             plan_id: Set("free".into()),
             plan_started_at: Set(now),
+            deleted_at: Set(None),
             last_sign_in_at: Set(None),
             created_at: Set(now),
             updated_at: Set(now),

@@ -8,6 +8,7 @@ mod api_keys;
 mod auth;
 mod cli;
 mod database;
+mod deletion;
 mod edge;
 mod errors;
 mod events;

@@ -25,6 +25,8 @@ pub struct Model {
     pub plan_started_at: DateTimeUtc,
     /// Last successful sign-in.
     pub last_sign_in_at: Option<DateTimeUtc>,
+    /// When the account was closed; its data is being erased.
+    pub deleted_at: Option<DateTimeUtc>,
     /// Creation time.
     pub created_at: DateTimeUtc,
     /// Last change.
