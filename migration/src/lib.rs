@@ -21,6 +21,7 @@ mod m20261201_000010_upload_completion;
 mod m20261201_000011_stream_tickets;
 mod m20261202_000012_practice_versions;
 mod m20261202_000013_account_deletion;
+mod m20261202_000014_analytics_indexes;
 pub mod rls;
 mod util;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000011_stream_tickets::Migration),
             Box::new(m20261202_000012_practice_versions::Migration),
             Box::new(m20261202_000013_account_deletion::Migration),
+            Box::new(m20261202_000014_analytics_indexes::Migration),
         ]
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{audit_log, notices, users};
+use super::{analytics, audit_log, notices, users};
 use crate::auth::Auth;
 use crate::caller::Caller;
 use crate::context::RequestMeta;
@@ -12,7 +12,7 @@ use crate::pb::v1 as pb;
 use crate::pb::v1::admin_service_server::AdminService;
 use crate::shared::Shared;
 
-/// AdminService. GetAnalytics answers UNIMPLEMENTED until it is built.
+/// AdminService.
 #[derive(Clone, Debug)]
 pub struct AdminApi {
     state: Shared,
@@ -77,6 +77,20 @@ impl AdminService for AdminApi {
         )
         .await?;
         Ok(Response::new(pb::DeleteUserResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_analytics(
+        &self,
+        request: Request<pb::GetAnalyticsRequest>,
+    ) -> Result<Response<pb::GetAnalyticsResponse>, Status> {
+        let admin_id = admin(&request)?;
+        let asked = analytics::Asked::parse(request.get_ref(), self.state.clock.now())?;
+        let min_group = self.state.config.analytics_min_group;
+        let analytics = analytics::analytics(&self.state.db, admin_id, &asked, min_group).await?;
+        Ok(Response::new(pb::GetAnalyticsResponse {
+            analytics: Some(analytics),
+        }))
     }
 
     #[tracing::instrument(skip_all)]

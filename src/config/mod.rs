@@ -96,6 +96,9 @@ pub struct Config {
     pub processing: ProcessingConfig,
     /// Practice sessions and AI feedback.
     pub practice: PracticeConfig,
+    /// `DEBRIEF_ANALYTICS_MIN_GROUP`: the fewest people an analytics figure
+    /// may count (more than none); smaller groups are withheld.
+    pub analytics_min_group: u32,
 }
 
 /// Calls per minute each user may make, by class of RPC.
@@ -240,6 +243,10 @@ impl Config {
             )?,
             processing: ProcessingConfig::from_vars(&vars)?,
             practice: PracticeConfig::from_vars(&vars)?,
+            analytics_min_group: positive(
+                vars.parse("DEBRIEF_ANALYTICS_MIN_GROUP", "5", "a whole number")?,
+                "DEBRIEF_ANALYTICS_MIN_GROUP",
+            )?,
             events: EventsConfig {
                 heartbeat: positive(
                     vars.duration("DEBRIEF_EVENT_HEARTBEAT", "15s")?,

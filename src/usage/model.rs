@@ -44,6 +44,11 @@ impl Category {
         }
     }
 
+    /// The category stored as `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        <Self as sea_orm::Iterable>::iter().find(|c| c.name() == name)
+    }
+
     /// The stored name, e.g. `analysis_minutes`.
     pub fn name(self) -> &'static str {
         match self {

@@ -367,12 +367,6 @@ async fn errors_are_json_statuses_with_the_http_status_of_their_code(backend: Ba
             9,
         ),
         (
-            "unimplemented",
-            authed(http.get(format!("{base}/v1/analytics"))),
-            StatusCode::NOT_IMPLEMENTED,
-            12,
-        ),
-        (
             "no such path",
             authed(http.get(format!("{base}/v1/nothing/here"))),
             StatusCode::NOT_FOUND,

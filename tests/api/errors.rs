@@ -15,7 +15,7 @@ on_both_backends!(
     an_unknown_rpc_is_unimplemented,
     malformed_protobuf_is_refused_and_the_server_carries_on,
     a_message_over_the_configured_size_is_refused,
-    rpcs_not_built_yet_answer_unimplemented,
+    an_unknown_method_answers_unimplemented,
     every_bad_field_is_reported_at_once_in_words_for_a_person,
 );
 
@@ -129,14 +129,24 @@ async fn a_message_over_the_configured_size_is_refused(backend: Backend) {
     still_serving(&app).await;
 }
 
-async fn rpcs_not_built_yet_answer_unimplemented(backend: Backend) {
+async fn an_unknown_method_answers_unimplemented(backend: Backend) {
+    use debrief::pb::v1 as pb;
     let app = spawn_app(backend).await;
     let user = app.sign_up("early").await;
-    let status = debrief::pb::v1::admin_service_client::AdminServiceClient::new(app.channel.clone())
-        .get_analytics(user.request(debrief::pb::v1::GetAnalyticsRequest::default()))
+    // What an older or newer client sends for a method this server lacks.
+    let mut grpc = tonic::client::Grpc::new(app.channel.clone());
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static("/debrief.v1.MeetingService/ArchiveMeeting");
+    let status = grpc
+        .unary::<_, pb::GetMeetingResponse, _>(
+            user.request(pb::GetMeetingRequest::default()),
+            path,
+            tonic_prost::ProstCodec::default(),
+        )
         .await
-        .expect_err("not built yet");
-    assert_eq!(status.code(), Code::Unimplemented);
+        .expect_err("no such method");
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    still_serving(&app).await;
 }
 
 async fn every_bad_field_is_reported_at_once_in_words_for_a_person(backend: Backend) {

@@ -110,7 +110,7 @@ async fn analyses_are_scored_when_stored_and_older_ones_once_at_start_up(backend
 
 /// A meeting of `user` that took place at `at`, analysed at `wpm` (with
 /// fillers, pauses and monologue in range), scored as the pipeline does.
-async fn scored_meeting(app: &TestApp, user: &TestUser, at: DateTime<Utc>, wpm: f64) -> String {
+pub(crate) async fn scored_meeting(app: &TestApp, user: &TestUser, at: DateTime<Utc>, wpm: f64) -> String {
     use debrief::meetings::entity::Kind;
     use debrief::meetings::model::MeetingFields;
     use debrief::meetings::results::{self, analysis};
