@@ -24,6 +24,7 @@ on_both_backends!(
     cors_preflight_allows_only_configured_origins,
     reflection_lists_every_service_in_v1_and_v1alpha,
     request_id_is_echoed_or_generated,
+    progress_download_analytics_and_deletion_work_over_grpc_web,
 );
 
 async fn health_reports_serving_over_grpc(backend: Backend) {
@@ -231,4 +232,85 @@ async fn request_id_is_echoed_or_generated(backend: Backend) {
     let response = app.health().check(request).await.expect("health");
     let replaced = response.metadata().get("x-request-id").unwrap().to_str().unwrap();
     assert!(uuid::Uuid::parse_str(replaced).is_ok(), "{replaced}");
+}
+
+/// What a browser does with the learning half: its progress and history, a
+/// recording played back, an admin's analytics and deletions, and the
+/// person deleting their own account, all over gRPC-Web.
+async fn progress_download_analytics_and_deletion_work_over_grpc_web(backend: Backend) {
+    use debrief::pb::v1 as pb;
+    use debrief::pb::v1::admin_service_client::AdminServiceClient;
+    use debrief::pb::v1::auth_service_client::AuthServiceClient;
+    use debrief::pb::v1::progress_service_client::ProgressServiceClient;
+    let app = spawn_app(backend).await;
+    let origin: http::Uri = app.url().parse().unwrap();
+    let web = || grpc_web_channel(false);
+    let eve = app.sign_up("eve").await;
+    let fay = app.sign_up("fay").await;
+    let admin = crate::usage::admin(&app).await;
+    let recording = crate::processing::short();
+    let meeting = crate::processing::upload(&app, &eve, &recording).await;
+
+    let mut progress = ProgressServiceClient::with_origin(web(), origin.clone());
+    let standing = progress
+        .get_progress(eve.request(pb::GetProgressRequest {}))
+        .await
+        .expect("GetProgress over gRPC-Web")
+        .into_inner();
+    assert!(standing.progress.is_some());
+    let history = progress
+        .list_skill_history(eve.request(pb::ListSkillHistoryRequest {
+            skill: pb::Skill::Pacing.into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("ListSkillHistory over gRPC-Web")
+        .into_inner();
+    assert!(history.points.is_empty());
+
+    let mut meetings = MeetingServiceClient::with_origin(web(), origin.clone());
+    let mut pieces = meetings
+        .download_recording(eve.request(pb::DownloadRecordingRequest {
+            name: format!("{meeting}/recording"),
+            offset: 0,
+            length: 0,
+        }))
+        .await
+        .expect("DownloadRecording over gRPC-Web")
+        .into_inner();
+    let mut downloaded = Vec::new();
+    while let Some(piece) = pieces.next().await {
+        downloaded.extend_from_slice(&piece.unwrap().data);
+    }
+    assert!(downloaded == recording, "byte for byte over gRPC-Web");
+
+    let mut operators = AdminServiceClient::with_origin(web(), origin.clone());
+    let analytics = operators
+        .get_analytics(crate::helpers::bearer(&admin, pb::GetAnalyticsRequest::default()))
+        .await
+        .expect("GetAnalytics over gRPC-Web")
+        .into_inner();
+    assert!(analytics.analytics.is_some());
+    operators
+        .delete_user(crate::helpers::bearer(
+            &admin,
+            pb::DeleteUserRequest {
+                name: format!("users/{}", fay.id),
+                reason: "duplicate account, merged into ticket 1170".into(),
+            },
+        ))
+        .await
+        .expect("DeleteUser over gRPC-Web");
+    AuthServiceClient::with_origin(web(), origin)
+        .delete_account(eve.request(pb::DeleteAccountRequest::default()))
+        .await
+        .expect("DeleteAccount over gRPC-Web, just after signing in");
+    for user in [&eve, &fay] {
+        let refused = app
+            .profiles()
+            .get_profile(user.request(pb::GetProfileRequest {}))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    }
 }

@@ -102,6 +102,24 @@ pub fn rss_mib(pid: u32) -> f64 {
     status_mib(pid, "VmRSS:")
 }
 
+/// Makes the account of `email` an admin, straight in the database (the
+/// in-process server re-reads roles with its session checks).
+pub async fn make_admin(db: &debrief::db::Db, email: &str) -> anyhow::Result<()> {
+    use debrief::auth::entity::user;
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let scoped = db.as_service().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    scoped
+        .update_many::<user::Entity>()
+        .col_expr(user::Column::Role, Expr::value(user::Role::Admin))
+        .filter(user::Column::Email.eq(email))
+        .exec()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    scoped.commit().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
 impl ChildServer {
     /// Starts the `debrief` binary built beside this one, with `env` added.
     pub async fn start(env: &[(&str, &str)]) -> anyhow::Result<Self> {

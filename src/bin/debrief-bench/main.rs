@@ -17,6 +17,7 @@ mod child;
 mod events;
 mod export;
 mod processing;
+mod seed;
 mod upload;
 
 use std::time::{Duration, Instant};
@@ -24,8 +25,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use debrief::pb::v1 as pb;
+use debrief::pb::v1::admin_service_client::AdminServiceClient;
 use debrief::pb::v1::practice_service_client::PracticeServiceClient;
 use debrief::pb::v1::profile_service_client::ProfileServiceClient;
+use debrief::pb::v1::progress_service_client::ProgressServiceClient;
 use debrief::pb::v1::usage_service_client::UsageServiceClient;
 use debrief::pb::v1::{GetProfileRequest, ListPlansRequest};
 use debrief::{Application, Config};
@@ -90,6 +93,12 @@ struct Args {
     /// Workers claiming them at once.
     #[arg(long, default_value_t = 4)]
     queue_claimers: usize,
+    /// Accounts seeded for the `progress` and `analytics` scenarios.
+    #[arg(long, default_value_t = 10_000)]
+    seed_users: usize,
+    /// Skill scores seeded across them.
+    #[arg(long, default_value_t = 100_000)]
+    seed_scores: usize,
     /// Where to write the JSON results (default: target/bench/<time>.json).
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -123,6 +132,13 @@ enum Scenario {
     /// the same file, and job queue throughput (claim and finish trivial
     /// jobs). Needs ffmpeg. Runs only when named.
     Processing,
+    /// debrief.v1.ProgressService/GetProgress of an account with a typical
+    /// history, among seeded accounts and scores (`--seed-users`,
+    /// `--seed-scores`). Needs the in-process server.
+    Progress,
+    /// debrief.v1.AdminService/GetAnalytics over the last 30 days by day,
+    /// across the seeded accounts and scores. Needs the in-process server.
+    Analytics,
     /// debrief.v1.ProgressService/ExportData of a small and a large account
     /// from a `debrief serve` child, read slowly: the server's resident
     /// memory while it streams. Runs only when named.
@@ -136,6 +152,12 @@ enum Scenario {
 }
 
 impl Scenario {
+    /// Whether it needs the server in this process (to set its account up
+    /// through the database).
+    fn in_process(self) -> bool {
+        matches!(self, Self::Practice | Self::Progress | Self::Analytics)
+    }
+
     fn rpc(self) -> &'static str {
         match self {
             Self::Health => "grpc.health.v1.Health/Check",
@@ -149,6 +171,8 @@ impl Scenario {
             Self::ProfileHttp => "GET /v1/profile (HTTP/JSON edge, bearer)",
             Self::Practice => "PracticeService StartSession + SubmitAttempt",
             Self::Export => "debrief.v1.ProgressService/ExportData (memory)",
+            Self::Progress => "debrief.v1.ProgressService/GetProgress (bearer)",
+            Self::Analytics => "debrief.v1.AdminService/GetAnalytics (30 days by day)",
         }
     }
 
@@ -245,6 +269,20 @@ impl Scenario {
                     .insert("authorization", authorization.clone());
                 practice.submit_attempt(request).await?;
             }
+            Self::Progress => {
+                let mut request = tonic::Request::new(pb::GetProgressRequest {});
+                request
+                    .metadata_mut()
+                    .insert("authorization", authorization.clone());
+                ProgressServiceClient::new(channel).get_progress(request).await?;
+            }
+            Self::Analytics => {
+                let mut request = tonic::Request::new(pb::GetAnalyticsRequest::default());
+                request
+                    .metadata_mut()
+                    .insert("authorization", authorization.clone());
+                AdminServiceClient::new(channel).get_analytics(request).await?;
+            }
             Self::Upload | Self::Events | Self::Processing | Self::Export => {
                 return Err(tonic::Status::unimplemented("this scenario runs on its own"));
             }
@@ -301,8 +339,8 @@ async fn main() -> anyhow::Result<()> {
         Scenario::value_variants()
             .iter()
             .copied()
-            // It needs the in-process server.
-            .filter(|s| *s != Scenario::Practice || args.addr.is_none())
+            // These need the in-process server.
+            .filter(|s| !s.in_process() || args.addr.is_none())
             .collect()
     } else {
         args.scenarios.clone()
@@ -366,17 +404,39 @@ async fn main() -> anyhow::Result<()> {
             .build()?,
         base: addr.clone(),
     };
-    let authenticated = [Scenario::Profile, Scenario::ProfileHttp, Scenario::Practice];
+    let authenticated = [
+        Scenario::Profile,
+        Scenario::ProfileHttp,
+        Scenario::Practice,
+        Scenario::Progress,
+        Scenario::Analytics,
+    ];
     let token = if scenarios.iter().any(|s| authenticated.contains(s)) {
         let email = format!("bench-{}@example.com", uuid::Uuid::now_v7());
         let (user, token) = child::sign_up(channels[0].clone(), &email)
             .await
             .context("signing up the benchmark account")?;
-        if scenarios.contains(&Scenario::Practice) {
-            let db = db
-                .as_ref()
-                .context("the practice scenario needs the in-process server (no --addr)")?;
+        if let Some(scenario) = scenarios.iter().find(|s| s.in_process()) {
+            let db = db.as_ref().with_context(|| {
+                format!("the {scenario:?} scenario needs the in-process server (no --addr)")
+            })?;
+            let id: uuid::Uuid = user.trim_start_matches("users/").parse()?;
             child::unlimited_practice(db, channels[0].clone(), &user).await?;
+            if scenarios
+                .iter()
+                .any(|s| matches!(s, Scenario::Progress | Scenario::Analytics))
+            {
+                let started = Instant::now();
+                seed::population(db, id, args.seed_users, args.seed_scores).await?;
+                println!(
+                    "seeded {} accounts and {} skill scores in {:.1} s",
+                    args.seed_users,
+                    args.seed_scores,
+                    started.elapsed().as_secs_f64()
+                );
+                // GetAnalytics is for admins: the benchmark account becomes one.
+                child::make_admin(db, &email).await?;
+            }
         }
         token
     } else {
