@@ -8,6 +8,7 @@ mod analytics;
 mod api_keys;
 mod auth;
 mod cli;
+mod clients;
 mod database;
 mod deletion;
 mod edge;
