@@ -22,6 +22,8 @@ mod practice;
 mod processing;
 mod profiles;
 mod progress;
+mod replicas;
+mod restarts;
 mod transports;
 mod tus;
 mod uploads;

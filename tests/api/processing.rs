@@ -33,7 +33,7 @@ on_both_backends!(
 );
 
 pub(crate) const RATE: u32 = 16_000;
-const API_KEY: &str = "sk-test-key";
+pub(crate) const API_KEY: &str = "sk-test-key";
 pub(crate) const SPOKEN: &str = "Um, so what do you think? I mean, we should ship it.";
 
 /// A mono WAV at `rate` Hz of `total_ms`, with speech-like bursts (noise
@@ -71,18 +71,18 @@ pub(crate) fn recording(total_ms: i64, speech: &[(i64, i64)], rate: u32) -> Vec<
 
 /// How the fake provider answers.
 #[derive(Default)]
-struct Provider {
+pub(crate) struct Provider {
     /// Statuses to answer first, in order (then 200).
     queued: VecDeque<StatusCode>,
     /// Answer 500 to everything.
     broken: bool,
     /// Hold every request without answering while set.
-    stalled: bool,
+    pub(crate) stalled: bool,
     /// Requests seen, with the audio length each carried.
     requests: Vec<i64>,
 }
 
-type Shared = Arc<Mutex<Provider>>;
+pub(crate) type Shared = Arc<Mutex<Provider>>;
 
 async fn transcriptions(
     State(provider): State<Shared>,
@@ -152,7 +152,7 @@ async fn transcriptions(
 }
 
 /// Starts the fake provider; returns its base URL and state.
-async fn fake_provider() -> (String, Shared) {
+pub(crate) async fn fake_provider() -> (String, Shared) {
     let shared: Shared = Arc::default();
     let app = axum::Router::new()
         .route("/v1/audio/transcriptions", axum::routing::post(transcriptions))
