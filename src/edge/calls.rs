@@ -122,3 +122,53 @@ pub(super) fn next_message(data: &mut Bytes) -> Option<Bytes> {
     data.advance(5);
     Some(data.split_to(length))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(crate::edge::proptest_config(256))]
+
+        /// Frames cut anywhere, as a network delivers them, read back as
+        /// the same messages in the same order, and nothing is left over.
+        #[test]
+        fn frames_cut_anywhere_read_back_whole(
+            messages in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..8),
+            cuts in proptest::collection::vec(1..200usize, 0..20),
+        ) {
+            let wire: Vec<u8> = messages.iter().flat_map(|m| frame(m).to_vec()).collect();
+            let mut buffer = BytesMut::new();
+            let mut read = Vec::new();
+            let mut at = 0;
+            for cut in cuts.iter().copied().chain(std::iter::once(wire.len())) {
+                let end = (at + cut).min(wire.len());
+                buffer.extend_from_slice(&wire[at..end]);
+                at = end;
+                let mut view = buffer.clone().freeze();
+                while let Some(message) = next_message(&mut view) {
+                    read.push(message.to_vec());
+                }
+                buffer.advance(buffer.len() - view.len());
+            }
+            prop_assert_eq!(read, messages);
+            prop_assert!(buffer.is_empty());
+        }
+
+        /// Any bytes, a frame's header included, are read without a panic,
+        /// and a message read is exactly the length its header says.
+        #[test]
+        fn any_bytes_are_read_safely(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut data = Bytes::from(bytes.clone());
+            if let Some(message) = next_message(&mut data) {
+                let length = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+                prop_assert_eq!(message.len(), length);
+                prop_assert_eq!(data.len(), bytes.len() - 5 - length);
+            } else {
+                prop_assert_eq!(data.len(), bytes.len(), "nothing is consumed without a whole frame");
+            }
+        }
+    }
+}

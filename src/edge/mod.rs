@@ -73,6 +73,21 @@ fn pool() -> &'static DescriptorPool {
     POOL.get_or_init(|| DescriptorPool::decode(crate::pb::FILE_DESCRIPTOR_SET).unwrap_or_default())
 }
 
+/// The budget of the edge's property tests: `default_cases` cases, or
+/// `PROPTEST_CASES` for a longer run.
+#[cfg(test)]
+fn proptest_config(default_cases: u32) -> proptest::test_runner::Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_cases);
+    proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..Default::default()
+    }
+}
+
 /// The API's HTTP bindings.
 fn api() -> Result<Vec<Binding>, EdgeError> {
     // Decoding first reports a broken descriptor set as such.

@@ -169,8 +169,12 @@ fn decode(raw: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            // Exactly two hex digits: `from_str_radix` alone would also
+            // take a sign, reading `%+1` as byte 1.
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -307,5 +311,127 @@ mod tests {
             all.iter()
                 .any(|b| b.template.text == "/v1/{name=plans/*/samplingConfig}" && b.method == Method::GET)
         );
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// `value` percent-encoded as a client would put it in a path
+        /// segment (every byte outside the unreserved set escaped).
+        fn encode(value: &str) -> String {
+            value
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        }
+
+        /// A path for `template` with `values` in its `*` and `**` places;
+        /// returns it with the variables' expected (decoded) values.
+        fn fill(
+            template: &Template,
+            values: &mut impl Iterator<Item = String>,
+        ) -> (String, Vec<(String, String)>) {
+            let mut path = String::new();
+            let mut expected = Vec::new();
+            let mut fill_segment =
+                |segment: &Segment, raw: &mut Vec<String>, decoded: &mut Vec<String>| match segment {
+                    Segment::Literal(text) => {
+                        raw.push(text.clone());
+                        decoded.push(text.clone());
+                    }
+                    Segment::Any | Segment::Rest => {
+                        let value = values.next().unwrap();
+                        raw.push(encode(&value));
+                        decoded.push(value);
+                    }
+                };
+            for part in &template.parts {
+                let (mut raw, mut decoded) = (Vec::new(), Vec::new());
+                match part {
+                    Part::Segment(segment) => fill_segment(segment, &mut raw, &mut decoded),
+                    Part::Variable(variable) => {
+                        for segment in &variable.pattern {
+                            fill_segment(segment, &mut raw, &mut decoded);
+                        }
+                        expected.push((variable.field.clone(), decoded.join("/")));
+                    }
+                }
+                path.push('/');
+                path.push_str(&raw.join("/"));
+            }
+            if let Some(verb) = &template.verb {
+                path.push(':');
+                path.push_str(verb);
+            }
+            (path, expected)
+        }
+
+        fn api() -> &'static [Binding] {
+            static API: std::sync::OnceLock<Vec<Binding>> = std::sync::OnceLock::new();
+            API.get_or_init(|| crate::edge::api().unwrap())
+        }
+
+        proptest! {
+            #![proptest_config(crate::edge::proptest_config(64))]
+
+            /// Any path built from any binding's template, with any text in
+            /// its wildcards, is routed to that binding (the first of its
+            /// method to match, as the edge picks) with exactly that text.
+            #[test]
+            fn every_binding_routes_its_own_paths_with_their_values(
+                index in 0..1000usize,
+                values in proptest::collection::vec("[^/]{1,12}", 8),
+            ) {
+                let api = api();
+                let binding = &api[index % api.len()];
+                let (path, expected) = fill(&binding.template, &mut values.into_iter());
+                let first = api
+                    .iter()
+                    .filter(|b| b.method == binding.method)
+                    .find_map(|b| b.template.matches(&path).map(|found| (b, found)));
+                let (routed, found) = first.unwrap_or_else(|| panic!("{path} matched nothing"));
+                prop_assert_eq!(&routed.template.text, &binding.template.text, "{}", path);
+                prop_assert_eq!(routed.rpc.full_name(), binding.rpc.full_name());
+                prop_assert_eq!(found, expected);
+            }
+
+            /// Whatever a client sends as a path, matching answers without
+            /// panicking, and a value it returns is the path's own decoded text.
+            #[test]
+            fn matching_any_path_never_panics(path in "/[a-zA-Z0-9/:%{}*=._~-]{0,40}") {
+                for binding in api() {
+                    if let Some(values) = binding.template.matches(&path) {
+                        for (_, value) in values {
+                            prop_assert!(!value.is_empty() || path.contains("//"), "{path}: {value:?}");
+                        }
+                    }
+                }
+            }
+
+            /// Parsing any text as a template fails cleanly or yields a
+            /// template that matches without panicking.
+            #[test]
+            fn parsing_any_template_never_panics(text in "/?[a-z{}=*/:.]{0,30}", path in "/[a-z/:]{0,20}") {
+                if let Ok(template) = Template::parse(&text) {
+                    let _ = template.matches(&path);
+                }
+            }
+
+            /// A `%` escape is two hexadecimal digits, nothing else.
+            #[test]
+            fn percent_escapes_are_exactly_two_hex_digits(escape in "[0-9a-fA-F+ -]{2}") {
+                let hex = escape.bytes().all(|b| b.is_ascii_hexdigit());
+                // One byte on its own is text only below 0x80.
+                let text = hex && u8::from_str_radix(&escape, 16).is_ok_and(|b| b < 0x80);
+                prop_assert_eq!(decode(&format!("%{escape}")).is_some(), text, "{}", escape);
+            }
+        }
     }
 }

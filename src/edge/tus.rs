@@ -254,6 +254,7 @@ async fn status(
 }
 
 /// A checksum the client declared for a PATCH body.
+#[cfg_attr(test, derive(Debug, PartialEq))]
 enum Checksum {
     Sha1(Vec<u8>),
     Sha256(Vec<u8>),
@@ -484,5 +485,61 @@ async fn terminate(
     match cancelled {
         Ok(_) => answer(StatusCode::NO_CONTENT, &[]),
         Err(failure) => refuse(failure),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn headers(name: &'static str, value: &str) -> Option<HeaderMap> {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_str(value).ok()?);
+        Some(headers)
+    }
+
+    proptest! {
+        #![proptest_config(crate::edge::proptest_config(256))]
+
+        /// `Upload-Metadata` as a client encodes it decodes to the same
+        /// pairs.
+        #[test]
+        fn metadata_round_trips(pairs in proptest::collection::vec(("[a-zA-Z0-9_-]{1,12}", "\\PC{0,20}"), 0..5)) {
+            let encoded = pairs
+                .iter()
+                .map(|(k, v)| format!("{k} {}", base64::engine::general_purpose::STANDARD.encode(v)))
+                .collect::<Vec<_>>()
+                .join(",");
+            let decoded = metadata(&headers("upload-metadata", &encoded).unwrap()).map_err(|f| f.body().to_string());
+            prop_assert_eq!(decoded, Ok(pairs));
+        }
+
+        /// Any header text is parsed or refused with 400 and a message,
+        /// never a panic: metadata, checksums and numbers.
+        #[test]
+        fn any_header_text_is_parsed_or_refused(value in "[ -~]{0,40}") {
+            for name in ["upload-metadata", "upload-checksum", "upload-offset"] {
+                let Some(headers) = headers(name, &value) else { continue };
+                if let Err(failure) = metadata(&headers) {
+                    prop_assert_eq!(failure.http, StatusCode::BAD_REQUEST);
+                }
+                if let Err(failure) = checksum(&headers) {
+                    prop_assert_eq!(failure.http, StatusCode::BAD_REQUEST);
+                }
+                let _ = header_i64(&headers, name);
+            }
+        }
+
+        /// A checksum as a client sends it is read back as sent.
+        #[test]
+        fn checksums_round_trip(digest in proptest::collection::vec(any::<u8>(), 20..33), sha256 in any::<bool>()) {
+            let algorithm = if sha256 { "sha256" } else { "sha1" };
+            let value = format!("{algorithm} {}", base64::engine::general_purpose::STANDARD.encode(&digest));
+            let parsed = checksum(&headers("upload-checksum", &value).unwrap()).map_err(|f| f.body().to_string());
+            let expected = if sha256 { Checksum::Sha256(digest) } else { Checksum::Sha1(digest) };
+            prop_assert_eq!(parsed, Ok(Some(expected)));
+        }
     }
 }

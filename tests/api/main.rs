@@ -22,6 +22,7 @@ mod practice;
 mod processing;
 mod profiles;
 mod progress;
+mod properties;
 mod replicas;
 mod restarts;
 mod transports;
