@@ -58,8 +58,9 @@ try {
 
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    // As root Chromium runs only without its sandbox.
-    args: process.getuid?.() === 0 ? ["--no-sandbox"] : [],
+    // As root Chromium runs only without its sandbox; containers often
+    // have a small /dev/shm.
+    args: ["--disable-dev-shm-usage", ...(process.getuid?.() === 0 ? ["--no-sandbox"] : [])],
   });
   try {
     const run = async (port, scenario) => {
