@@ -190,6 +190,11 @@ impl Db {
         match backend {
             DbBackend::Postgres => {
                 options.max_connections(config.db_max_connections.unwrap_or(10));
+                // A liveness round trip on every checkout was one of five
+                // per read; a connection in use is known to be alive. One
+                // idle for a while is still checked, and one that broke
+                // (Postgres restarted) fails its call and is dropped.
+                options.test_before_acquire_if_idle_for(Duration::from_secs(1));
             }
             _ => {
                 // One connection serialises writers, which SQLite needs
