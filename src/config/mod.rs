@@ -53,6 +53,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `DEBRIEF_LOG`: a tracing filter such as `info` or `debrief=debug,info`.
     pub log_filter: String,
+    /// `DEBRIEF_LOG_SAMPLE`: one successful call in this many is logged at
+    /// `info` (the rest at `debug`); failures and slow calls always are.
+    pub log_sample: u64,
     /// `DEBRIEF_TRUSTED_PROXIES`: comma-separated networks (`10.0.0.0/8`)
     /// or addresses of proxies whose `Forwarded` / `X-Forwarded-For` is
     /// believed to name the client. Empty: none, the TCP peer is the client.
@@ -213,6 +216,10 @@ impl Config {
                     .map_err(|e| invalid("DEBRIEF_LOG", filter, &e.to_string()))?;
                 filter.to_owned()
             },
+            log_sample: positive(
+                vars.parse("DEBRIEF_LOG_SAMPLE", "100", "a whole number of calls")?,
+                "DEBRIEF_LOG_SAMPLE",
+            )?,
             cors_origins: cors_origins(vars.get("DEBRIEF_CORS_ORIGINS").unwrap_or(""))?,
             trusted_proxies: trusted_proxies(vars.get("DEBRIEF_TRUSTED_PROXIES").unwrap_or(""))?,
             max_message_bytes: {

@@ -22,12 +22,12 @@ use tonic_health::server::HealthReporter;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
 mod layers;
 
-use layers::{PreflightLayer, cors, drop_unusable_request_id, request_span};
+use layers::{PreflightLayer, RequestLog, cors, drop_unusable_request_id, request_span};
 
 use crate::auth::Auth;
 use crate::auth::keys::KeyError;
@@ -271,7 +271,7 @@ impl Application {
             .layer(
                 TraceLayer::new_for_grpc()
                     .make_span_with(request_span)
-                    .on_response(DefaultOnResponse::new().level(Level::INFO))
+                    .on_response(RequestLog::new(config.log_sample))
                     .on_failure(DefaultOnFailure::new().level(Level::WARN)),
             )
             .layer(PropagateRequestIdLayer::x_request_id())

@@ -42,6 +42,7 @@ async fn a_bad_configuration_value_stops_start_up_naming_it(backend: Backend) {
         ("DEBRIEF_ADDR", "not-an-address"),
         ("DEBRIEF_MAX_MESSAGE_SIZE", "lots"),
         ("DEBRIEF_LOG_FORMAT", "xml"),
+        ("DEBRIEF_LOG_SAMPLE", "0"),
         ("DATABASE_URL", "mysql://root:hunter2@db/debrief"),
     ] {
         let mut vars = base.clone();
@@ -97,6 +98,7 @@ pub(crate) async fn serve(
 async fn serve_starts_answers_and_stops_cleanly_on_sigterm(backend: Backend) {
     let (mut vars, _data_dir) = test_env(backend).await;
     vars.insert("DEBRIEF_LOG_FORMAT".into(), "json".into());
+    vars.insert("DEBRIEF_LOG_SAMPLE".into(), "2".into());
     let (mut child, addr, mut log) = serve(&vars).await;
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
@@ -109,15 +111,26 @@ async fn serve_starts_answers_and_stops_cleanly_on_sigterm(backend: Backend) {
         .await
         .expect("health");
     assert_eq!(health.into_inner().status(), ServingStatus::Serving);
-    let mut request = tonic::Request::new(ListPlansRequest::default());
-    request
+    // One successful call in two is logged at info (DEBRIEF_LOG_SAMPLE=2):
+    // the health check (the first) and the second of two ListPlans.
+    for id in ["cli-test-unsampled", "cli-test-request"] {
+        let mut request = tonic::Request::new(ListPlansRequest::default());
+        request.metadata_mut().insert("x-request-id", id.parse().unwrap());
+        let plans = UsageServiceClient::new(channel.clone())
+            .list_plans(request)
+            .await
+            .expect("plans");
+        assert_eq!(plans.into_inner().plans.len(), 3);
+    }
+    // A failure is always logged.
+    let mut refused = tonic::Request::new(debrief::pb::v1::GetProfileRequest::default());
+    refused
         .metadata_mut()
-        .insert("x-request-id", "cli-test-request".parse().unwrap());
-    let plans = UsageServiceClient::new(channel)
-        .list_plans(request)
+        .insert("x-request-id", "cli-test-refused".parse().unwrap());
+    debrief::pb::v1::profile_service_client::ProfileServiceClient::new(channel)
+        .get_profile(refused)
         .await
-        .expect("plans");
-    assert_eq!(plans.into_inner().plans.len(), 3);
+        .expect_err("no credentials");
 
     send_signal(&child, "-TERM").await;
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
@@ -135,13 +148,17 @@ async fn serve_starts_answers_and_stops_cleanly_on_sigterm(backend: Backend) {
         .iter()
         .filter(|l| l.contains("/debrief.v1.UsageService/ListPlans"))
         .collect();
+    assert_eq!(request_lines.len(), 1, "{lines:#?}");
     assert!(
-        !request_lines.is_empty(),
-        "no log line for the request: {lines:#?}"
-    );
-    assert!(
-        request_lines.iter().all(|l| l.contains("cli-test-request")),
+        request_lines[0].contains("cli-test-request"),
         "{request_lines:#?}"
+    );
+    assert!(request_lines[0].contains(r#""one_in":2"#), "{request_lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("cli-test-refused") && l.contains("WARN")),
+        "the failure was not logged: {lines:#?}"
     );
     assert!(lines.iter().any(|l| l.contains("shutting down")), "{lines:#?}");
 }
