@@ -54,6 +54,28 @@ pub async fn sign_up(channel: Channel, email: &str) -> anyhow::Result<(String, S
 
 /// Gives `user` (`users/{id}`) practice sessions without a limit, through
 /// an admin made with the server's database handle.
+/// Creates a meeting of `token`'s account; returns its name.
+pub async fn new_meeting(channel: Channel, token: &str) -> anyhow::Result<String> {
+    Ok(
+        debrief::pb::v1::meeting_service_client::MeetingServiceClient::new(channel)
+            .create_meeting(bearer(
+                token,
+                pb::CreateMeetingRequest {
+                    meeting: Some(pb::Meeting {
+                        title: "Weekly engineering sync".into(),
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+            )?)
+            .await?
+            .into_inner()
+            .meeting
+            .context("meeting")?
+            .name,
+    )
+}
+
 pub async fn unlimited_practice(db: &debrief::db::Db, channel: Channel, user: &str) -> anyhow::Result<()> {
     let email = format!("bench-admin-{}@example.com", uuid::Uuid::now_v7());
     debrief::admin::users::create_user(db, &email, PASSWORD, debrief::caller::Role::Admin, "Bench admin")

@@ -26,6 +26,7 @@ use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use debrief::pb::v1 as pb;
 use debrief::pb::v1::admin_service_client::AdminServiceClient;
+use debrief::pb::v1::meeting_service_client::MeetingServiceClient;
 use debrief::pb::v1::practice_service_client::PracticeServiceClient;
 use debrief::pb::v1::profile_service_client::ProfileServiceClient;
 use debrief::pb::v1::progress_service_client::ProgressServiceClient;
@@ -143,6 +144,18 @@ enum Scenario {
     /// from a `debrief serve` child, read slowly: the server's resident
     /// memory while it streams. Runs only when named.
     Export,
+    /// debrief.v1.MeetingService/GetMeeting of one meeting of the account:
+    /// an owner-filtered read by id.
+    GetMeeting,
+    /// debrief.v1.MeetingService/CreateMeeting: one insert in the owner's
+    /// scope.
+    CreateMeeting,
+    /// debrief.v1.MeetingService/UpdateMeeting of the title of one meeting:
+    /// a read and an update in one transaction.
+    UpdateMeeting,
+    /// debrief.v1.PracticeService/ListSessions of the account (ten): a
+    /// practice read.
+    PracticeRead,
     /// debrief.v1.PracticeService/StartSession then SubmitAttempt with a
     /// written answer, as one call: a session held from the plan, its
     /// exercises picked and rendered, the answer scored and its feedback
@@ -170,18 +183,18 @@ impl Scenario {
             Self::PlansHttp => "GET /v1/plans (HTTP/JSON edge)",
             Self::ProfileHttp => "GET /v1/profile (HTTP/JSON edge, bearer)",
             Self::Practice => "PracticeService StartSession + SubmitAttempt",
+            Self::GetMeeting => "debrief.v1.MeetingService/GetMeeting (bearer)",
+            Self::CreateMeeting => "debrief.v1.MeetingService/CreateMeeting (bearer)",
+            Self::UpdateMeeting => "debrief.v1.MeetingService/UpdateMeeting (bearer)",
+            Self::PracticeRead => "debrief.v1.PracticeService/ListSessions (bearer)",
             Self::Export => "debrief.v1.ProgressService/ExportData (memory)",
             Self::Progress => "debrief.v1.ProgressService/GetProgress (bearer)",
             Self::Analytics => "debrief.v1.AdminService/GetAnalytics (30 days by day)",
         }
     }
 
-    async fn call(
-        self,
-        channel: Channel,
-        authorization: &Authorization,
-        http: &Http,
-    ) -> Result<(), tonic::Status> {
+    async fn call(self, channel: Channel, fixture: &Fixture, http: &Http) -> Result<(), tonic::Status> {
+        let authorization = &fixture.authorization;
         match self {
             Self::PlansHttp | Self::ProfileHttp => {
                 let path = if self == Self::PlansHttp {
@@ -235,53 +248,96 @@ impl Scenario {
                     .await?;
             }
             Self::Profile => {
-                let mut request = tonic::Request::new(GetProfileRequest {});
-                request
-                    .metadata_mut()
-                    .insert("authorization", authorization.clone());
+                let request = authorized(authorization, GetProfileRequest {});
                 ProfileServiceClient::new(channel).get_profile(request).await?;
             }
             Self::Practice => {
                 let mut practice = PracticeServiceClient::new(channel);
-                let mut request = tonic::Request::new(pb::StartSessionRequest {
-                    module: PRACTICE_MODULE.into(),
-                    ..Default::default()
-                });
-                request
-                    .metadata_mut()
-                    .insert("authorization", authorization.clone());
+                let request = authorized(
+                    authorization,
+                    pb::StartSessionRequest {
+                        module: PRACTICE_MODULE.into(),
+                        ..Default::default()
+                    },
+                );
                 let session = practice
                     .start_session(request)
                     .await?
                     .into_inner()
                     .session
                     .ok_or_else(|| tonic::Status::unknown("no session"))?;
-                let mut request = tonic::Request::new(pb::SubmitAttemptRequest {
-                    session: session.name,
-                    exercise_id: PRACTICE_EXERCISE.into(),
-                    response_text: "We are behind on the migration by a week because the vendor changed \
+                let request = authorized(
+                    authorization,
+                    pb::SubmitAttemptRequest {
+                        session: session.name,
+                        exercise_id: PRACTICE_EXERCISE.into(),
+                        response_text: "We are behind on the migration by a week because the vendor changed \
                                     their API; we need one more week and no extra budget."
-                        .into(),
-                    ..Default::default()
-                });
-                request
-                    .metadata_mut()
-                    .insert("authorization", authorization.clone());
+                            .into(),
+                        ..Default::default()
+                    },
+                );
                 practice.submit_attempt(request).await?;
             }
             Self::Progress => {
-                let mut request = tonic::Request::new(pb::GetProgressRequest {});
-                request
-                    .metadata_mut()
-                    .insert("authorization", authorization.clone());
+                let request = authorized(authorization, pb::GetProgressRequest {});
                 ProgressServiceClient::new(channel).get_progress(request).await?;
             }
             Self::Analytics => {
-                let mut request = tonic::Request::new(pb::GetAnalyticsRequest::default());
-                request
-                    .metadata_mut()
-                    .insert("authorization", authorization.clone());
+                let request = authorized(authorization, pb::GetAnalyticsRequest::default());
                 AdminServiceClient::new(channel).get_analytics(request).await?;
+            }
+            Self::GetMeeting => {
+                MeetingServiceClient::new(channel)
+                    .get_meeting(authorized(
+                        authorization,
+                        pb::GetMeetingRequest {
+                            name: fixture.meeting.clone(),
+                        },
+                    ))
+                    .await?;
+            }
+            Self::CreateMeeting => {
+                MeetingServiceClient::new(channel)
+                    .create_meeting(authorized(
+                        authorization,
+                        pb::CreateMeetingRequest {
+                            meeting: Some(pb::Meeting {
+                                title: "Weekly engineering sync".into(),
+                                ..Default::default()
+                            }),
+                            request_id: String::new(),
+                        },
+                    ))
+                    .await?;
+            }
+            Self::UpdateMeeting => {
+                MeetingServiceClient::new(channel)
+                    .update_meeting(authorized(
+                        authorization,
+                        pb::UpdateMeetingRequest {
+                            meeting: Some(pb::Meeting {
+                                name: fixture.meeting.clone(),
+                                title: "Weekly engineering sync (moved)".into(),
+                                ..Default::default()
+                            }),
+                            update_mask: Some(prost_types::FieldMask {
+                                paths: vec!["title".into()],
+                            }),
+                        },
+                    ))
+                    .await?;
+            }
+            Self::PracticeRead => {
+                PracticeServiceClient::new(channel)
+                    .list_sessions(authorized(
+                        authorization,
+                        pb::PracticeServiceListSessionsRequest {
+                            page_size: 10,
+                            ..Default::default()
+                        },
+                    ))
+                    .await?;
             }
             Self::Upload | Self::Events | Self::Processing | Self::Export => {
                 return Err(tonic::Status::unimplemented("this scenario runs on its own"));
@@ -294,6 +350,24 @@ impl Scenario {
 /// The seed module and its written exercise the `practice` scenario uses.
 const PRACTICE_MODULE: &str = "modules/filler-words-say-it-without-fillers";
 const PRACTICE_EXERCISE: &str = "strip-the-fillers";
+
+/// `message` with the `authorization` header.
+fn authorized<T>(authorization: &Authorization, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", authorization.clone());
+    request
+}
+
+/// What a client of the authenticated scenarios acts with: the account's
+/// token and a meeting of it, its own (clients updating one row would
+/// measure the row lock, not the call).
+#[derive(Clone)]
+struct Fixture {
+    authorization: Authorization,
+    meeting: String,
+}
 
 /// The HTTP client of the edge scenarios.
 #[derive(Clone)]
@@ -410,6 +484,10 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Practice,
         Scenario::Progress,
         Scenario::Analytics,
+        Scenario::GetMeeting,
+        Scenario::CreateMeeting,
+        Scenario::UpdateMeeting,
+        Scenario::PracticeRead,
     ];
     let token = if scenarios.iter().any(|s| authenticated.contains(s)) {
         let email = format!("bench-{}@example.com", uuid::Uuid::now_v7());
@@ -443,9 +521,21 @@ async fn main() -> anyhow::Result<()> {
         String::new()
     };
     let authorization: Authorization = format!("Bearer {token}").parse()?;
+    let mut fixtures = Vec::new();
+    for _ in 0..args.concurrency.max(1) {
+        let meeting = if token.is_empty() {
+            String::new()
+        } else {
+            child::new_meeting(channels[0].clone(), &token).await?
+        };
+        fixtures.push(Fixture {
+            authorization: authorization.clone(),
+            meeting,
+        });
+    }
     let mut rows = Vec::new();
     for scenario in scenarios {
-        rows.push(run(scenario, &channels, &authorization, &http, &args).await);
+        rows.push(run(scenario, &channels, &fixtures, &http, &args).await);
     }
     print_table(&addr, &rows);
     let upload = if upload {
@@ -502,7 +592,7 @@ async fn main() -> anyhow::Result<()> {
 async fn run(
     scenario: Scenario,
     channels: &[Channel],
-    authorization: &Authorization,
+    fixtures: &[Fixture],
     http: &Http,
     args: &Args,
 ) -> Row {
@@ -513,7 +603,7 @@ async fn run(
         .map(|i| {
             let channel = channels[i % channels.len()].clone();
             let http = http.clone();
-            let authorization = authorization.clone();
+            let fixture = fixtures[i % fixtures.len()].clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut errors = 0u64;
@@ -523,7 +613,7 @@ async fn run(
                     if began >= end {
                         break;
                     }
-                    let result = scenario.call(channel.clone(), &authorization, &http).await;
+                    let result = scenario.call(channel.clone(), &fixture, &http).await;
                     if began >= measure_from {
                         match result {
                             Ok(()) => latencies.push(began.elapsed().as_micros() as u64),

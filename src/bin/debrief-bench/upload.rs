@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use debrief::pb::v1 as pb;
-use debrief::pb::v1::meeting_service_client::MeetingServiceClient;
 use debrief::pb::v1::upload_service_client::UploadServiceClient;
 use debrief::pb::v1::usage_service_client::UsageServiceClient;
 use serde::Serialize;
@@ -102,22 +101,7 @@ pub async fn run(uploads: usize, size: usize) -> anyhow::Result<UploadResult> {
 }
 
 async fn upload_one(channel: Channel, token: &str, file: &[u8], sha256: &str) -> anyhow::Result<()> {
-    let meeting = MeetingServiceClient::new(channel.clone())
-        .create_meeting(bearer(
-            token,
-            pb::CreateMeetingRequest {
-                meeting: Some(pb::Meeting {
-                    title: "Bench".into(),
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-        )?)
-        .await?
-        .into_inner()
-        .meeting
-        .context("meeting")?
-        .name;
+    let meeting = super::child::new_meeting(channel.clone(), token).await?;
     let mut client = UploadServiceClient::new(channel)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
