@@ -341,14 +341,11 @@ mod tests {
 
     mod properties {
         use proptest::prelude::*;
+
+        use crate::edge::bindings_for_tests as api;
         use prost_reflect::ReflectMessage;
 
         use super::*;
-
-        fn api() -> &'static [Binding] {
-            static API: std::sync::OnceLock<Vec<Binding>> = std::sync::OnceLock::new();
-            API.get_or_init(|| crate::edge::api().unwrap())
-        }
 
         /// Any JSON value, a few levels deep.
         fn json() -> impl Strategy<Value = Value> {

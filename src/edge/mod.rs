@@ -88,6 +88,13 @@ fn proptest_config(default_cases: u32) -> proptest::test_runner::Config {
     }
 }
 
+/// The API's HTTP bindings, parsed once, for the property tests.
+#[cfg(test)]
+fn bindings_for_tests() -> &'static [Binding] {
+    static API: std::sync::OnceLock<Vec<Binding>> = std::sync::OnceLock::new();
+    API.get_or_init(|| api().unwrap())
+}
+
 /// The API's HTTP bindings.
 fn api() -> Result<Vec<Binding>, EdgeError> {
     // Decoding first reports a broken descriptor set as such.

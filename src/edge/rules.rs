@@ -316,6 +316,8 @@ mod tests {
     mod properties {
         use proptest::prelude::*;
 
+        use crate::edge::bindings_for_tests as api;
+
         use super::*;
 
         /// `value` percent-encoded as a client would put it in a path
@@ -371,11 +373,6 @@ mod tests {
                 path.push_str(verb);
             }
             (path, expected)
-        }
-
-        fn api() -> &'static [Binding] {
-            static API: std::sync::OnceLock<Vec<Binding>> = std::sync::OnceLock::new();
-            API.get_or_init(|| crate::edge::api().unwrap())
         }
 
         proptest! {

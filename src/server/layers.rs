@@ -140,9 +140,9 @@ const SLOW_CALL: Duration = Duration::from_secs(1);
 /// method, path): at `info` for one successful call in `every`
 /// (`DEBRIEF_LOG_SAMPLE`) and for any call slower than [`SLOW_CALL`], at
 /// `debug` for the others. A line per call at `info` cost a busy server a
-/// fifth of its throughput (and wrote 300 MB in minutes) while saying little
-/// a sample and the metrics do not; failures are each logged at `warn` by
-/// the failure hook.
+/// fifth of its throughput (and wrote 300 MB in minutes) while telling
+/// little that a sample and the metrics do not; failures are each logged
+/// at `warn` by the failure hook.
 #[derive(Clone)]
 pub(super) struct RequestLog {
     every: u64,

@@ -52,8 +52,6 @@ pub async fn sign_up(channel: Channel, email: &str) -> anyhow::Result<(String, S
     ))
 }
 
-/// Gives `user` (`users/{id}`) practice sessions without a limit, through
-/// an admin made with the server's database handle.
 /// Creates a meeting of `token`'s account; returns its name.
 pub async fn new_meeting(channel: Channel, token: &str) -> anyhow::Result<String> {
     Ok(
@@ -76,6 +74,8 @@ pub async fn new_meeting(channel: Channel, token: &str) -> anyhow::Result<String
     )
 }
 
+/// Gives `user` (`users/{id}`) practice sessions without a limit, through
+/// an admin made with the server's database handle.
 pub async fn unlimited_practice(db: &debrief::db::Db, channel: Channel, user: &str) -> anyhow::Result<()> {
     let email = format!("bench-admin-{}@example.com", uuid::Uuid::now_v7());
     debrief::admin::users::create_user(db, &email, PASSWORD, debrief::caller::Role::Admin, "Bench admin")

@@ -521,12 +521,15 @@ async fn main() -> anyhow::Result<()> {
         String::new()
     };
     let authorization: Authorization = format!("Bearer {token}").parse()?;
+    let with_meetings = scenarios
+        .iter()
+        .any(|s| matches!(s, Scenario::GetMeeting | Scenario::UpdateMeeting));
     let mut fixtures = Vec::new();
     for _ in 0..args.concurrency.max(1) {
-        let meeting = if token.is_empty() {
-            String::new()
-        } else {
+        let meeting = if with_meetings {
             child::new_meeting(channels[0].clone(), &token).await?
+        } else {
+            String::new()
         };
         fixtures.push(Fixture {
             authorization: authorization.clone(),
