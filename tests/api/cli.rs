@@ -484,26 +484,11 @@ async fn an_upload_survives_kill_9_and_resumes_where_it_stopped(backend: Backend
 
     let (mut vars, _data_dir) = test_env(backend).await;
     vars.insert("DEBRIEF_LOG_FORMAT".into(), "json".into());
-    let connect = |addr: String| async move {
-        Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    };
     let (mut child, addr, _log) = serve(&vars).await;
-    let channel = connect(addr).await;
-    let token = debrief::pb::v1::auth_service_client::AuthServiceClient::new(channel.clone())
-        .sign_up(pb::SignUpRequest {
-            email: "kill9@example.com".into(),
-            password: PASSWORD.into(),
-            display_name: String::new(),
-        })
+    let channel = crate::helpers::connect(&addr).await;
+    let token = crate::helpers::sign_up_via(&channel, "kill9")
         .await
-        .unwrap()
-        .into_inner()
         .tokens
-        .unwrap()
         .access_token;
     let file = wav(10 * MIB);
     let meeting = new_meeting_via(&channel, &token).await;
@@ -542,7 +527,7 @@ async fn an_upload_survives_kill_9_and_resumes_where_it_stopped(backend: Backend
 
     // A new process on the same database and storage.
     let (child, addr, _log) = serve(&vars).await;
-    let channel = connect(addr).await;
+    let channel = crate::helpers::connect(&addr).await;
     let mut uploads = UploadServiceClient::new(channel);
     let resumed = uploads
         .get_upload(bearer(

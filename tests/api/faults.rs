@@ -14,7 +14,7 @@ use debrief::pb::v1::meeting_service_client::MeetingServiceClient;
 use debrief::pb::v1::upload_service_client::UploadServiceClient;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::helpers::{Backend, KillOnDrop, TestApp, TestUser, details, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, KillOnDrop, TestApp, TestUser, details, spawn_app};
 use crate::processing::{RATE, get_status, recording, upload, wait_for, worker_process};
 use crate::uploads::{MIB, new_meeting, original_key, wav};
 
@@ -197,13 +197,7 @@ async fn events_of_a_worker_process_reach_streams_within_a_second() {
 /// serves again without a restart.
 async fn a_database_outage_is_unavailable_with_a_retry_hint_and_the_server_recovers() {
     let cluster = crate::helpers::postgres::Cluster::start(true).expect("a Postgres cluster of its own");
-    let database = cluster.app_database().await;
-    let app = spawn_app_with(Backend::Postgres, |vars| {
-        vars.insert("DATABASE_URL".into(), database.url);
-        vars.insert("DATABASE_MIGRATION_URL".into(), database.migration_url);
-        vars.insert("DEBRIEF_DB_ACQUIRE_TIMEOUT".into(), "2s".into());
-    })
-    .await;
+    let app = crate::helpers::spawn_app_on(&cluster).await;
     let cal = app.sign_up("cal").await;
     let profile = || async {
         app.profiles()
@@ -452,26 +446,11 @@ async fn a_completion_killed_mid_way_leaves_nothing_behind_and_can_be_completed_
             held.push(socket);
         }
     });
-    let connect = |addr: String| async move {
-        tonic::transport::Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    };
     let (mut child, addr, _log) = crate::cli::serve(&with_silent_clamd).await;
-    let channel = connect(addr).await;
-    let token = debrief::pb::v1::auth_service_client::AuthServiceClient::new(channel.clone())
-        .sign_up(pb::SignUpRequest {
-            email: "kim@example.com".into(),
-            password: crate::helpers::PASSWORD.into(),
-            display_name: "Kim".into(),
-        })
+    let channel = crate::helpers::connect(&addr).await;
+    let token = crate::helpers::sign_up_via(&channel, "kim")
         .await
-        .unwrap()
-        .into_inner()
         .tokens
-        .unwrap()
         .access_token;
     let file = wav(3 * MIB);
     let meeting = crate::uploads::new_meeting_via(&channel, &token).await;
@@ -536,7 +515,7 @@ async fn a_completion_killed_mid_way_leaves_nothing_behind_and_can_be_completed_
     // The next process, without the silent scanner.
     let (_child, addr, _log) = crate::cli::serve(&vars).await;
     let restarted = std::time::Instant::now();
-    let channel = connect(addr).await;
+    let channel = crate::helpers::connect(&addr).await;
     while left[0].exists() {
         assert!(
             restarted.elapsed() < Duration::from_secs(20),

@@ -328,13 +328,27 @@ async fn download(
     offset: i64,
     length: i64,
 ) -> Result<(String, Vec<u8>), tonic::Status> {
+    download_via(&app.channel, &user.tokens.access_token, name, offset, length).await
+}
+
+/// [`download`] through any channel, as the holder of `token`.
+pub(crate) async fn download_via(
+    channel: &Channel,
+    token: &str,
+    name: &str,
+    offset: i64,
+    length: i64,
+) -> Result<(String, Vec<u8>), tonic::Status> {
     use futures::StreamExt as _;
-    let mut stream = client(app)
-        .download_recording(user.request(pb::DownloadRecordingRequest {
-            name: format!("{name}/recording"),
-            offset,
-            length,
-        }))
+    let mut stream = MeetingServiceClient::new(channel.clone())
+        .download_recording(crate::helpers::bearer(
+            token,
+            pb::DownloadRecordingRequest {
+                name: format!("{name}/recording"),
+                offset,
+                length,
+            },
+        ))
         .await?
         .into_inner();
     let (mut content_type, mut data) = (None, Vec::new());

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use crate::helpers::{Backend, TestApp, TestUser, spawn_app};
-use crate::uploads::{new_meeting, sha256_hex};
+use crate::uploads::{create_request, new_meeting};
 
 crate::on_both_backends!(
     random_chunks_never_change_a_committed_byte,
@@ -105,17 +105,7 @@ async fn chunk_case(app: &TestApp, user: &TestUser, file: &[u8], ops: &[Op]) -> 
     let mut uploads = UploadServiceClient::new(app.channel.clone());
     let meeting = new_meeting(app, user).await;
     let upload = uploads
-        .create_upload(user.request(pb::CreateUploadRequest {
-            upload: Some(pb::Upload {
-                meeting,
-                file_name: "properties.wav".into(),
-                content_type: "audio/wav".into(),
-                size_bytes: file.len() as i64,
-                sha256: sha256_hex(file),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        }))
+        .create_upload(user.request(create_request(&meeting, file, "audio/wav", "properties.wav")))
         .await
         .unwrap()
         .into_inner()

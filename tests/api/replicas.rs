@@ -15,7 +15,7 @@ use tonic::transport::Channel;
 
 use crate::helpers::{Backend, TestUser, bearer, spawn_app_with, test_env};
 use crate::processing::{API_KEY, fake_provider, recording};
-use crate::uploads::{MIB, sha256_hex};
+use crate::uploads::{MIB, create_request};
 
 mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,31 +84,8 @@ async fn two_instances_share_uploads_events_revocations_and_jobs() {
     // Instance A alone first: its one worker takes the first meeting and
     // waits inside transcription.
     let (mut a, addr, _log) = crate::cli::serve(&vars).await;
-    let to_a = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let signed_up = AuthServiceClient::new(to_a.clone())
-        .sign_up(pb::SignUpRequest {
-            email: "rep@example.com".into(),
-            password: crate::helpers::PASSWORD.into(),
-            display_name: "Rep".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let rep = TestUser {
-        id: signed_up
-            .user
-            .unwrap()
-            .name
-            .trim_start_matches("users/")
-            .parse()
-            .unwrap(),
-        email: "rep@example.com".into(),
-        tokens: signed_up.tokens.unwrap(),
-    };
+    let to_a = crate::helpers::connect(&addr).await;
+    let rep = crate::helpers::sign_up_via(&to_a, "rep").await;
     let held = new_meeting(&to_a, &rep).await;
     crate::uploads::upload_whole(
         &mut UploadServiceClient::new(to_a.clone()),
@@ -147,17 +124,7 @@ async fn two_instances_share_uploads_events_revocations_and_jobs() {
     );
     let shared = new_meeting(&to_b, &rep).await;
     let upload = UploadServiceClient::new(to_b.clone())
-        .create_upload(rep.request(pb::CreateUploadRequest {
-            upload: Some(pb::Upload {
-                meeting: shared.clone(),
-                file_name: "alternating.wav".into(),
-                content_type: "audio/wav".into(),
-                size_bytes: file.len() as i64,
-                sha256: sha256_hex(&file),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        }))
+        .create_upload(rep.request(create_request(&shared, &file, "audio/wav", "alternating.wav")))
         .await
         .unwrap()
         .into_inner()
@@ -187,18 +154,9 @@ async fn two_instances_share_uploads_events_revocations_and_jobs() {
         Some(pb::subscribe_response::Kind::Event(event)) => assert_eq!(event.meeting, shared),
         other => panic!("not an event: {other:?}"),
     }
-    let mut pieces = MeetingServiceClient::new(to_b.clone())
-        .download_recording(rep.request(pb::DownloadRecordingRequest {
-            name: format!("{shared}/recording"),
-            ..Default::default()
-        }))
+    let (_, stored) = crate::meetings::download_via(&to_b, &rep.tokens.access_token, &shared, 0, 0)
         .await
-        .unwrap()
-        .into_inner();
-    let mut stored = Vec::new();
-    while let Some(piece) = pieces.message().await.unwrap() {
-        stored.extend_from_slice(&piece.data);
-    }
+        .unwrap();
     assert!(stored == file, "the recording is byte for byte the file");
 
     // A session ended on B is refused on A within DEBRIEF_SESSION_RECHECK.

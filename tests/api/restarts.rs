@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use debrief::pb::v1 as pb;
 use debrief::pb::v1::meeting_service_client::MeetingServiceClient;
 
-use crate::helpers::{Backend, TestApp, TestUser, bearer, spawn_app_with, test_env};
+use crate::helpers::{Backend, TestApp, TestUser, bearer, test_env};
 
 crate::on_both_backends!(an_upload_killed_at_random_points_resumes_and_ends_byte_identical);
 
@@ -126,13 +126,7 @@ async fn until_ready_is(app: &TestApp, status: u16) -> Instant {
 /// acknowledged is there at the end.
 async fn postgres_restarted_under_load_loses_no_acknowledged_write() {
     let cluster = crate::helpers::postgres::Cluster::start(true).expect("a Postgres cluster of its own");
-    let database = cluster.app_database().await;
-    let app = spawn_app_with(Backend::Postgres, |vars| {
-        vars.insert("DATABASE_URL".into(), database.url);
-        vars.insert("DATABASE_MIGRATION_URL".into(), database.migration_url);
-        vars.insert("DEBRIEF_DB_ACQUIRE_TIMEOUT".into(), "2s".into());
-    })
-    .await;
+    let app = crate::helpers::spawn_app_on(&cluster).await;
     let ann = app.sign_up("ann").await;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let stop = tokio_util::sync::CancellationToken::new();
@@ -247,14 +241,6 @@ impl Rng {
     }
 }
 
-async fn connect(addr: &str) -> tonic::transport::Channel {
-    tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
 /// Rounds of: read the committed size with `GetUpload`, open a stream
 /// from there, and SIGKILL `debrief serve` once a random number of bytes
 /// (64 KiB to 12 MiB) has been sent; then start it again. The last round
@@ -264,7 +250,7 @@ async fn an_upload_killed_at_random_points_resumes_and_ends_byte_identical(backe
     use debrief::pb::v1::upload_service_client::UploadServiceClient;
     use tokio_stream::wrappers::ReceiverStream;
 
-    use crate::uploads::{MIB, new_meeting_via, sha256_hex, wav};
+    use crate::uploads::{MIB, create_request, new_meeting_via, wav};
 
     const ROUNDS: usize = 5;
     const PIECE: usize = 64 * 1024;
@@ -272,37 +258,17 @@ async fn an_upload_killed_at_random_points_resumes_and_ends_byte_identical(backe
     let (mut vars, _data_dir) = test_env(backend).await;
     vars.insert("DEBRIEF_LOG_FORMAT".into(), "json".into());
     let (mut child, addr, _log) = crate::cli::serve(&vars).await;
-    let mut channel = connect(&addr).await;
-    let token = debrief::pb::v1::auth_service_client::AuthServiceClient::new(channel.clone())
-        .sign_up(pb::SignUpRequest {
-            email: "rounds@example.com".into(),
-            password: crate::helpers::PASSWORD.into(),
-            display_name: String::new(),
-        })
+    let mut channel = crate::helpers::connect(&addr).await;
+    let token = crate::helpers::sign_up_via(&channel, "rounds")
         .await
-        .unwrap()
-        .into_inner()
         .tokens
-        .unwrap()
         .access_token;
     let file = wav(24 * MIB);
     let meeting = new_meeting_via(&channel, &token).await;
-    let metadata = pb::Upload {
-        meeting: meeting.clone(),
-        file_name: "all-hands.wav".into(),
-        content_type: "audio/wav".into(),
-        size_bytes: file.len() as i64,
-        sha256: sha256_hex(&file),
-        ..Default::default()
-    };
+    let request = create_request(&meeting, &file, "audio/wav", "all-hands.wav");
+    let metadata = request.upload.clone().unwrap();
     let upload = UploadServiceClient::new(channel.clone())
-        .create_upload(bearer(
-            &token,
-            pb::CreateUploadRequest {
-                upload: Some(metadata.clone()),
-                request_id: String::new(),
-            },
-        ))
+        .create_upload(bearer(&token, request))
         .await
         .unwrap()
         .into_inner()
@@ -372,7 +338,7 @@ async fn an_upload_killed_at_random_points_resumes_and_ends_byte_identical(backe
         rounds.push((committed, sent));
         let (next, addr, _log) = crate::cli::serve(&vars).await;
         child = next;
-        channel = connect(&addr).await;
+        channel = crate::helpers::connect(&addr).await;
     };
     println!("rounds (committed at the start, bytes sent before SIGKILL): {rounds:?}");
     assert!(
@@ -382,21 +348,9 @@ async fn an_upload_killed_at_random_points_resumes_and_ends_byte_identical(backe
 
     let meeting = done.meeting.unwrap();
     assert_eq!(done.upload.unwrap().name, upload.name, "the same upload, resumed");
-    let mut pieces = debrief::pb::v1::meeting_service_client::MeetingServiceClient::new(channel)
-        .download_recording(bearer(
-            &token,
-            pb::DownloadRecordingRequest {
-                name: format!("{}/recording", meeting.name),
-                ..Default::default()
-            },
-        ))
+    let (_, stored) = crate::meetings::download_via(&channel, &token, &meeting.name, 0, 0)
         .await
-        .unwrap()
-        .into_inner();
-    let mut stored = Vec::new();
-    while let Some(piece) = pieces.message().await.unwrap() {
-        stored.extend_from_slice(&piece.data);
-    }
+        .unwrap();
     assert!(
         stored == file,
         "{} rounds, and the recording is byte for byte the file",

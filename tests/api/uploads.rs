@@ -66,7 +66,13 @@ pub async fn new_meeting(app: &TestApp, user: &TestUser) -> String {
     new_meeting_via(&app.channel, &user.tokens.access_token).await
 }
 
-fn create_request(meeting: &str, file: &[u8], content_type: &str, name: &str) -> pb::CreateUploadRequest {
+/// A CreateUpload request for `file`, with its size and SHA-256.
+pub(crate) fn create_request(
+    meeting: &str,
+    file: &[u8],
+    content_type: &str,
+    name: &str,
+) -> pb::CreateUploadRequest {
     pb::CreateUploadRequest {
         upload: Some(pb::Upload {
             meeting: meeting.into(),

@@ -120,6 +120,18 @@ pub async fn spawn_app_with(
     start(vars, data_dir).await
 }
 
+/// A server on a fresh database of `cluster`, a Postgres cluster a fault
+/// test stops and starts; a call waits at most 2 s for a connection.
+pub async fn spawn_app_on(cluster: &postgres::Cluster) -> TestApp {
+    let database = cluster.app_database().await;
+    spawn_app_with(Backend::Postgres, |vars| {
+        vars.insert("DATABASE_URL".into(), database.url);
+        vars.insert("DATABASE_MIGRATION_URL".into(), database.migration_url);
+        vars.insert("DEBRIEF_DB_ACQUIRE_TIMEOUT".into(), "2s".into());
+    })
+    .await
+}
+
 async fn start(vars: HashMap<String, String>, data_dir: tempfile::TempDir) -> TestApp {
     let config = Config::from_vars(vars.clone()).expect("valid test configuration");
     let mailer = Arc::new(RecordingMailer::default());
@@ -214,23 +226,7 @@ impl TestApp {
 
     /// Signs up `<name>@example.com` with [`PASSWORD`].
     pub async fn sign_up(&self, name: &str) -> TestUser {
-        let email = format!("{name}@example.com");
-        let response = self
-            .auth()
-            .sign_up(pb::SignUpRequest {
-                email: email.clone(),
-                password: PASSWORD.into(),
-                display_name: name.into(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("sign up {email}: {e:?}"))
-            .into_inner();
-        let user = response.user.expect("user");
-        TestUser {
-            id: user.name.trim_start_matches("users/").parse().expect("user id"),
-            email,
-            tokens: response.tokens.expect("tokens"),
-        }
+        sign_up_via(&self.channel, name).await
     }
 
     /// Signs in with email and password; a new session.
@@ -278,6 +274,35 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// An HTTP/2 channel to the server at `addr` (`host:port`), connected.
+pub async fn connect(addr: &str) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("valid uri")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+}
+
+/// Signs up `<name>@example.com` with [`PASSWORD`] through `channel`.
+pub async fn sign_up_via(channel: &Channel, name: &str) -> TestUser {
+    let email = format!("{name}@example.com");
+    let response = AuthServiceClient::new(channel.clone())
+        .sign_up(pb::SignUpRequest {
+            email: email.clone(),
+            password: PASSWORD.into(),
+            display_name: name.into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("sign up {email}: {e:?}"))
+        .into_inner();
+    let user = response.user.expect("user");
+    TestUser {
+        id: user.name.trim_start_matches("users/").parse().expect("user id"),
+        email,
+        tokens: response.tokens.expect("tokens"),
     }
 }
 
