@@ -19,7 +19,7 @@ pub async fn run(state: Shared, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = interval.tick() => run_once(&state, Utc::now()).await,
+            _ = interval.tick() => run_once(&state, state.clock.now()).await,
         }
     }
 }
