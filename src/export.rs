@@ -62,7 +62,7 @@ pub async fn manifest(
             .map(|kind| (*kind).to_owned())
             .collect(),
     };
-    let scoped = db.as_user(user_id).await?;
+    let scoped = db.read_as_user(user_id).await?;
     for part in parts {
         part.describe(&scoped, user_id, &mut manifest).await?;
     }
@@ -101,7 +101,7 @@ pub fn records(
             let Some(part) = r.parts.get(r.part).cloned() else {
                 return Ok(None);
             };
-            let scoped = r.db.as_user(r.user_id).await?;
+            let scoped = r.db.read_as_user(r.user_id).await?;
             let (records, next) = part.page(&scoped, r.user_id, r.after).await?;
             drop(scoped);
             r.buffered.extend(records);

@@ -378,7 +378,7 @@ pub async fn analytics(db: &Db, admin_id: Uuid, asked: &Asked, min_group: u32) -
     for days in [1, 7, 30] {
         windows.push((end - Duration::days(days), end));
     }
-    let scoped = db.as_admin(admin_id).await?;
+    let scoped = db.read_as_admin(admin_id).await?;
     let conn = scoped.txn();
     let tallies = facts(conn, &windows[..=whole], range).await?;
     let active = active(conn, &windows).await?;

@@ -49,7 +49,7 @@ pub async fn list(
     let (page, actor, subject, start_time, end_time) =
         bad.finish(|| Some((page?, actor?, subject?, start_time?, end_time?)))?;
 
-    let scoped = db.as_admin(admin_id).await?;
+    let scoped = db.read_as_admin(admin_id).await?;
     let mut query = page.newest_first(scoped.find::<audit::Entity>(), audit::Column::Id);
     if let Some(actor) = actor {
         query = query.filter(audit::Column::ActorId.eq(actor));

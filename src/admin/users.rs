@@ -154,7 +154,7 @@ pub async fn list(
         role,
     } = request;
     let page = PageRequest::<BeforeId>::parse(page_size, &page_token, 50, 200)?;
-    let scoped = db.as_admin(admin_id).await?;
+    let scoped = db.read_as_admin(admin_id).await?;
     let mut query = page
         .newest_first(scoped.find::<user::Entity>(), user::Column::Id)
         .filter(user::Column::DeletedAt.is_null());

@@ -119,7 +119,7 @@ pub async fn sign_in(
     // Read, then verify outside any transaction: hashing takes a while and
     // must not hold a database connection.
     let user = {
-        let scoped = db.as_service().await?;
+        let scoped = db.read_as_service().await?;
         auth.throttle.check_locked(scoped.txn(), &keys).await?;
         store::find_by_email(&scoped, &email).await?
     };
@@ -182,7 +182,7 @@ pub async fn change_password(
         new_password,
     } = request;
     let user = {
-        let scoped = db.as_user(user_id).await?;
+        let scoped = db.read_as_user(user_id).await?;
         store::get_user(&scoped, user_id).await?
     };
     let mut bad = Violations::default();
@@ -265,7 +265,7 @@ pub async fn reset_password(
     required(&mut bad, "new_password", &new_password);
     bad.finish(|| Some(()))?;
     let (token, user) = {
-        let scoped = db.as_service().await?;
+        let scoped = db.read_as_service().await?;
         let token = store::find_email_token(&scoped, &token, Purpose::ResetPassword).await?;
         let user = store::get_user(&scoped, token.user_id).await?;
         (token, user)

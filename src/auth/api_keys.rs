@@ -176,7 +176,7 @@ pub async fn list(
         show_revoked,
     } = request;
     let page = PageRequest::<BeforeId>::parse(page_size, &page_token, 50, 200)?;
-    let scoped = db.as_user(user_id).await?;
+    let scoped = db.read_as_user(user_id).await?;
     let mut query = page.newest_first(scoped.find::<api_key::Entity>(), api_key::Column::Id);
     if !show_revoked {
         query = query.filter(api_key::Column::RevokedAt.is_null()).filter(

@@ -190,7 +190,7 @@ impl Authenticator {
 
     /// The user's current role if the session is active.
     async fn load_session(&self, user_id: Uuid, session_id: Uuid) -> AppResult<Option<user::Role>> {
-        let scoped = self.db.as_user(user_id).await?;
+        let scoped = self.db.read_as_user(user_id).await?;
         let now = chrono::Utc::now();
         let active = scoped
             .find::<session::Entity>()

@@ -267,7 +267,7 @@ pub async fn list(
     page_token: &str,
 ) -> AppResult<pb::AuthServiceListSessionsResponse> {
     let page = PageRequest::<BeforeId>::parse(page_size, page_token, 50, 200)?;
-    let scoped = db.as_user(user_id).await?;
+    let scoped = db.read_as_user(user_id).await?;
     let query = page.newest_first(
         scoped
             .find::<session::Entity>()

@@ -23,10 +23,19 @@ pub use signals::Signals;
 
 use crate::config::{Config, ConfigError};
 
+/// Read connections on SQLite unless `DEBRIEF_DB_MAX_CONNECTIONS` says
+/// otherwise: reads scaled to about this many on two cores (see the
+/// README's benchmark figures).
+const SQLITE_READERS: u32 = 4;
+
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Db {
     conn: DatabaseConnection,
+    /// SQLite: the pool of query-only connections reads run on, beside the
+    /// one writer connection `conn` (None on Postgres, whose one pool does
+    /// both, and for an in-memory database).
+    reader: Option<DatabaseConnection>,
     signals: std::sync::Arc<Signals>,
 }
 
@@ -182,34 +191,59 @@ impl Db {
             })?;
         }
 
-        let mut options = ConnectOptions::new(url);
-        options
-            .sqlx_logging(false)
-            .connect_timeout(config.db_acquire_timeout)
-            .acquire_timeout(config.db_acquire_timeout);
-        match backend {
+        let options = |max_connections: u32| {
+            let mut options = ConnectOptions::new(url);
+            options
+                .sqlx_logging(false)
+                .connect_timeout(config.db_acquire_timeout)
+                .acquire_timeout(config.db_acquire_timeout)
+                .max_connections(max_connections);
+            options
+        };
+        let (conn, reader) = match backend {
             DbBackend::Postgres => {
-                options.max_connections(config.db_max_connections.unwrap_or(10));
+                let mut options = options(config.db_max_connections.unwrap_or(10));
                 // A liveness round trip on every checkout was one of five
                 // per read; a connection in use is known to be alive. One
                 // idle for a while is still checked, and one that broke
                 // (Postgres restarted) fails its call and is dropped.
                 options.test_before_acquire_if_idle_for(Duration::from_secs(1));
+                (Database::connect(options).await?, None)
             }
             _ => {
-                // One connection serialises writers, which SQLite needs
-                // anyway; WAL lets readers in other processes go on.
-                options.max_connections(config.db_max_connections.unwrap_or(1));
-                options.map_sqlx_sqlite_opts(|opts| {
-                    opts.journal_mode(SqliteJournalMode::Wal)
-                        .foreign_keys(true)
-                        .busy_timeout(Duration::from_secs(5))
-                });
+                // Writes queue for one connection: SQLite allows one writer
+                // at a time, and a queue in the pool is fair where writers
+                // retrying on their busy timeouts are not. WAL lets reads on
+                // the reader pool (and in other processes) go on meanwhile.
+                let sqlite = |options: &mut ConnectOptions, query_only: bool| {
+                    options.map_sqlx_sqlite_opts(move |opts| {
+                        let opts = opts
+                            .journal_mode(SqliteJournalMode::Wal)
+                            .foreign_keys(true)
+                            .busy_timeout(Duration::from_secs(5));
+                        if query_only {
+                            opts.pragma("query_only", "ON")
+                        } else {
+                            opts
+                        }
+                    });
+                };
+                let mut writer = options(1);
+                sqlite(&mut writer, false);
+                let conn = Database::connect(writer).await?;
+                let reader = if url.contains(":memory:") || url.contains("mode=memory") {
+                    None
+                } else {
+                    let mut reader = options(config.db_max_connections.unwrap_or(SQLITE_READERS));
+                    sqlite(&mut reader, true);
+                    Some(Database::connect(reader).await?)
+                };
+                (conn, reader)
             }
-        }
-        let conn = Database::connect(options).await?;
+        };
         Ok(Self {
             conn,
+            reader,
             signals: Default::default(),
         })
     }
@@ -231,6 +265,17 @@ impl Db {
                     .await
             }
             _ => self.conn.begin().await,
+        }
+    }
+
+    /// Opens a transaction for reads only: on SQLite a deferred one on the
+    /// reader pool, whose connections refuse to write (`query_only`), so it
+    /// neither waits for nor holds the write lock; its snapshot is taken at
+    /// its first read.
+    pub(crate) async fn begin_read(&self) -> Result<DatabaseTransaction, DbErr> {
+        match &self.reader {
+            Some(reader) => reader.begin().await,
+            None => self.begin().await,
         }
     }
 
@@ -325,6 +370,9 @@ impl Db {
 
     /// Closes every connection.
     pub async fn close(self) -> Result<(), DbErr> {
+        if let Some(reader) = self.reader {
+            reader.close().await?;
+        }
         self.conn.close().await
     }
 

@@ -233,7 +233,33 @@ impl Db {
 
     /// A transaction bound to `scope`.
     pub async fn scoped(&self, scope: Scope) -> AppResult<Scoped> {
-        let txn = self.begin().await?;
+        self.bind(self.begin().await?, scope).await
+    }
+
+    /// A transaction over one user's data that only reads: see
+    /// [`Self::reading`].
+    pub async fn read_as_user(&self, user_id: Uuid) -> AppResult<Scoped> {
+        self.reading(Scope::User(user_id)).await
+    }
+
+    /// A read-only transaction for an admin, across users.
+    pub async fn read_as_admin(&self, admin_id: Uuid) -> AppResult<Scoped> {
+        self.reading(Scope::Admin(admin_id)).await
+    }
+
+    /// A read-only transaction for the platform itself.
+    pub async fn read_as_service(&self) -> AppResult<Scoped> {
+        self.reading(Scope::Service).await
+    }
+
+    /// A transaction bound to `scope` that only reads. On SQLite it runs on
+    /// the reader pool, beside the writer rather than queued behind it; a
+    /// write through it fails ("attempt to write a readonly database").
+    pub async fn reading(&self, scope: Scope) -> AppResult<Scoped> {
+        self.bind(self.begin_read().await?, scope).await
+    }
+
+    async fn bind(&self, txn: DatabaseTransaction, scope: Scope) -> AppResult<Scoped> {
         if txn.get_database_backend() == DbBackend::Postgres {
             let (user_id, role) = scope.settings();
             txn.execute_raw(Statement::from_sql_and_values(

@@ -55,7 +55,7 @@ impl EventService for EventApi {
         let after = match after_event_id {
             Some(id) => id,
             None => {
-                let scoped = self.state.db.as_user(user_id).await?;
+                let scoped = self.state.db.read_as_user(user_id).await?;
                 store::last_id(&scoped, user_id).await?
             }
         };
@@ -86,7 +86,7 @@ impl EventService for EventApi {
             n => u64::try_from(n.min(500)).unwrap_or(500),
         };
         let filter = bad.finish(|| filter)?;
-        let scoped = self.state.db.as_user(user_id).await?;
+        let scoped = self.state.db.read_as_user(user_id).await?;
         let mut rows = store::read(&scoped, after_event_id.max(0), &filter, size + 1).await?;
         let has_more = rows.len() as u64 > size;
         rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));

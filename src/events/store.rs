@@ -52,7 +52,7 @@ pub async fn after(
     filter: &Filter,
     limit: u64,
 ) -> AppResult<Vec<event::Model>> {
-    let scoped = db.as_user(user_id).await?;
+    let scoped = db.read_as_user(user_id).await?;
     read(&scoped, after, filter, limit).await
 }
 

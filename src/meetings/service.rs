@@ -83,7 +83,7 @@ impl MeetingService for MeetingApi {
     async fn get_meeting(&self, request: Request<pb::GetMeetingRequest>) -> Reply<pb::GetMeetingResponse> {
         let user_id = Caller::of(&request)?.user_id;
         let id = parse_name("name", &request.get_ref().name, "meetings")?;
-        let scoped = self.state.db.as_user(user_id).await?;
+        let scoped = self.state.db.read_as_user(user_id).await?;
         let meeting = store::get(&scoped, id).await?;
         Ok(Response::new(pb::GetMeetingResponse {
             meeting: Some(pb::Meeting::from(&meeting)),
@@ -129,7 +129,7 @@ impl MeetingService for MeetingApi {
             occurred_after,
             occurred_before,
         };
-        let scoped = self.state.db.as_user(user_id).await?;
+        let scoped = self.state.db.read_as_user(user_id).await?;
         let (meetings, next) = store::list(&scoped, &page, filter).await?;
         Ok(Response::new(pb::ListMeetingsResponse {
             meetings: meetings.iter().map(pb::Meeting::from).collect(),
@@ -171,7 +171,7 @@ impl MeetingService for MeetingApi {
             bad.add("after_event_id", "must not be negative");
         }
         let id = bad.finish(|| id)?;
-        let scoped = self.state.db.as_user(user_id).await?;
+        let scoped = self.state.db.read_as_user(user_id).await?;
         let meeting = store::get(&scoped, id).await?;
         let after = match after_event_id {
             0 => crate::events::store::last_id(&scoped, user_id).await?,
@@ -214,7 +214,7 @@ impl MeetingService for MeetingApi {
             .map(str::to_owned);
         let pb::DownloadRecordingRequest { name, offset, length } = request.into_inner();
         let id = meeting_of("name", &name, "/recording")?;
-        let scoped = self.state.db.as_user(user_id).await?;
+        let scoped = self.state.db.read_as_user(user_id).await?;
         let meeting = store::get(&scoped, id).await?;
         drop(scoped);
         Ok(super::download::stream(&self.state.storage, &meeting, offset, length, range.as_deref()).await?)
@@ -227,7 +227,7 @@ impl MeetingService for MeetingApi {
     ) -> Reply<pb::GetTranscriptResponse> {
         let user_id = Caller::of(&request)?.user_id;
         let id = meeting_of("name", &request.get_ref().name, "/transcript")?;
-        let scoped = self.state.db.as_user(user_id).await?;
+        let scoped = self.state.db.read_as_user(user_id).await?;
         Ok(Response::new(pb::GetTranscriptResponse {
             transcript: Some(super::results::transcript(&scoped, id).await?),
         }))
@@ -237,7 +237,7 @@ impl MeetingService for MeetingApi {
     async fn get_analysis(&self, request: Request<pb::GetAnalysisRequest>) -> Reply<pb::GetAnalysisResponse> {
         let user_id = Caller::of(&request)?.user_id;
         let id = meeting_of("name", &request.get_ref().name, "/analysis")?;
-        let scoped = self.state.db.as_user(user_id).await?;
+        let scoped = self.state.db.read_as_user(user_id).await?;
         Ok(Response::new(pb::GetAnalysisResponse {
             analysis: Some(super::results::analysis(&scoped, id).await?),
         }))
@@ -300,7 +300,7 @@ struct MeetingWatch {
 #[tonic::async_trait]
 impl Watched<pb::WatchMeetingResponse> for MeetingWatch {
     async fn changed(&mut self, db: &Db) -> AppResult<Option<pb::WatchMeetingResponse>> {
-        let scoped = db.as_user(self.user_id).await?;
+        let scoped = db.read_as_user(self.user_id).await?;
         let meeting = store::get(&scoped, self.id).await?;
         let now = (meeting.status, meeting.current_stage);
         if now == self.seen {

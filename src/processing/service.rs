@@ -146,7 +146,7 @@ impl ProcessingService for ProcessingApi {
     ) -> Reply<pb::GetProcessingStatusResponse> {
         let user_id = Caller::of(&request)?.user_id;
         let id = crate::meetings::service::meeting_of("name", &request.get_ref().name, "/processingStatus")?;
-        let scoped = self.state.db.as_user(user_id).await?;
+        let scoped = self.state.db.read_as_user(user_id).await?;
         Ok(Response::new(pb::GetProcessingStatusResponse {
             processing_status: Some(status::status(&scoped, id).await?),
         }))
@@ -204,7 +204,7 @@ impl ProcessingService for ProcessingApi {
     ) -> Reply<pb::GetSamplingConfigResponse> {
         let caller = Caller::of(&request)?;
         let name = request.get_ref().name.clone();
-        let scoped = self.state.db.as_user(caller.user_id).await?;
+        let scoped = self.state.db.read_as_user(caller.user_id).await?;
         let settings = match subject("name", &name, caller)? {
             Subject::User(id) => sampling::for_user(&scoped, id).await?,
             Subject::Plan(plan) => {
@@ -292,7 +292,7 @@ impl ProcessingService for ProcessingApi {
             pb::JobState::Succeeded => Some(JobState::Succeeded),
             pb::JobState::Dead => Some(JobState::Dead),
         };
-        let scoped = self.state.db.as_admin(caller.user_id).await?;
+        let scoped = self.state.db.read_as_admin(caller.user_id).await?;
         let (rows, next) = jobs::list(&scoped, state, &page).await?;
         let depths = jobs::depths(&scoped).await?;
         Ok(Response::new(pb::ListJobsResponse {

@@ -35,7 +35,7 @@ impl ProfileService for ProfileApi {
         request: Request<GetProfileRequest>,
     ) -> Result<Response<GetProfileResponse>, Status> {
         let caller = Caller::of(&request)?;
-        let scoped = self.state.db.as_user(caller.user_id).await?;
+        let scoped = self.state.db.read_as_user(caller.user_id).await?;
         let profile = store::get(&scoped, caller.user_id).await?;
         Ok(Response::new(GetProfileResponse {
             profile: Some(pb::Profile::from(&profile)),

@@ -114,7 +114,7 @@ impl ProgressService for ProgressApi {
     #[tracing::instrument(skip_all)]
     async fn get_progress(&self, request: Request<pb::GetProgressRequest>) -> Reply<pb::GetProgressResponse> {
         let user_id = Caller::of(&request)?.user_id;
-        let scoped = self.state.db.as_user(user_id).await?;
+        let scoped = self.state.db.read_as_user(user_id).await?;
         let zone = self.zones.zone(&scoped, user_id).await?;
         let points = store::points(&scoped, user_id).await?;
         drop(scoped);
@@ -162,7 +162,7 @@ impl ProgressService for ProgressApi {
             1000,
         ))?;
         let (skill, page) = bad.finish(|| Some((skill?, page?)))?;
-        let scoped = self.state.db.as_user(user_id).await?;
+        let scoped = self.state.db.read_as_user(user_id).await?;
         let (rows, next) = store::history(&scoped, user_id, skill, (from, until), &page).await?;
         Ok(Response::new(pb::ListSkillHistoryResponse {
             points: rows.into_iter().map(pb::SkillScorePoint::from).collect(),

@@ -78,7 +78,7 @@ impl UploadService for UploadApi {
     async fn get_upload(&self, request: Request<pb::GetUploadRequest>) -> Reply<pb::GetUploadResponse> {
         let user_id = Caller::of(&request)?.user_id;
         let id = upload_id("name", &request.get_ref().name)?;
-        let scoped = self.state.db.as_user(user_id).await?;
+        let scoped = self.state.db.read_as_user(user_id).await?;
         let upload = store::get(&scoped, id, chrono::Utc::now()).await?;
         Ok(Response::new(pb::GetUploadResponse {
             upload: Some(self.proto(&upload)),

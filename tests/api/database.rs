@@ -231,6 +231,25 @@ async fn scoped_transactions_see_and_write_only_their_owners_rows(backend: Backe
     assert_eq!(deleted.rows_affected, 0);
     scoped.commit().await.unwrap();
 
+    // A read-only transaction has the same scope; on SQLite it runs on the
+    // reader pool, whose connections refuse to write.
+    let reading = app.db.read_as_user(alice).await.unwrap();
+    let seen = reading
+        .find::<meeting::Entity>()
+        .all(reading.txn())
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|m| m.user_id == alice && m.title == "renamed"));
+    let written = reading.insert(new_meeting(alice, "through a read")).await;
+    if backend == Backend::Sqlite {
+        let error = written
+            .expect_err("a read transaction wrote on SQLite")
+            .to_string();
+        assert!(error.contains("readonly"), "{error}");
+    }
+    drop(reading);
+
     // The service scope sees everyone; Bob's meeting kept its title.
     let service = app.db.as_service().await.unwrap();
     let all = service
@@ -515,4 +534,129 @@ async fn the_serving_role_owns_nothing_and_cannot_lift_row_level_security() {
         message.contains("owns the database's tables") && message.contains("DATABASE_MIGRATION_URL"),
         "{message}"
     );
+}
+
+/// SQLite with the reader pool (`DEBRIEF_DB_MAX_CONNECTIONS=4`) beside its
+/// one writer, and a separate `debrief worker` process writing to the same
+/// file as it processes recordings uploaded during the load: 32 clients
+/// mixing reads and writes get no error at all ("database is locked" was
+/// the answer to most writes when every connection could write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_load_on_sqlite_with_readers_and_a_worker_process_gets_no_lock_error() {
+    use debrief::pb::v1 as pb;
+    use debrief::pb::v1::meeting_service_client::MeetingServiceClient;
+    use debrief::pb::v1::profile_service_client::ProfileServiceClient;
+
+    let transcriber = crate::processing::fake_transcriber().await;
+    let app = crate::helpers::spawn_app_with(Backend::Sqlite, |vars| {
+        vars.insert("DEBRIEF_DB_MAX_CONNECTIONS".into(), "4".into());
+    })
+    .await;
+    let mut worker = crate::processing::worker_process(&app, Some(&transcriber), &[]);
+    let mut users = Vec::new();
+    for name in ["ana", "ben", "cyd", "dee"] {
+        let user = app.sign_up(name).await;
+        let meeting = crate::uploads::new_meeting(&app, &user).await;
+        users.push((user, meeting));
+    }
+    let users = std::sync::Arc::new(users);
+
+    // Recordings uploaded, and processed by the worker, during the load.
+    let uploads = async {
+        let mut meetings = Vec::new();
+        for i in 0..6 {
+            let (user, _) = &users[i % users.len()];
+            let recording = crate::processing::short();
+            meetings.push((
+                i % users.len(),
+                crate::processing::upload(&app, user, &recording).await,
+            ));
+        }
+        meetings
+    };
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(4);
+    let clients = (0..32).map(|client| {
+        let (channel, users) = (app.channel.clone(), users.clone());
+        tokio::spawn(async move {
+            let (user, meeting) = &users[client % users.len()];
+            let (mut meetings, mut profiles) = (
+                MeetingServiceClient::new(channel.clone()),
+                ProfileServiceClient::new(channel),
+            );
+            let (mut calls, mut errors) = (0u32, Vec::new());
+            while tokio::time::Instant::now() < until {
+                let done = match calls % 5 {
+                    0 => meetings
+                        .get_meeting(user.request(pb::GetMeetingRequest {
+                            name: meeting.clone(),
+                        }))
+                        .await
+                        .map(drop),
+                    1 => profiles
+                        .get_profile(user.request(pb::GetProfileRequest {}))
+                        .await
+                        .map(drop),
+                    2 => meetings
+                        .list_meetings(user.request(pb::ListMeetingsRequest::default()))
+                        .await
+                        .map(drop),
+                    3 => meetings
+                        .update_meeting(user.request(pb::UpdateMeetingRequest {
+                            meeting: Some(pb::Meeting {
+                                name: meeting.clone(),
+                                title: format!("Planning review, take {calls}"),
+                                ..Default::default()
+                            }),
+                            update_mask: Some(prost_types::FieldMask {
+                                paths: vec!["title".into()],
+                            }),
+                        }))
+                        .await
+                        .map(drop),
+                    _ => profiles
+                        .update_profile(user.request(pb::UpdateProfileRequest {
+                            profile: Some(pb::Profile {
+                                display_name: format!("Client {client}, call {calls}"),
+                                ..Default::default()
+                            }),
+                            update_mask: Some(prost_types::FieldMask {
+                                paths: vec!["display_name".into()],
+                            }),
+                        }))
+                        .await
+                        .map(drop),
+                };
+                calls += 1;
+                if let Err(status) = done {
+                    errors.push(format!("{:?}: {}", status.code(), status.message()));
+                }
+            }
+            (calls, errors)
+        })
+    });
+    let (uploaded, clients) = tokio::join!(uploads, futures::future::join_all(clients));
+    let (mut calls, mut errors) = (0, Vec::new());
+    for client in clients {
+        let (n, failed) = client.unwrap();
+        calls += n;
+        errors.extend(failed);
+    }
+    for (i, meeting) in &uploaded {
+        let done =
+            crate::processing::wait_for(&app, &users[*i].0, meeting, &[pb::MeetingStatus::Ready]).await;
+        assert_eq!(done.failure_reason, "", "{meeting}");
+    }
+    let _ = worker.kill();
+    let _ = worker.wait();
+    println!(
+        "{calls} calls by 32 clients, {} recordings processed by the worker",
+        uploaded.len()
+    );
+    assert!(
+        errors.is_empty(),
+        "{} of {calls} calls failed, e.g. {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+    assert!(calls > 500, "only {calls} calls in 4 s");
 }

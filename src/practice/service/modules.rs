@@ -102,7 +102,7 @@ pub(super) async fn list(
     if show_unpublished {
         caller.require_admin()?;
     }
-    let scoped = api.state.db.as_user(caller.user_id).await?;
+    let scoped = api.state.db.read_as_user(caller.user_id).await?;
     let filter = ListFilter {
         skill,
         unpublished: show_unpublished,
@@ -124,7 +124,7 @@ pub(super) async fn get(
 ) -> Reply<pb::GetModuleResponse> {
     let caller = Caller::of(&request)?.clone();
     let (id, which) = parse_module("name", &request.get_ref().name)?;
-    let scoped = api.state.db.as_user(caller.user_id).await?;
+    let scoped = api.state.db.read_as_user(caller.user_id).await?;
     let loaded = visible(&scoped, &caller, &id, which).await?;
     Ok(Response::new(pb::GetModuleResponse {
         module: Some(module_view(&scoped, &caller, &loaded).await?),

@@ -74,7 +74,7 @@ pub(super) async fn recommendations(
         n if n < 0 => return Err(AppError::invalid("page_size", "must not be negative").into()),
         n => usize::try_from(n).unwrap_or(50).min(50),
     };
-    let scoped = api.state.db.as_user(user_id).await?;
+    let scoped = api.state.db.read_as_user(user_id).await?;
     let recommendations =
         crate::practice::recommend::recommend(&scoped, user_id, limit, api.state.clock.now()).await?;
     Ok(Response::new(pb::ListRecommendationsResponse { recommendations }))
@@ -122,7 +122,7 @@ pub(super) async fn get(
 ) -> Reply<pb::GetSessionResponse> {
     let user_id = Caller::of(&request)?.user_id;
     let id = session_id("name", &request.get_ref().name)?;
-    let scoped = api.state.db.as_user(user_id).await?;
+    let scoped = api.state.db.read_as_user(user_id).await?;
     let session = sessions::get(&scoped, id).await?;
     let attempts = sessions::attempts(&scoped, id).await?;
     Ok(Response::new(pb::GetSessionResponse {
@@ -154,7 +154,7 @@ pub(super) async fn list(
         }
     };
     let page = bad.finish(|| page)?;
-    let scoped = api.state.db.as_user(user_id).await?;
+    let scoped = api.state.db.read_as_user(user_id).await?;
     let (rows, next) = sessions::list(&scoped, &page, state).await?;
     Ok(Response::new(pb::PracticeServiceListSessionsResponse {
         sessions: rows
