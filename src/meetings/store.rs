@@ -155,9 +155,10 @@ pub async fn update(scoped: &Scoped, id: Uuid, fields: MeetingFields) -> AppResu
         .col_expr(entity::Column::Tags, Expr::value(serde_json::json!(tags)))
         .filter(entity::Column::Id.eq(id))
         .filter(entity::Column::DeletedAt.is_null())
-        .exec()
-        .await?;
-    get(scoped, id).await
+        .exec_with_returning()
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::not_found("meeting"))
 }
 
 /// Moves a meeting from one of `from` to `to`, atomically: false if it was

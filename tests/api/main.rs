@@ -7,6 +7,7 @@ mod accounts;
 mod analytics;
 mod api_keys;
 mod auth;
+mod bench_sql;
 mod cli;
 mod clients;
 mod database;

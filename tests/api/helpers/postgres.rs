@@ -186,6 +186,11 @@ impl Cluster {
         Url::parse(&format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)).expect("a valid URL")
     }
 
+    /// The server's log file.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
     /// Stops the server with `pg_ctl stop -m <mode>` (`fast`, `immediate`).
     pub fn stop(&self, mode: &str) -> Result<(), String> {
         run(as_postgres(self.root, &self.bin.join("pg_ctl"))
