@@ -10,22 +10,19 @@
 //! - A failed attempt waits an exponential backoff with jitter; after the
 //!   last attempt the job is dead (the dead letter) until `RetryProcessing`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    Statement,
-};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbBackend, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use super::entity::{JobState, job};
 use crate::db::{Db, Scoped, ScopedWrite};
 use crate::error::{AppError, AppResult};
 use crate::pagination::{BeforeId, PageRequest};
-use crate::usage::limits::Allowance;
 use crate::usage::model::Category;
 
 /// The one kind of job.
@@ -174,85 +171,115 @@ pub async fn of_meeting(scoped: &Scoped, meeting_id: Uuid) -> AppResult<Option<j
         .await?)
 }
 
-/// Claims the next runnable job for `worker`, holding it for `lease`.
-pub async fn claim(db: &Db, worker: &str, lease: Duration) -> AppResult<Option<job::Model>> {
+/// Whether a job is runnable at `now`: pending and due, or running with a
+/// lapsed lease (its worker died).
+fn runnable(now: DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(
+            Condition::all()
+                .add(job::Column::State.eq(JobState::Pending))
+                .add(job::Column::RunAt.lte(now)),
+        )
+        .add(
+            Condition::all()
+                .add(job::Column::State.eq(JobState::Running))
+                .add(job::Column::LeaseUntil.lt(now)),
+        )
+}
+
+/// Claims up to `max` runnable jobs for `worker`, oldest first, holding
+/// each for `lease`, in one transaction: no owner gets more jobs running
+/// than their plan's `concurrent_jobs` allows.
+pub async fn claim(db: &Db, worker: &str, lease: Duration, max: usize) -> AppResult<Vec<job::Model>> {
+    use sea_orm::sea_query::ExprTrait as _;
     let now = Utc::now();
     let scoped = db.as_service().await?;
     let postgres = scoped.txn().get_database_backend() == DbBackend::Postgres;
+    // A few more candidates than wanted, in case some owners are full.
     let mut query = scoped
         .find::<job::Entity>()
-        .filter(
-            Condition::any()
-                .add(
-                    Condition::all()
-                        .add(job::Column::State.eq(JobState::Pending))
-                        .add(job::Column::RunAt.lte(now)),
-                )
-                .add(
-                    Condition::all()
-                        .add(job::Column::State.eq(JobState::Running))
-                        .add(job::Column::LeaseUntil.lt(now)),
-                ),
-        )
+        .filter(runnable(now))
         .order_by_asc(job::Column::RunAt)
-        .limit(16);
+        .limit(u64::try_from(max.saturating_mul(4).max(16)).unwrap_or(u64::MAX));
     if postgres {
         query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }
-    for candidate in query.all(scoped.txn()).await? {
-        if postgres {
-            // Claims for one user take turns, so two workers cannot both
-            // take the user's last free slot.
-            scoped
-                .txn()
-                .execute_raw(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
-                    [candidate.user_id.to_string().into()],
-                ))
-                .await?;
-        }
-        if let Some(limit) = Allowance::load(&scoped, candidate.user_id)
-            .await?
-            .limit(Category::ConcurrentJobs)
-        {
-            let running = scoped
-                .find::<job::Entity>()
-                .filter(job::Column::UserId.eq(candidate.user_id))
-                .filter(job::Column::State.eq(JobState::Running))
-                .filter(job::Column::LeaseUntil.gte(now))
-                .filter(job::Column::Id.ne(candidate.id))
-                .count(scoped.txn())
-                .await?;
-            if running >= u64::try_from(limit).unwrap_or(0) {
-                continue;
-            }
-        }
-        let taken = scoped
-            .update_many::<job::Entity>()
-            .col_expr(job::Column::State, Expr::value(JobState::Running))
-            .col_expr(job::Column::Attempts, Expr::value(candidate.attempts + 1))
-            .col_expr(job::Column::LeaseUntil, Expr::value(later(now, lease)))
-            .col_expr(job::Column::Worker, Expr::value(worker))
-            .filter(job::Column::Id.eq(candidate.id))
-            .filter(job::Column::State.eq(candidate.state))
-            .filter(job::Column::Attempts.eq(candidate.attempts))
-            .exec()
+    let candidates = query.all(scoped.txn()).await?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut owners: Vec<Uuid> = candidates.iter().map(|c| c.user_id).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    if postgres {
+        // Claims for one owner take turns, so two workers cannot both take
+        // the owner's last free slot; taken in id order, so two claimers
+        // never wait for each other in a circle. (Ids are hex and dashes:
+        // safe to write into the statement.)
+        let keys: Vec<String> = owners.iter().map(|id| format!("'{id}'")).collect();
+        scoped
+            .txn()
+            .execute_unprepared(&format!(
+                "SELECT count(pg_advisory_xact_lock(hashtextextended(owner, 7))) \
+                 FROM unnest(ARRAY[{}]::text[]) AS owner",
+                keys.join(",")
+            ))
             .await?;
-        if taken.rows_affected == 1 {
-            scoped.commit().await?;
-            return Ok(Some(job::Model {
-                state: JobState::Running,
-                attempts: candidate.attempts + 1,
-                lease_until: Some(later(now, lease)),
-                worker: Some(worker.to_owned()),
-                updated_at: now,
-                ..candidate
-            }));
+    }
+    let limits = crate::usage::limits::limits_of(&scoped, &owners, Category::ConcurrentJobs).await?;
+    let running: HashMap<Uuid, i64> = scoped
+        .find::<job::Entity>()
+        .filter(job::Column::UserId.is_in(owners.iter().copied()))
+        .filter(job::Column::State.eq(JobState::Running))
+        .filter(job::Column::LeaseUntil.gte(now))
+        .select_only()
+        .column(job::Column::UserId)
+        .column_as(job::Column::Id.count(), "running")
+        .group_by(job::Column::UserId)
+        .into_tuple()
+        .all(scoped.txn())
+        .await?
+        .into_iter()
+        .collect();
+    let mut free: HashMap<Uuid, Option<i64>> = limits
+        .into_iter()
+        .map(|(owner, limit)| {
+            (
+                owner,
+                limit.map(|l| l - running.get(&owner).copied().unwrap_or(0)),
+            )
+        })
+        .collect();
+    let mut picked = Vec::new();
+    for candidate in &candidates {
+        if picked.len() == max {
+            break;
+        }
+        match free.get_mut(&candidate.user_id) {
+            Some(None) => picked.push(candidate.id),
+            Some(Some(slots)) if *slots > 0 => {
+                *slots -= 1;
+                picked.push(candidate.id);
+            }
+            _ => {}
         }
     }
+    if picked.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut taken = scoped
+        .update_many::<job::Entity>()
+        .col_expr(job::Column::State, Expr::value(JobState::Running))
+        .col_expr(job::Column::Attempts, Expr::col(job::Column::Attempts).add(1))
+        .col_expr(job::Column::LeaseUntil, Expr::value(later(now, lease)))
+        .col_expr(job::Column::Worker, Expr::value(worker))
+        .filter(job::Column::Id.is_in(picked))
+        .filter(runnable(now))
+        .exec_with_returning()
+        .await?;
     scoped.commit().await?;
-    Ok(None)
+    taken.sort_by_key(|job| (job.run_at, job.id));
+    Ok(taken)
 }
 
 /// Extends `worker`'s lease on job `id`; false if the worker lost it.

@@ -13,16 +13,58 @@ use crate::events::model::{Payload, StagePhase};
 use crate::meetings::entity::Status;
 use crate::meetings::store;
 
-/// Runs `slots` workers until `shutdown`; a job in progress at shutdown is
-/// handed back for another worker.
+/// Runs up to `slots` jobs at once until `shutdown`; a job in progress at
+/// shutdown is handed back for another worker. Free slots are filled by
+/// one claim for as many jobs as there are free slots; each claim holds
+/// its jobs under its own worker name (`host-pid-n`), so the fence of one
+/// attempt never passes for another.
 pub async fn run(pipeline: Pipeline, slots: usize, shutdown: CancellationToken) {
     let pipeline = Arc::new(pipeline);
-    let mut tasks = tokio::task::JoinSet::new();
-    for slot in 0..slots {
-        let worker = format!("{}-{}-{slot}", hostname(), std::process::id());
-        tasks.spawn(slot_loop(pipeline.clone(), worker, shutdown.clone()));
+    let config = &pipeline.config.processing;
+    let signals = pipeline.db.signals().clone();
+    let process = format!("{}-{}", hostname(), std::process::id());
+    let mut running = tokio::task::JoinSet::new();
+    let mut claims = 0u64;
+    while slots > 0 && !shutdown.is_cancelled() {
+        let free = slots.saturating_sub(running.len());
+        if free == 0 {
+            // Every slot busy: wait for one to end.
+            tokio::select! {
+                _ = running.join_next() => {}
+                () = shutdown.cancelled() => {}
+            }
+            continue;
+        }
+        // Listening before looking, so work queued in between still wakes
+        // the loop; work queued by other processes is found by polling.
+        let queued = signals.work().notified();
+        tokio::pin!(queued);
+        queued.as_mut().enable();
+        claims += 1;
+        let worker = format!("{process}-{claims}");
+        match jobs::claim(&pipeline.db, &worker, config.lease, free).await {
+            Ok(claimed) if !claimed.is_empty() => {
+                for job in claimed {
+                    let (pipeline, worker, shutdown) = (pipeline.clone(), worker.clone(), shutdown.clone());
+                    running.spawn(async move {
+                        if let Err(error) = attempt(&pipeline, &job, &worker, &shutdown).await {
+                            tracing::warn!(%error, job = %job.id, "could not record the end of a job's attempt");
+                        }
+                    });
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not claim a job"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(config.poll) => {}
+            () = &mut queued => {}
+            Some(_) = running.join_next() => {}
+            () = shutdown.cancelled() => {}
+        }
     }
-    while tasks.join_next().await.is_some() {}
+    while running.join_next().await.is_some() {}
 }
 
 fn hostname() -> String {
@@ -31,33 +73,6 @@ fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "worker".into())
-}
-
-async fn slot_loop(pipeline: Arc<Pipeline>, worker: String, shutdown: CancellationToken) {
-    let config = &pipeline.config.processing;
-    let signals = pipeline.db.signals().clone();
-    while !shutdown.is_cancelled() {
-        // Listening before looking, so work queued in between still wakes
-        // this slot; work queued by other processes is found by polling.
-        let queued = signals.work().notified();
-        tokio::pin!(queued);
-        queued.as_mut().enable();
-        match jobs::claim(&pipeline.db, &worker, config.lease).await {
-            Ok(Some(job)) => {
-                if let Err(error) = attempt(&pipeline, &job, &worker, &shutdown).await {
-                    tracing::warn!(%error, job = %job.id, "could not record the end of a job's attempt");
-                }
-                continue;
-            }
-            Ok(None) => {}
-            Err(error) => tracing::warn!(%error, "could not claim a job"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(config.poll) => {}
-            () = &mut queued => {}
-            () = shutdown.cancelled() => {}
-        }
-    }
 }
 
 /// One attempt at `job`.

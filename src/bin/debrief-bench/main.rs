@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release --bin debrief-bench -- [SCENARIO...] [--addr http://host:port]
 //!     [--concurrency 32] [--connections 4] [--duration 10s] [--warmup 2s] [--json PATH]
-//!     [--uploads 8] [--upload-size 256MiB]
+//!     [--uploads 8] [--upload-size 256MiB] [--compare [--rounds 2]]
 //! ```
 //!
 //! Without `--addr` it starts a server in this process on a temporary SQLite
@@ -14,9 +14,11 @@
 //! beside it instead, so the server's peak memory can be measured alone.
 
 mod child;
+mod compare;
 mod events;
 mod export;
 mod processing;
+mod script;
 mod seed;
 mod upload;
 
@@ -94,12 +96,25 @@ struct Args {
     /// Workers claiming them at once.
     #[arg(long, default_value_t = 4)]
     queue_claimers: usize,
+    /// Jobs a worker claims at once (its free slots).
+    #[arg(long, default_value_t = 8)]
+    queue_batch: usize,
     /// Accounts seeded for the `progress` and `analytics` scenarios.
     #[arg(long, default_value_t = 10_000)]
     seed_users: usize,
     /// Skill scores seeded across them.
     #[arg(long, default_value_t = 100_000)]
     seed_scores: usize,
+    /// Run each scenario that has a script in `sql/` (profile, get-meeting,
+    /// update-meeting) alternately through debrief and as the same
+    /// statements without it (pgbench on Postgres, a loop over the same
+    /// pools on SQLite), and print debrief ÷ that. Needs the in-process
+    /// server.
+    #[arg(long)]
+    compare: bool,
+    /// Rounds of each side with `--compare`.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
     /// Where to write the JSON results (default: target/bench/<time>.json).
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -318,7 +333,7 @@ impl Scenario {
                         pb::UpdateMeetingRequest {
                             meeting: Some(pb::Meeting {
                                 name: fixture.meeting.clone(),
-                                title: "Weekly engineering sync (moved)".into(),
+                                title: UPDATED_TITLE.into(),
                                 ..Default::default()
                             }),
                             update_mask: Some(prost_types::FieldMask {
@@ -346,6 +361,9 @@ impl Scenario {
         Ok(())
     }
 }
+
+/// The title `update-meeting` gives a meeting.
+const UPDATED_TITLE: &str = "Weekly engineering sync (moved)";
 
 /// The seed module and its written exercise the `practice` scenario uses.
 const PRACTICE_MODULE: &str = "modules/filler-words-say-it-without-fillers";
@@ -441,6 +459,10 @@ async fn main() -> anyhow::Result<()> {
                 ("DEBRIEF_RATE_LIMIT_WRITES".to_owned(), "100000000".to_owned()),
                 ("DEBRIEF_RATE_LIMIT_UPLOADS".to_owned(), "100000000".to_owned()),
             ];
+            if processing {
+                // The queue scenario's jobs are for its own claimers.
+                vars.push(("DEBRIEF_WORKERS".to_owned(), "0".to_owned()));
+            }
             // The database (Postgres when DATABASE_URL is set) comes from
             // the environment, like the server's.
             for name in [
@@ -489,16 +511,16 @@ async fn main() -> anyhow::Result<()> {
         Scenario::UpdateMeeting,
         Scenario::PracticeRead,
     ];
-    let token = if scenarios.iter().any(|s| authenticated.contains(s)) {
+    let (account, token) = if scenarios.iter().any(|s| authenticated.contains(s)) {
         let email = format!("bench-{}@example.com", uuid::Uuid::now_v7());
         let (user, token) = child::sign_up(channels[0].clone(), &email)
             .await
             .context("signing up the benchmark account")?;
+        let id: uuid::Uuid = user.trim_start_matches("users/").parse()?;
         if let Some(scenario) = scenarios.iter().find(|s| s.in_process()) {
             let db = db.as_ref().with_context(|| {
                 format!("the {scenario:?} scenario needs the in-process server (no --addr)")
             })?;
-            let id: uuid::Uuid = user.trim_start_matches("users/").parse()?;
             child::unlimited_practice(db, channels[0].clone(), &user).await?;
             if scenarios
                 .iter()
@@ -516,9 +538,9 @@ async fn main() -> anyhow::Result<()> {
                 child::make_admin(db, &email).await?;
             }
         }
-        token
+        (id, token)
     } else {
-        String::new()
+        (uuid::Uuid::nil(), String::new())
     };
     let authorization: Authorization = format!("Bearer {token}").parse()?;
     let with_meetings = scenarios
@@ -537,10 +559,47 @@ async fn main() -> anyhow::Result<()> {
         });
     }
     let mut rows = Vec::new();
+    let mut comparisons = Vec::new();
     for scenario in scenarios {
-        rows.push(run(scenario, &channels, &fixtures, &http, &args).await);
+        let script = compare::script(scenario).filter(|_| args.compare);
+        let Some(script) = script else {
+            rows.push(run(scenario, &channels, &fixtures, &http, &args).await);
+            continue;
+        };
+        let db = db
+            .as_ref()
+            .context("--compare needs the in-process server (no --addr)")?;
+        let clients = fixtures
+            .iter()
+            .map(|f| compare::Vars {
+                user_id: account,
+                meeting_id: f
+                    .meeting
+                    .trim_start_matches("meetings/")
+                    .parse()
+                    .unwrap_or_default(),
+            })
+            .collect::<Vec<_>>();
+        for round in 1..=args.rounds.max(1) {
+            let row = run(scenario, &channels, &fixtures, &http, &args).await;
+            let (baseline, without) =
+                compare::baseline(db, script, &clients, args.warmup, args.duration).await?;
+            comparisons.push(compare::Comparison {
+                scenario,
+                baseline,
+                round,
+                concurrency: args.concurrency,
+                debrief: compare::Side::from(&row),
+                without,
+                ratio: row.calls_per_second / without.per_second.max(f64::MIN_POSITIVE),
+            });
+            rows.push(row);
+        }
     }
     print_table(&addr, &rows);
+    if !comparisons.is_empty() {
+        compare::print(&comparisons);
+    }
     let upload = if upload {
         let result = upload::run(args.uploads, args.upload_size).await?;
         println!("\nupload: {result:#?}");
@@ -567,7 +626,13 @@ async fn main() -> anyhow::Result<()> {
         None
     };
     let processing = if processing {
-        let result = processing::run(args.mp3.as_deref(), args.queue_jobs, args.queue_claimers).await?;
+        let result = processing::run(
+            args.mp3.as_deref(),
+            args.queue_jobs,
+            args.queue_claimers,
+            args.queue_batch.max(1),
+        )
+        .await?;
         println!("\nprocessing: {result:#?}");
         Some(result)
     } else {
@@ -582,7 +647,7 @@ async fn main() -> anyhow::Result<()> {
         None
     };
     let report = serde_json::json!({
-        "rows": rows, "upload": upload, "events": events, "processing": processing, "export": export,
+        "rows": rows, "comparisons": comparisons, "upload": upload, "events": events, "processing": processing, "export": export,
     });
     std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
     println!("\nresults written to {}", path.display());

@@ -24,6 +24,7 @@ pub struct ProcessingResult {
     queue_backend: String,
     queue_jobs: usize,
     queue_claimers: usize,
+    queue_batch: usize,
     queue_jobs_per_second: f64,
 }
 
@@ -57,7 +58,12 @@ fn recording(given: Option<&Path>, dir: &Path, minutes: u32) -> anyhow::Result<P
 }
 
 /// Runs the scenario.
-pub async fn run(mp3: Option<&Path>, jobs_count: usize, claimers: usize) -> anyhow::Result<ProcessingResult> {
+pub async fn run(
+    mp3: Option<&Path>,
+    jobs_count: usize,
+    claimers: usize,
+    batch: usize,
+) -> anyhow::Result<ProcessingResult> {
     let dir = tempfile::tempdir()?;
     let input = recording(mp3, dir.path(), 30)?;
 
@@ -83,7 +89,7 @@ pub async fn run(mp3: Option<&Path>, jobs_count: usize, claimers: usize) -> anyh
         bail!("ffmpeg could not convert the recording");
     }
 
-    let (backend, jobs_per_second) = queue(dir.path(), jobs_count, claimers).await?;
+    let (backend, jobs_per_second) = queue(dir.path(), jobs_count, claimers, batch).await?;
     Ok(ProcessingResult {
         recording_seconds,
         convert_seconds,
@@ -93,17 +99,21 @@ pub async fn run(mp3: Option<&Path>, jobs_count: usize, claimers: usize) -> anyh
         queue_backend: backend,
         queue_jobs: jobs_count,
         queue_claimers: claimers,
+        queue_batch: batch,
         queue_jobs_per_second: jobs_per_second,
     })
 }
 
 /// Queues `count` jobs over a few users, then times `claimers` workers
-/// claiming and finishing them (no work in between). Uses `DATABASE_URL`
+/// claiming up to `batch` at a time and finishing them (no work in
+/// between). Uses `DATABASE_URL`
 /// when set, else a SQLite file in `dir`.
-async fn queue(dir: &Path, count: usize, claimers: usize) -> anyhow::Result<(String, f64)> {
+async fn queue(dir: &Path, count: usize, claimers: usize, batch: usize) -> anyhow::Result<(String, f64)> {
     let mut vars = vec![("DEBRIEF_DATA_DIR".to_owned(), dir.display().to_string())];
-    if let Ok(url) = std::env::var("DATABASE_URL") {
-        vars.push(("DATABASE_URL".to_owned(), url));
+    for name in ["DATABASE_URL", "DATABASE_MIGRATION_URL"] {
+        if let Ok(url) = std::env::var(name) {
+            vars.push((name.to_owned(), url));
+        }
     }
     let config = Config::from_vars(vars)?;
     let db = Db::open(&config).await?;
@@ -144,29 +154,34 @@ async fn queue(dir: &Path, count: usize, claimers: usize) -> anyhow::Result<(Str
                 let mut last = Instant::now();
                 let mut idle = 0;
                 while idle < 20 {
-                    match jobs::claim(&db, &worker, Duration::from_secs(60)).await {
-                        Ok(Some(job)) => {
+                    match jobs::claim(&db, &worker, Duration::from_secs(60), batch).await {
+                        Ok(claimed) if !claimed.is_empty() => {
                             idle = 0;
-                            let scoped = db.as_service().await.expect("a transaction");
-                            jobs::succeed(&scoped, job.id, &worker).await.expect("finish");
-                            scoped.commit().await.expect("commit");
-                            done += 1;
+                            // Finished side by side, as a worker's slots do.
+                            let finished = claimed.iter().map(|job| async {
+                                let scoped = db.as_service().await.expect("a transaction");
+                                jobs::succeed(&scoped, job.id, &worker).await.expect("finish");
+                                scoped.commit().await.expect("commit");
+                            });
+                            futures::future::join_all(finished).await;
+                            done += claimed.len();
                             last = Instant::now();
                         }
-                        // Busy (another claimer's transaction) or empty.
-                        Ok(None) | Err(_) => {
+                        Err(error) => bail!("claiming jobs: {error}"),
+                        // Another claimer holds the rest, or none are left.
+                        Ok(_) => {
                             idle += 1;
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
                     }
                 }
-                (done, last)
+                Ok::<_, anyhow::Error>((done, last))
             })
         })
         .collect();
     let (mut done, mut finished) = (0, started);
     for worker in workers {
-        let (count, last) = worker.await?;
+        let (count, last) = worker.await??;
         done += count;
         finished = finished.max(last);
     }
