@@ -50,19 +50,27 @@ impl Allowance {
     /// The limit in `category`; None for unlimited. A category a plan does
     /// not list is unlimited.
     pub fn limit(&self, category: Category) -> Option<i64> {
-        if let Some(found) = self.overrides.iter().find(|o| o.category == category) {
-            return found.limit_value;
-        }
-        self.plan_limits
-            .iter()
-            .find(|l| l.category == category)
-            .and_then(|l| l.limit_value)
+        effective(
+            self.overrides
+                .iter()
+                .find(|o| o.category == category)
+                .map(|o| o.limit_value),
+            self.plan_limits
+                .iter()
+                .find(|l| l.category == category)
+                .and_then(|l| l.limit_value),
+        )
     }
 }
 
-/// The limit in `category` of each of `users` (None: unlimited), by the rule
-/// of [`Allowance::limit`] — an override of the user's, else their plan's,
-/// else none — in three queries however many users. A user not found has
+/// The rule of every limit: the user's override if they have one (whose
+/// value may itself be None, unlimited), else their plan's limit, else none.
+fn effective(overridden: Option<Option<i64>>, plan: Option<i64>) -> Option<i64> {
+    overridden.unwrap_or(plan)
+}
+
+/// The limit in `category` of each of `users` (None: unlimited), by the same
+/// rule as [`Allowance::limit`], in three queries however many users. A user not found has
 /// no entry.
 pub async fn limits_of(
     scoped: &Scoped,
@@ -100,10 +108,10 @@ pub async fn limits_of(
     Ok(plans
         .into_iter()
         .map(|(user, plan)| {
-            let limit = match overrides.get(&user) {
-                Some(limit) => *limit,
-                None => plan_limits.get(&plan).copied().flatten(),
-            };
+            let limit = effective(
+                overrides.get(&user).copied(),
+                plan_limits.get(&plan).copied().flatten(),
+            );
             (user, limit)
         })
         .collect())
