@@ -44,6 +44,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // RPCs whose implementation has not landed answer UNIMPLEMENTED.
         .generate_default_stubs(true)
         .extern_path(".google.rpc", "::tonic_types::pb")
+        // Upload bytes are taken from the received message's buffer
+        // without a copy.
+        .bytes(".google.api.HttpBody.data")
+        .bytes(".debrief.v1.UploadRequest.chunk")
         .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

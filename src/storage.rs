@@ -53,6 +53,25 @@ impl std::fmt::Debug for Storage {
     }
 }
 
+/// A local object file held under an exclusive lock, written in place.
+#[derive(Debug)]
+pub struct LockedFile(Arc<std::fs::File>);
+
+impl LockedFile {
+    /// Writes `bytes` at `offset` and waits until they are on the disk.
+    pub async fn write_at(&self, offset: u64, bytes: Bytes) -> AppResult<()> {
+        use std::os::unix::fs::FileExt as _;
+        let file = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            file.write_all_at(&bytes, offset)?;
+            file.sync_data()
+        })
+        .await
+        .map_err(AppError::internal)?
+        .map_err(AppError::internal)
+    }
+}
+
 /// Size of the parts of a multipart upload.
 const PART: usize = 5 << 20;
 
@@ -163,6 +182,46 @@ impl Storage {
         }
         writer.finish().await.map_err(failed)?;
         Ok(())
+    }
+
+    /// The file holding `key` when objects are local files (None on S3):
+    /// checks read it where it lies instead of from a copy.
+    pub fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
+        self.local_root.as_ref().map(|root| root.join(key))
+    }
+
+    /// On local disk, the object `key` opened for writing in place (created
+    /// if missing) under an exclusive lock, waiting for another holder; the
+    /// lock ends when the [`LockedFile`] is dropped or its process dies.
+    /// None on S3, whose objects cannot be written in place.
+    pub async fn lock_for_writing(&self, key: &str) -> AppResult<Option<LockedFile>> {
+        let Some(path) = self.local_path(key) else {
+            return Ok(None);
+        };
+        let file = tokio::task::spawn_blocking(move || {
+            if let Some(folder) = path.parent() {
+                std::fs::create_dir_all(folder)?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            file.lock()?;
+            Ok::<_, std::io::Error>(file)
+        })
+        .await
+        .map_err(AppError::internal)?
+        .map_err(AppError::internal)?;
+        Ok(Some(LockedFile(Arc::new(file))))
+    }
+
+    /// Moves the object at `from` to `to` (a rename on local disk).
+    pub async fn rename(&self, from: &str, to: &str) -> AppResult<()> {
+        self.store
+            .rename(&Key::from(from), &Key::from(to))
+            .await
+            .map_err(failed)
     }
 
     /// Copies the object at `key` into a local file, streaming.

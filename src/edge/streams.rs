@@ -133,7 +133,7 @@ pub(super) async fn raw(answer: http::Response<AxumBody>) -> Result<Response, Fa
     }
     let data = futures::stream::iter(first.map(Ok)).chain(pieces).map(|piece| {
         piece
-            .map(|p| Bytes::from(p.data))
+            .map(|p| p.data)
             .map_err(|f| std::io::Error::other(f.body().to_string()))
     });
     Ok(response

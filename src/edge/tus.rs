@@ -441,7 +441,7 @@ async fn write(
                     crc32c: Some(crc32c::crc32c(&chunk)),
                     chunk: Some(HttpBody {
                         content_type: OFFSET_STREAM.into(),
-                        data: chunk.to_vec(),
+                        data: chunk.clone(),
                         extensions: Vec::new(),
                     }),
                 },

@@ -98,9 +98,10 @@ pub async fn stream(
     let mut first = true;
     let messages = pieces.flat_map(move |piece| {
         let parts: Vec<Result<HttpBody, Status>> = match piece {
-            Ok(bytes) => bytes
-                .chunks(PIECE)
-                .map(|chunk| {
+            Ok(bytes) => (0..bytes.len())
+                .step_by(PIECE)
+                .map(|start| {
+                    let chunk = bytes.slice(start..bytes.len().min(start + PIECE));
                     let content_type = if std::mem::take(&mut first) {
                         content_type.clone()
                     } else {
@@ -108,7 +109,7 @@ pub async fn stream(
                     };
                     Ok(HttpBody {
                         content_type,
-                        data: chunk.to_vec(),
+                        data: chunk,
                         extensions: Vec::new(),
                     })
                 })

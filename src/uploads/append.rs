@@ -1,11 +1,14 @@
-//! `AppendChunk`: one chunk, stored as its own object, committed by an
-//! offset-checked update of the upload row.
+//! `AppendChunk`: one chunk, stored, then committed by an offset-checked
+//! update of the upload row.
 //!
-//! The object is written first under a unique key, then
+//! The bytes are written first — on local disk into the upload's one file
+//! at their offset, under that file's lock; on S3 as an object of their own
+//! under a unique key — then
 //! `committed_bytes = committed_bytes + len WHERE committed_bytes = offset`
-//! commits it together with its chunk row. Whatever instance takes the
-//! chunk, and whenever a process dies, committed bytes are never changed: a
-//! chunk object that was not committed is an orphan that cleanup deletes.
+//! commits them together with their chunk row. Whatever instance takes the
+//! chunk, and whenever a process dies, committed bytes are never changed:
+//! bytes that were not committed lie past the committed size (overwritten
+//! by the next chunk) or in an orphan object that cleanup deletes.
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -16,7 +19,7 @@ use uuid::Uuid;
 
 use super::entity::{State, chunk, upload};
 use super::model::{MIN_CHUNK, max_chunk};
-use super::store;
+use super::{lifecycle, store};
 use crate::error::{AppError, AppResult, Violations};
 use crate::events::model::Payload;
 use crate::shared::Shared;
@@ -108,24 +111,80 @@ pub async fn append(state: &Shared, user_id: Uuid, id: Uuid, chunk: Chunk) -> Ap
     };
     let crc = check(&upload, &chunk, state.config.max_message_bytes)?;
     let len = i64::try_from(chunk.data.len()).unwrap_or(i64::MAX);
-    let unchanged = Appended {
-        committed_bytes: upload.committed_bytes,
-        expires_at: upload.expires_at,
-    };
     if chunk.offset != upload.committed_bytes {
         return if chunk.offset < upload.committed_bytes
             && is_repeat(state, user_id, id, chunk.offset, len, crc).await?
         {
-            Ok(unchanged)
+            Ok(Appended {
+                committed_bytes: upload.committed_bytes,
+                expires_at: upload.expires_at,
+            })
         } else {
             Err(offset_mismatch(upload.committed_bytes))
         };
     }
-
-    let key = store::chunk_key(id, chunk.offset);
-    state.storage.put(&key, chunk.data).await?;
+    let offset = chunk.offset;
     let expires_at =
         now + chrono::Duration::from_std(state.config.upload_expiry).unwrap_or(chrono::Duration::days(1));
+    if let Some(appended) = store_and_commit(state, &upload, chunk, crc, expires_at).await? {
+        return Ok(appended);
+    }
+    // Another request committed this offset first.
+    let scoped = state.db.as_user(user_id).await?;
+    let now_committed = store::get_active(&scoped, id, now).await?.committed_bytes;
+    drop(scoped);
+    if is_repeat(state, user_id, id, offset, len, crc).await? {
+        Ok(Appended {
+            committed_bytes: now_committed,
+            expires_at,
+        })
+    } else {
+        Err(offset_mismatch(now_committed))
+    }
+}
+
+/// Stores the chunk's bytes and commits them; None if the offset was
+/// committed by another request first (or the upload ended meanwhile).
+///
+/// On local disk the bytes go straight into the upload's one file at their
+/// offset (so completing writes nothing again), under the file's lock: the
+/// committed size is read again once it is held, and bytes are only ever
+/// written past it, so committed bytes are never overwritten. On S3 each
+/// chunk is an object of its own under a unique key.
+async fn store_and_commit(
+    state: &Shared,
+    upload: &upload::Model,
+    chunk: Chunk,
+    crc: u32,
+    expires_at: DateTime<Utc>,
+) -> AppResult<Option<Appended>> {
+    let (id, user_id) = (upload.id, upload.user_id);
+    let len = i64::try_from(chunk.data.len()).unwrap_or(i64::MAX);
+    let held = state.storage.lock_for_writing(&store::data_key(id)).await?;
+    let key = if let Some(file) = &held {
+        let current = {
+            let scoped = state.db.as_user(user_id).await?;
+            store::get_active(&scoped, id, Utc::now()).await
+        };
+        match current {
+            Ok(current) if current.committed_bytes == chunk.offset => {}
+            Ok(_) => return Ok(None),
+            Err(error) => {
+                // Ended while this request waited: taking the lock may have
+                // made its file again, which must not stay behind.
+                drop(held);
+                lifecycle::delete_objects(state, upload).await;
+                return Err(error);
+            }
+        }
+        file.write_at(u64::try_from(chunk.offset).unwrap_or(0), chunk.data)
+            .await?;
+        store::data_key(id)
+    } else {
+        let key = store::chunk_key(id, chunk.offset);
+        state.storage.put(&key, chunk.data).await?;
+        key
+    };
     let scoped = state.db.as_user(user_id).await?;
     let claimed = scoped
         .update_many::<upload::Entity>()
@@ -163,23 +222,18 @@ pub async fn append(state: &Shared, user_id: Uuid, id: Uuid, chunk: Chunk) -> Ap
         crate::events::publish(&scoped, user_id, Some(upload.meeting_id), progress).await?;
         scoped.commit().await?;
         crate::metrics::upload_bytes(u64::try_from(len).unwrap_or(0));
-        return Ok(Appended {
+        return Ok(Some(Appended {
             committed_bytes: chunk.offset + len,
             expires_at,
-        });
+        }));
     }
-    // Another request committed this offset first.
     drop(scoped);
-    state.storage.delete(&key).await?;
-    let scoped = state.db.as_user(user_id).await?;
-    let now_committed = store::get_active(&scoped, id, now).await?.committed_bytes;
-    drop(scoped);
-    if is_repeat(state, user_id, id, chunk.offset, len, crc).await? {
-        Ok(Appended {
-            committed_bytes: now_committed,
-            expires_at,
-        })
+    if held.is_some() {
+        // Under the lock nothing else commits: the upload ended meanwhile.
+        drop(held);
+        lifecycle::delete_objects(state, upload).await;
     } else {
-        Err(offset_mismatch(now_committed))
+        state.storage.delete(&key).await?;
     }
+    Ok(None)
 }

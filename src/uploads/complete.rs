@@ -2,14 +2,18 @@
 //! after every check — size, checksum, scanners, type, and a decode — or
 //! the upload is rejected and leaves nothing behind.
 //!
-//! The chunks are streamed one at a time into a scratch file (memory is
-//! bounded by one chunk), hashed and scanned on the way; the file is probed
-//! there and then streamed to storage as the original object.
+//! On local disk the chunks were written in place into one file: it is read
+//! once (hashed, scanned, each chunk's checksum checked), probed where it
+//! lies and renamed to the original, so every byte is written once. On S3
+//! the chunk objects are streamed one at a time into a scratch file (memory
+//! bounded by one chunk), checked there, and streamed to storage as the
+//! original object.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt as _;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, QueryFilter};
 use sha2::{Digest, Sha256};
@@ -154,10 +158,10 @@ pub async fn complete(
     Ok((done, meeting))
 }
 
-/// Assembles the chunks into a scratch file (hashing and scanning on the
-/// way, memory bounded by one chunk), checks it, and stores it as the
-/// upload's recording. Ok(Err(..)) is a refusal, after which the upload is
-/// rejected; Err(..) a failure of ours. Returns the facts and the key.
+/// Reads the whole file (hashing and scanning on the way, memory bounded
+/// by one buffer), checks it, and stores it as the upload's recording.
+/// Ok(Err(..)) is a refusal, after which the upload is rejected; Err(..) a
+/// failure of ours. Returns the facts and the key.
 async fn store_recording(
     state: &Shared,
     meta: &RequestMeta,
@@ -165,31 +169,20 @@ async fn store_recording(
     chunks: &[chunk::Model],
     token: Uuid,
 ) -> AppResult<Result<(AudioFacts, String), AppError>> {
-    let dir = crate::scratch::dir(&state.config.data_dir)
-        .await
-        .map_err(AppError::internal)?;
-    let temp = ScratchFile::create(&dir, &format!("upload-{}-", upload.id)).map_err(AppError::internal)?;
-    let mut file = tokio::fs::File::create(temp.path())
-        .await
-        .map_err(AppError::internal)?;
-    let mut hasher = Sha256::new();
-    let mut scanner = Scanner::default();
-    for chunk in chunks {
-        let bytes = state.storage.get(&chunk.object_key).await?;
-        if i64::from(crc32c::crc32c(&bytes)) != chunk.crc32c {
-            return Err(AppError::internal(format!(
-                "chunk at {} of upload {} is corrupt in storage",
-                chunk.offset, upload.id
-            )));
-        }
-        hasher.update(&bytes);
-        scanner.update(&bytes);
-        file.write_all(&bytes).await.map_err(AppError::internal)?;
-    }
-    file.flush().await.map_err(AppError::internal)?;
-    drop(file);
+    let original = store::original_key(upload.meeting_id, upload.id);
+    let data_key = store::data_key(upload.id);
+    // Chunks stored as objects of their own (on S3, or by an earlier
+    // version on local disk) are assembled.
+    let written_in_place = chunks.iter().all(|c| c.object_key == data_key);
+    let whole = match (
+        state.storage.local_path(&data_key),
+        state.storage.local_path(&original),
+    ) {
+        (Some(data), Some(moved)) if written_in_place => in_place(upload, chunks, data, moved).await?,
+        _ => assemble(state, upload, chunks).await?,
+    };
 
-    let verdict = check(state, upload, temp.path(), hex(&hasher.finalize()), scanner).await?;
+    let verdict = check(state, upload, &whole.path, whole.sha256, whole.scanner).await?;
     let verdict = match verdict {
         Ok(facts) => practice_length(state, upload, facts).await?,
         refused => refused,
@@ -203,9 +196,139 @@ async fn store_recording(
             .await));
         }
     };
-    let original = store::original_key(upload.meeting_id, upload.id);
-    state.storage.put_file(&original, temp.path()).await?;
+    match whole.becomes_original {
+        Becomes::Renamed => {
+            state
+                .storage
+                .rename(&store::data_key(upload.id), &original)
+                .await?;
+        }
+        Becomes::AlreadyIs => {}
+        Becomes::Copied(_scratch) => state.storage.put_file(&original, &whole.path).await?,
+    }
     Ok(Ok((facts, original)))
+}
+
+/// The whole file of an upload in one local file, and what reading it
+/// found.
+struct Whole {
+    path: PathBuf,
+    sha256: String,
+    scanner: Scanner,
+    becomes_original: Becomes,
+}
+
+/// How the file becomes the meeting's original recording.
+enum Becomes {
+    /// The chunks were written into it in place: a rename.
+    Renamed,
+    /// A completion that died after the rename left it there already.
+    AlreadyIs,
+    /// It is a scratch copy of the chunk objects: copied to storage.
+    Copied(ScratchFile),
+}
+
+/// On local disk: the upload's file, read where it lies — each chunk's
+/// CRC32C checked against its row — without a byte written.
+async fn in_place(
+    upload: &upload::Model,
+    chunks: &[chunk::Model],
+    data: PathBuf,
+    moved: PathBuf,
+) -> AppResult<Whole> {
+    let (path, becomes_original) = if tokio::fs::try_exists(&data).await.map_err(AppError::internal)? {
+        (data, Becomes::Renamed)
+    } else {
+        (moved, Becomes::AlreadyIs)
+    };
+    let expected: Vec<(i64, i64)> = chunks.iter().map(|c| (c.size_bytes, c.crc32c)).collect();
+    let (id, file) = (upload.id, path.clone());
+    let (sha256, scanner) = tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&file)?;
+        let mut hasher = Sha256::new();
+        let mut scanner = Scanner::default();
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut offset = 0;
+        for (size, crc32c) in expected {
+            let mut crc = 0;
+            let mut left = usize::try_from(size).unwrap_or(0);
+            while left > 0 {
+                let piece = &mut buffer[..left.min(1 << 20)];
+                std::io::Read::read_exact(&mut file, piece)?;
+                crc = crc32c::crc32c_append(crc, piece);
+                hasher.update(&*piece);
+                scanner.update(piece);
+                left -= piece.len();
+            }
+            if i64::from(crc) != crc32c {
+                return Err(std::io::Error::other(format!(
+                    "chunk at {offset} of upload {id} is corrupt in storage"
+                )));
+            }
+            offset += size;
+        }
+        Ok((hex(&hasher.finalize()), scanner))
+    })
+    .await
+    .map_err(AppError::internal)?
+    .map_err(AppError::internal)?;
+    Ok(Whole {
+        path,
+        sha256,
+        scanner,
+        becomes_original,
+    })
+}
+
+/// The chunks stored as objects (on S3), one at a time, into a scratch file (memory
+/// bounded by one chunk), each checked against its row's CRC32C.
+async fn assemble(state: &Shared, upload: &upload::Model, chunks: &[chunk::Model]) -> AppResult<Whole> {
+    let dir = crate::scratch::dir(&state.config.data_dir)
+        .await
+        .map_err(AppError::internal)?;
+    let temp = ScratchFile::create(&dir, &format!("upload-{}-", upload.id)).map_err(AppError::internal)?;
+    let mut file = tokio::fs::File::create(temp.path())
+        .await
+        .map_err(AppError::internal)?;
+    let mut hasher = Sha256::new();
+    let mut scanner = Scanner::default();
+    let data_key = store::data_key(upload.id);
+    for chunk in chunks {
+        let bytes = if chunk.object_key == data_key {
+            // An upload begun as chunk objects (by an earlier version) and
+            // continued in place: this chunk is its range of the file.
+            let end = chunk.offset + chunk.size_bytes;
+            state
+                .storage
+                .get_range(
+                    &data_key,
+                    u64::try_from(chunk.offset).unwrap_or(0)..u64::try_from(end).unwrap_or(0),
+                )
+                .await?
+                .try_collect::<Vec<_>>()
+                .await?
+                .concat()
+                .into()
+        } else {
+            state.storage.get(&chunk.object_key).await?
+        };
+        if i64::from(crc32c::crc32c(&bytes)) != chunk.crc32c {
+            return Err(AppError::internal(format!(
+                "chunk at {} of upload {} is corrupt in storage",
+                chunk.offset, upload.id
+            )));
+        }
+        hasher.update(&bytes);
+        scanner.update(&bytes);
+        file.write_all(&bytes).await.map_err(AppError::internal)?;
+    }
+    file.flush().await.map_err(AppError::internal)?;
+    Ok(Whole {
+        path: temp.path().to_owned(),
+        sha256: hex(&hasher.finalize()),
+        scanner,
+        becomes_original: Becomes::Copied(temp),
+    })
 }
 
 /// Every check of the assembled file, in order: checksum, scanners, type,

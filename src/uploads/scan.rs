@@ -36,17 +36,24 @@ impl Scanner {
             let take = (HEAD - self.head.len()).min(bytes.len());
             self.head.extend_from_slice(&bytes[..take]);
         }
-        // Search the seam with the previous piece too.
-        let mut window = std::mem::take(&mut self.tail);
-        window.extend_from_slice(bytes);
-        if window.windows(EICAR.len()).any(|w| w == EICAR) {
+        // The piece itself, then the seam with the previous one: the tail
+        // kept from it and as much of this piece as a match could reach.
+        let reach = bytes.len().min(EICAR.len() - 1);
+        let mut seam = std::mem::take(&mut self.tail);
+        seam.extend_from_slice(&bytes[..reach]);
+        if memchr::memmem::find(bytes, EICAR).is_some() || memchr::memmem::find(&seam, EICAR).is_some() {
             self.found = Some(Finding {
                 reason: "MALWARE_DETECTED",
                 what: "the EICAR test signature".into(),
             });
         }
-        let keep = window.len().min(EICAR.len() - 1);
-        self.tail = window[window.len() - keep..].to_vec();
+        // The last bytes seen, which a match in the next piece could start in.
+        let keep = EICAR.len() - 1;
+        self.tail = if bytes.len() >= keep {
+            bytes[bytes.len() - keep..].to_vec()
+        } else {
+            seam[seam.len().saturating_sub(keep)..].to_vec()
+        };
     }
 
     /// The verdict once the whole file was fed.
@@ -115,6 +122,19 @@ mod tests {
         let (a, b) = EICAR.split_at(20);
         assert_eq!(scan(&[b"RIFF....WAVE", a, b, b"more"]), Some("MALWARE_DETECTED"));
         assert_eq!(scan(&[EICAR]), Some("MALWARE_DETECTED"));
+        // Split over many small pieces, and at every point of a large one.
+        let pieces: Vec<&[u8]> = EICAR.chunks(5).collect();
+        assert_eq!(scan(&pieces), Some("MALWARE_DETECTED"));
+        let mut file = vec![0u8; 1000];
+        file.extend_from_slice(EICAR);
+        file.extend_from_slice(&[0u8; 1000]);
+        for cut in 990..1000 + EICAR.len() + 10 {
+            let (a, b) = file.split_at(cut);
+            assert_eq!(scan(&[a, b]), Some("MALWARE_DETECTED"), "cut at {cut}");
+        }
+        let (a, rest) = file.split_at(1010);
+        let (b, c) = rest.split_at(30);
+        assert_eq!(scan(&[a, b, c]), Some("MALWARE_DETECTED"));
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! The gRPC UploadService.
 
-use bytes::Bytes;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
@@ -66,7 +65,7 @@ impl UploadService for UploadApi {
             chunk,
         } = request.into_inner();
         let id = upload_id("name", &name)?;
-        let data = chunk.map(|c| Bytes::from(c.data)).unwrap_or_default();
+        let data = chunk.map(|c| c.data).unwrap_or_default();
         let appended = append::append(&self.state, user_id, id, Chunk { offset, crc32c, data }).await?;
         Ok(Response::new(pb::AppendChunkResponse {
             committed_bytes: appended.committed_bytes,

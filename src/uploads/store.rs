@@ -32,6 +32,12 @@ pub fn chunk_key(upload_id: Uuid, offset: i64) -> String {
     format!("uploads/{upload_id}/chunks/{offset:016}-{}", Uuid::now_v7())
 }
 
+/// The key of the one file an upload's chunks are written into, at their
+/// offsets, when objects are local files.
+pub fn data_key(upload_id: Uuid) -> String {
+    format!("uploads/{upload_id}/data")
+}
+
 /// The key of a meeting's original recording, as the upload `upload_id`
 /// stores it: each upload writes its own key, so the clean-up of one that
 /// ended can never remove another's recording.

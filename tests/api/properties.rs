@@ -77,7 +77,7 @@ fn chunk(name: &str, offset: usize, data: &[u8], crc: Option<u32>) -> pb::Append
         crc32c: crc,
         chunk: Some(debrief::pb::google::api::HttpBody {
             content_type: "application/octet-stream".into(),
-            data: data.to_vec(),
+            data: data.to_vec().into(),
             extensions: vec![],
         }),
     }

@@ -316,7 +316,7 @@ async fn an_upload_killed_at_random_points_resumes_and_ends_byte_identical(backe
                 break;
             }
             let message = pb::UploadRequest {
-                kind: Some(pb::upload_request::Kind::Chunk(piece.to_vec())),
+                kind: Some(pb::upload_request::Kind::Chunk(piece.to_vec().into())),
                 write_offset: 0,
             };
             if tx.send(message).await.is_err() {

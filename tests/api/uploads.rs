@@ -29,6 +29,7 @@ on_both_backends!(
     housekeeping_removes_temporary_files_left_by_a_crash,
     cancel_racing_complete_never_leaves_an_uncounted_recording,
     an_ended_upload_leaves_no_chunk_rows_or_staging_files,
+    a_completion_that_died_after_moving_the_file_completes_again,
 );
 
 pub const MIB: usize = 1 << 20;
@@ -115,7 +116,7 @@ pub fn append(name: &str, offset: usize, bytes: &[u8]) -> pb::AppendChunkRequest
         crc32c: Some(crc32c::crc32c(bytes)),
         chunk: Some(debrief::pb::google::api::HttpBody {
             content_type: "application/octet-stream".into(),
-            data: bytes.to_vec(),
+            data: bytes.to_vec().into(),
             extensions: vec![],
         }),
     }
@@ -321,7 +322,7 @@ async fn a_wav_uploads_through_the_client_stream(backend: Backend) {
     }];
     // Odd-sized pieces: the server re-chunks them.
     messages.extend(file.chunks(300_000).map(|piece| pb::UploadRequest {
-        kind: Some(pb::upload_request::Kind::Chunk(piece.to_vec())),
+        kind: Some(pb::upload_request::Kind::Chunk(piece.to_vec().into())),
         write_offset: 0,
     }));
     let done = UploadServiceClient::new(app.channel.clone())
@@ -940,9 +941,13 @@ async fn an_ended_upload_leaves_no_chunk_rows_or_staging_files(backend: Backend)
         .await
         .unwrap();
     // What a write killed half-way leaves on local disk: a staging file
-    // beside the chunks, which listing the store does not show.
-    let chunks = app.data_dir().join("objects").join(&upload.name).join("chunks");
-    std::fs::write(chunks.join("0000000000000000-killed#1"), b"half a chunk").unwrap();
+    // beside the upload's file, which listing the store does not show.
+    let folder = app.data_dir().join("objects").join(&upload.name);
+    assert!(
+        folder.join("data").exists(),
+        "the chunk is written into the upload's file"
+    );
+    std::fs::write(folder.join("data#1"), b"half a chunk").unwrap();
     let id: uuid::Uuid = upload.name.trim_start_matches("uploads/").parse().unwrap();
     let chunk_rows = || async {
         use debrief::uploads::entity::chunk;
@@ -963,12 +968,12 @@ async fn an_ended_upload_leaves_no_chunk_rows_or_staging_files(backend: Backend)
         .await
         .unwrap();
     assert_eq!(chunk_rows().await, 0, "an ended upload keeps no chunk rows");
-    assert!(!chunks.exists(), "nor any file of its chunks");
+    assert!(!folder.exists(), "nor any file of its chunks");
 
     // A process that died between ending an upload and deleting its
     // objects: housekeeping finishes the job.
-    std::fs::create_dir_all(&chunks).unwrap();
-    std::fs::write(chunks.join("0000000000000000-orphan"), b"an orphaned chunk").unwrap();
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("data"), b"an orphaned chunk").unwrap();
     {
         use debrief::uploads::entity::upload;
         use sea_orm::sea_query::Expr;
@@ -990,7 +995,66 @@ async fn an_ended_upload_leaves_no_chunk_rows_or_staging_files(backend: Backend)
     }
     debrief::housekeeping::run_once(&app.state.shared, chrono::Utc::now()).await;
     assert!(
-        !chunks.exists(),
+        !folder.exists(),
         "housekeeping removes what the dead process left"
     );
+}
+
+/// On local disk the chunks are written into the upload's one file, which
+/// completing renames to the original's key before it commits. A process
+/// killed between the two leaves the file there and the upload active: the
+/// next completion finds it and completes the upload, byte for byte.
+async fn a_completion_that_died_after_moving_the_file_completes_again(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let una = app.sign_up("una").await;
+    let meeting_name = new_meeting(&app, &una).await;
+    let file = wav(2 * MIB + 4321);
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    let upload = start(&mut client, &una, &meeting_name, &file, "audio/wav", "u.wav").await;
+    for (i, chunk) in file.chunks(MIB).enumerate() {
+        client
+            .append_chunk(una.request(append(&upload.name, i * MIB, chunk)))
+            .await
+            .unwrap();
+    }
+    let objects = app.data_dir().join("objects");
+    let data = objects.join(&upload.name).join("data");
+    assert_eq!(
+        std::fs::read(&data).unwrap(),
+        file,
+        "every chunk at its offset, once"
+    );
+    // What the dead completion did before it was killed.
+    let id = upload.name.trim_start_matches("uploads/");
+    let moved = objects.join(format!("{meeting_name}/original-{id}"));
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    std::fs::rename(&data, &moved).unwrap();
+
+    let other = app.sign_up("vic").await;
+    let status = client
+        .complete_upload(other.request(pb::CompleteUploadRequest {
+            name: upload.name.clone(),
+        }))
+        .await
+        .expect_err("another user's upload");
+    assert_eq!(status.code(), Code::NotFound);
+    let done = client
+        .complete_upload(una.request(pb::CompleteUploadRequest {
+            name: upload.name.clone(),
+        }))
+        .await
+        .expect("the upload completes from the moved file")
+        .into_inner();
+    let meeting = done.meeting.unwrap();
+    assert_eq!(original_key(&meeting), format!("{meeting_name}/original-{id}"));
+    assert!(
+        original(&app, &meeting).await == file,
+        "the recording is byte for byte the file"
+    );
+    assert_eq!(
+        upload_objects(&app, &upload.name),
+        0,
+        "nothing is left of the upload's file"
+    );
+    assert_eq!(storage_used(&app, &una).await, (file.len() as i64, 0));
 }

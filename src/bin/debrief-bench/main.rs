@@ -603,6 +603,7 @@ async fn main() -> anyhow::Result<()> {
     let upload = if upload {
         let result = upload::run(args.uploads, args.upload_size).await?;
         println!("\nupload: {result:#?}");
+        println!("{}", result.against_goals());
         Some(result)
     } else {
         None

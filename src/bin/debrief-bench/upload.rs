@@ -1,6 +1,8 @@
 //! The upload scenario: N concurrent uploads of one large WAV through the
 //! resumable RPCs, against a `debrief serve` child process, so the
-//! server's peak memory (VmHWM) can be read on its own.
+//! server's peak memory (VmHWM) can be read on its own; and, beside it, N
+//! concurrent `dd conv=fsync` of the same number of bytes on the same
+//! filesystem, the disk's own speed.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,9 +24,30 @@ pub struct UploadResult {
     bytes_each: usize,
     seconds: f64,
     megabytes_per_second: f64,
+    /// N concurrent `dd conv=fsync` of as many bytes, in MiB/s.
+    dd_megabytes_per_second: f64,
+    /// debrief ÷ dd (goal ≥ 0.5).
+    ratio_to_dd: f64,
+    server_idle_rss_mib: f64,
     server_peak_rss_mib: f64,
+    /// Peak above idle (goal ≤ 64 MiB).
+    server_rss_above_idle_mib: f64,
     errors: usize,
     first_error: Option<String>,
+}
+
+impl UploadResult {
+    /// One line: the ratio to `dd` and the memory, against their goals.
+    pub fn against_goals(&self) -> String {
+        let met = |ok: bool| if ok { "met" } else { "NOT met" };
+        format!(
+            "upload: {:.2}× of dd (goal ≥ 0.5×: {}), {:.0} MiB above idle (goal ≤ 64 MiB: {})",
+            self.ratio_to_dd,
+            met(self.ratio_to_dd >= 0.5),
+            self.server_rss_above_idle_mib,
+            met(self.server_rss_above_idle_mib <= 64.0)
+        )
+    }
 }
 
 /// A 16 kHz mono 16-bit WAV of `len` bytes.
@@ -64,6 +87,9 @@ pub async fn run(uploads: usize, size: usize) -> anyhow::Result<UploadResult> {
         )?)
         .await?;
 
+    let (server_idle_rss_mib, _) = server.memory_mib();
+    let dd_megabytes_per_second = dd(uploads, size).await?;
+
     let file = Arc::new(wav(size));
     let sha256: String = Sha256::digest(file.as_slice())
         .iter()
@@ -89,15 +115,41 @@ pub async fn run(uploads: usize, size: usize) -> anyhow::Result<UploadResult> {
     let (_, server_peak_rss_mib) = server.memory_mib();
     server.stop().await;
     let done = uploads - errors;
+    let megabytes_per_second = (done * size) as f64 / (1 << 20) as f64 / seconds;
     Ok(UploadResult {
         uploads,
         bytes_each: size,
         seconds,
-        megabytes_per_second: (done * size) as f64 / (1 << 20) as f64 / seconds,
+        megabytes_per_second,
+        dd_megabytes_per_second,
+        ratio_to_dd: megabytes_per_second / dd_megabytes_per_second,
+        server_idle_rss_mib,
         server_peak_rss_mib,
+        server_rss_above_idle_mib: server_peak_rss_mib - server_idle_rss_mib,
         errors,
         first_error,
     })
+}
+
+/// MiB/s of `n` concurrent `dd conv=fsync` writing `size` bytes each into
+/// the temporary directory, where the child server keeps its data.
+async fn dd(n: usize, size: usize) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let started = Instant::now();
+    let runs: Vec<_> = (0..n)
+        .map(|i| {
+            tokio::process::Command::new("dd")
+                .arg("if=/dev/zero")
+                .arg(format!("of={}", dir.path().join(format!("dd-{i}")).display()))
+                .args(["bs=4M", &format!("count={size}"), "iflag=count_bytes"])
+                .args(["conv=fsync", "status=none"])
+                .status()
+        })
+        .collect();
+    for run in futures::future::join_all(runs).await {
+        anyhow::ensure!(run.context("cannot run dd")?.success(), "dd failed");
+    }
+    Ok((n * size) as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64())
 }
 
 async fn upload_one(channel: Channel, token: &str, file: &[u8], sha256: &str) -> anyhow::Result<()> {
@@ -135,7 +187,7 @@ async fn upload_one(channel: Channel, token: &str, file: &[u8], sha256: &str) ->
                     crc32c: None,
                     chunk: Some(debrief::pb::google::api::HttpBody {
                         content_type: "application/octet-stream".into(),
-                        data: bytes.to_vec(),
+                        data: bytes.to_vec().into(),
                         extensions: vec![],
                     }),
                 },
