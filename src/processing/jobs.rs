@@ -389,6 +389,9 @@ async fn settle(
         update = update.col_expr(job::Column::Attempts, Expr::value(attempts.max(0)));
     }
     if update.exec().await?.rows_affected == 1 {
+        // A slot of the owner's is free: claimers of this process that
+        // found nothing runnable look again.
+        scoped.wake_workers_after_commit();
         Ok(())
     } else {
         Err(lease_lost())
