@@ -13,6 +13,10 @@
 //! `upload` scenario, run only when named, starts the `debrief` binary built
 //! beside it instead, so the server's peak memory can be measured alone.
 
+/// The allocator of the `debrief` binary, for the server run in-process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod child;
 mod compare;
 mod events;

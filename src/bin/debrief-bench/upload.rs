@@ -4,7 +4,6 @@
 //! concurrent `dd conv=fsync` of the same number of bytes on the same
 //! filesystem, the disk's own speed.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -90,11 +89,9 @@ pub async fn run(uploads: usize, size: usize) -> anyhow::Result<UploadResult> {
     let (server_idle_rss_mib, _) = server.memory_mib();
     let dd_megabytes_per_second = dd(uploads, size).await?;
 
-    let file = Arc::new(wav(size));
-    let sha256: String = Sha256::digest(file.as_slice())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    // Shared, so each chunk sent is a slice of it rather than a copy.
+    let file = bytes::Bytes::from(wav(size));
+    let sha256: String = Sha256::digest(&file).iter().map(|b| format!("{b:02x}")).collect();
     let started = Instant::now();
     let tasks: Vec<_> = (0..uploads)
         .map(|_| {
@@ -152,7 +149,7 @@ async fn dd(n: usize, size: usize) -> anyhow::Result<f64> {
     Ok((n * size) as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn upload_one(channel: Channel, token: &str, file: &[u8], sha256: &str) -> anyhow::Result<()> {
+async fn upload_one(channel: Channel, token: &str, file: &bytes::Bytes, sha256: &str) -> anyhow::Result<()> {
     let meeting = super::child::new_meeting(channel.clone(), token).await?;
     let mut client = UploadServiceClient::new(channel)
         .max_decoding_message_size(64 << 20)
@@ -177,17 +174,17 @@ async fn upload_one(channel: Channel, token: &str, file: &[u8], sha256: &str) ->
         .upload
         .context("upload")?;
     let chunk = usize::try_from(upload.max_chunk_bytes)?;
-    for (i, bytes) in file.chunks(chunk).enumerate() {
+    for start in (0..file.len()).step_by(chunk) {
         client
             .append_chunk(bearer(
                 token,
                 pb::AppendChunkRequest {
                     name: upload.name.clone(),
-                    offset: i64::try_from(i * chunk)?,
+                    offset: i64::try_from(start)?,
                     crc32c: None,
                     chunk: Some(debrief::pb::google::api::HttpBody {
                         content_type: "application/octet-stream".into(),
-                        data: bytes.to_vec().into(),
+                        data: file.slice(start..file.len().min(start + chunk)),
                         extensions: vec![],
                     }),
                 },
