@@ -75,6 +75,11 @@ impl LockedFile {
 /// Size of the parts of a multipart upload.
 const PART: usize = 5 << 20;
 
+/// Waits until the entries of the directory at `path` are on the disk.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
 fn failed(error: object_store::Error) -> AppError {
     AppError::internal(error)
 }
@@ -199,14 +204,19 @@ impl Storage {
             return Ok(None);
         };
         let file = tokio::task::spawn_blocking(move || {
-            if let Some(folder) = path.parent() {
-                std::fs::create_dir_all(folder)?;
-            }
+            let folder = path.parent().unwrap_or(Path::new("/"));
+            std::fs::create_dir_all(folder)?;
+            let created = !path.exists();
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
                 .open(&path)?;
+            if created {
+                // The new file's name reaches the disk before a chunk
+                // written into it is committed.
+                sync_dir(folder)?;
+            }
             file.lock()?;
             Ok::<_, std::io::Error>(file)
         })
@@ -216,12 +226,20 @@ impl Storage {
         Ok(Some(LockedFile(Arc::new(file))))
     }
 
-    /// Moves the object at `from` to `to` (a rename on local disk).
+    /// Moves the object at `from` to `to`: on local disk a rename, on the
+    /// disk when this returns.
     pub async fn rename(&self, from: &str, to: &str) -> AppResult<()> {
         self.store
             .rename(&Key::from(from), &Key::from(to))
             .await
-            .map_err(failed)
+            .map_err(failed)?;
+        if let Some(folder) = self.local_path(to).and_then(|p| p.parent().map(Path::to_owned)) {
+            tokio::task::spawn_blocking(move || sync_dir(&folder))
+                .await
+                .map_err(AppError::internal)?
+                .map_err(AppError::internal)?;
+        }
+        Ok(())
     }
 
     /// Copies the object at `key` into a local file, streaming.

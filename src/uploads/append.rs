@@ -97,7 +97,7 @@ async fn is_repeat(
     len: i64,
     crc: u32,
 ) -> AppResult<bool> {
-    let scoped = state.db.as_user(user_id).await?;
+    let scoped = state.db.read_as_user(user_id).await?;
     let found = store::chunk_at(&scoped, upload_id, offset).await?;
     Ok(found.is_some_and(|c| c.size_bytes == len && c.crc32c == i64::from(crc)))
 }
@@ -106,7 +106,7 @@ async fn is_repeat(
 pub async fn append(state: &Shared, user_id: Uuid, id: Uuid, chunk: Chunk) -> AppResult<Appended> {
     let now = Utc::now();
     let upload = {
-        let scoped = state.db.as_user(user_id).await?;
+        let scoped = state.db.read_as_user(user_id).await?;
         store::get_active(&scoped, id, now).await?
     };
     let crc = check(&upload, &chunk, state.config.max_message_bytes)?;
@@ -130,7 +130,7 @@ pub async fn append(state: &Shared, user_id: Uuid, id: Uuid, chunk: Chunk) -> Ap
         return Ok(appended);
     }
     // Another request committed this offset first.
-    let scoped = state.db.as_user(user_id).await?;
+    let scoped = state.db.read_as_user(user_id).await?;
     let now_committed = store::get_active(&scoped, id, now).await?.committed_bytes;
     drop(scoped);
     if is_repeat(state, user_id, id, offset, len, crc).await? {
@@ -163,7 +163,7 @@ async fn store_and_commit(
     let held = state.storage.lock_for_writing(&store::data_key(id)).await?;
     let key = if let Some(file) = &held {
         let current = {
-            let scoped = state.db.as_user(user_id).await?;
+            let scoped = state.db.read_as_user(user_id).await?;
             store::get_active(&scoped, id, Utc::now()).await
         };
         match current {
