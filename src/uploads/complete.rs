@@ -198,10 +198,7 @@ async fn store_recording(
     };
     match whole.becomes_original {
         Becomes::Renamed => {
-            state
-                .storage
-                .rename(&store::data_key(upload.id), &original)
-                .await?;
+            state.storage.rename(&data_key, &original).await?;
         }
         Becomes::AlreadyIs => {}
         Becomes::Copied(_scratch) => state.storage.put_file(&original, &whole.path).await?,

@@ -30,6 +30,7 @@ on_both_backends!(
     cancel_racing_complete_never_leaves_an_uncounted_recording,
     an_ended_upload_leaves_no_chunk_rows_or_staging_files,
     a_completion_that_died_after_moving_the_file_completes_again,
+    an_upload_begun_as_chunk_objects_completes_after_an_upgrade,
 );
 
 pub const MIB: usize = 1 << 20;
@@ -1057,4 +1058,73 @@ async fn a_completion_that_died_after_moving_the_file_completes_again(backend: B
         "nothing is left of the upload's file"
     );
     assert_eq!(storage_used(&app, &una).await, (file.len() as i64, 0));
+}
+
+/// The previous version stored each chunk as an object of its own. An
+/// upload it began and this version continued (in place) has chunks of
+/// both kinds: completing assembles each from where it is.
+async fn an_upload_begun_as_chunk_objects_completes_after_an_upgrade(backend: Backend) {
+    use debrief::uploads::entity::chunk;
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, QueryFilter};
+
+    let app = spawn_app(backend).await;
+    let wes = app.sign_up("wes").await;
+    let meeting = new_meeting(&app, &wes).await;
+    let file = wav(2 * MIB + 777);
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    let upload = start(&mut client, &wes, &meeting, &file, "audio/wav", "w.wav").await;
+    client
+        .append_chunk(wes.request(append(&upload.name, 0, &file[..MIB])))
+        .await
+        .unwrap();
+    // Make the first chunk what the previous version left: an object of
+    // its own, and nothing of it in the upload's file.
+    let id: uuid::Uuid = upload.name.trim_start_matches("uploads/").parse().unwrap();
+    let folder = app.data_dir().join("objects").join(&upload.name);
+    let old_key = format!("uploads/{id}/chunks/{:016}-{}", 0, uuid::Uuid::now_v7());
+    std::fs::create_dir_all(folder.join("chunks")).unwrap();
+    std::fs::write(app.data_dir().join("objects").join(&old_key), &file[..MIB]).unwrap();
+    std::fs::write(folder.join("data"), vec![0u8; MIB]).unwrap();
+    let scoped = app.db.as_service().await.unwrap();
+    scoped
+        .update_many::<chunk::Entity>()
+        .col_expr(chunk::Column::ObjectKey, Expr::value(old_key.as_str()))
+        .filter(chunk::Column::UploadId.eq(id))
+        .exec()
+        .await
+        .unwrap();
+    scoped.commit().await.unwrap();
+
+    for (at, piece) in [(MIB, &file[MIB..2 * MIB]), (2 * MIB, &file[2 * MIB..])] {
+        client
+            .append_chunk(wes.request(append(&upload.name, at, piece)))
+            .await
+            .unwrap();
+    }
+    let other = app.sign_up("xia").await;
+    let status = client
+        .get_upload(other.request(pb::GetUploadRequest {
+            name: upload.name.clone(),
+        }))
+        .await
+        .expect_err("another user's upload");
+    assert_eq!(status.code(), Code::NotFound);
+    let done = client
+        .complete_upload(wes.request(pb::CompleteUploadRequest {
+            name: upload.name.clone(),
+        }))
+        .await
+        .expect("the upload completes")
+        .into_inner();
+    let meeting = done.meeting.unwrap();
+    assert!(
+        original(&app, &meeting).await == file,
+        "the recording is byte for byte the file"
+    );
+    assert_eq!(
+        upload_objects(&app, &upload.name),
+        0,
+        "nothing is left of the upload"
+    );
 }
