@@ -238,15 +238,17 @@ async fn in_place(
     } else {
         (moved, Becomes::AlreadyIs)
     };
-    let expected: Vec<(i64, i64)> = chunks.iter().map(|c| (c.size_bytes, c.crc32c)).collect();
+    let expected: Vec<(i64, i64, i64)> = chunks
+        .iter()
+        .map(|c| (c.offset, c.size_bytes, c.crc32c))
+        .collect();
     let (id, file) = (upload.id, path.clone());
     let (sha256, scanner) = tokio::task::spawn_blocking(move || {
         let mut file = std::fs::File::open(&file)?;
         let mut hasher = Sha256::new();
         let mut scanner = Scanner::default();
         let mut buffer = vec![0u8; 1 << 20];
-        let mut offset = 0;
-        for (size, crc32c) in expected {
+        for (offset, size, crc32c) in expected {
             let mut crc = 0;
             let mut left = usize::try_from(size).unwrap_or(0);
             while left > 0 {
@@ -258,11 +260,8 @@ async fn in_place(
                 left -= piece.len();
             }
             if i64::from(crc) != crc32c {
-                return Err(std::io::Error::other(format!(
-                    "chunk at {offset} of upload {id} is corrupt in storage"
-                )));
+                return Err(std::io::Error::other(corrupt(offset, id)));
             }
-            offset += size;
         }
         Ok((hex(&hasher.finalize()), scanner))
     })
@@ -275,6 +274,11 @@ async fn in_place(
         scanner,
         becomes_original,
     })
+}
+
+/// The failure of a chunk whose stored bytes no longer match its CRC32C.
+fn corrupt(offset: i64, upload: Uuid) -> String {
+    format!("chunk at {offset} of upload {upload} is corrupt in storage")
 }
 
 /// The chunks stored as objects (on S3), one at a time, into a scratch file (memory
@@ -310,10 +314,7 @@ async fn assemble(state: &Shared, upload: &upload::Model, chunks: &[chunk::Model
             state.storage.get(&chunk.object_key).await?
         };
         if i64::from(crc32c::crc32c(&bytes)) != chunk.crc32c {
-            return Err(AppError::internal(format!(
-                "chunk at {} of upload {} is corrupt in storage",
-                chunk.offset, upload.id
-            )));
+            return Err(AppError::internal(corrupt(chunk.offset, upload.id)));
         }
         hasher.update(&bytes);
         scanner.update(&bytes);
