@@ -5,6 +5,7 @@
 //! `postgres://` `DATABASE_URL` selects Postgres. Both get the same schema
 //! from the `migration` crate.
 
+mod group;
 mod scope;
 mod signals;
 
@@ -36,6 +37,10 @@ pub struct Db {
     /// one writer connection `conn` (None on Postgres, whose one pool does
     /// both, and for an in-memory database).
     reader: Option<DatabaseConnection>,
+    /// SQLite: the turns of transactions that write on `conn`, which commit
+    /// in groups (None on Postgres, whose transactions each have a
+    /// connection and commit on their own).
+    writer: Option<std::sync::Arc<group::Writer>>,
     signals: std::sync::Arc<Signals>,
 }
 
@@ -241,9 +246,11 @@ impl Db {
                 (conn, reader)
             }
         };
+        let writer = (backend == DbBackend::Sqlite).then(Default::default);
         Ok(Self {
             conn,
             reader,
+            writer,
             signals: Default::default(),
         })
     }

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use std::sync::{Arc, Mutex};
 
+use super::group::Turn;
 use super::{Db, Signals};
 use crate::error::{AppError, AppResult};
 
@@ -204,6 +205,9 @@ impl<E: EntityTrait> ScopedWrite<'_, DeleteMany<E>> {
 #[derive(Debug)]
 pub struct Scoped {
     txn: DatabaseTransaction,
+    /// SQLite, writing: the turn on the writer connection, ended after
+    /// `txn` (declared first, so a rollback to its savepoint comes first).
+    turn: Option<Turn>,
     scope: Scope,
     signals: Arc<Signals>,
     /// Users to signal once the transaction commits.
@@ -233,7 +237,13 @@ impl Db {
 
     /// A transaction bound to `scope`.
     pub async fn scoped(&self, scope: Scope) -> AppResult<Scoped> {
-        self.bind(self.begin().await?, scope).await
+        match &self.writer {
+            Some(writer) => {
+                let (txn, turn) = writer.begin(&self.conn).await?;
+                self.bind(txn, Some(turn), scope).await
+            }
+            None => self.bind(self.begin().await?, None, scope).await,
+        }
     }
 
     /// A transaction over one user's data that only reads: see
@@ -256,10 +266,10 @@ impl Db {
     /// the reader pool, beside the writer rather than queued behind it; a
     /// write through it fails ("attempt to write a readonly database").
     pub async fn reading(&self, scope: Scope) -> AppResult<Scoped> {
-        self.bind(self.begin_read().await?, scope).await
+        self.bind(self.begin_read().await?, None, scope).await
     }
 
-    async fn bind(&self, txn: DatabaseTransaction, scope: Scope) -> AppResult<Scoped> {
+    async fn bind(&self, txn: DatabaseTransaction, turn: Option<Turn>, scope: Scope) -> AppResult<Scoped> {
         if txn.get_database_backend() == DbBackend::Postgres {
             let (user_id, role) = scope.settings();
             txn.execute_raw(Statement::from_sql_and_values(
@@ -271,6 +281,7 @@ impl Db {
         }
         Ok(Scoped {
             txn,
+            turn,
             scope,
             signals: self.signals().clone(),
             pending: Mutex::default(),
@@ -475,7 +486,16 @@ impl Scoped {
 
     /// Commits the transaction, then sends the signals it asked for.
     pub async fn commit(self) -> AppResult<()> {
-        self.txn.commit().await?;
+        match (self.txn.commit().await, self.turn) {
+            (Ok(()), Some(turn)) => turn.commit().await?,
+            (Ok(()), None) => {}
+            (Err(e), turn) => {
+                if let Some(turn) = turn {
+                    turn.abandon();
+                }
+                return Err(e.into());
+            }
+        }
         for user_id in self.pending.into_inner().unwrap_or_else(|e| e.into_inner()) {
             self.signals.wake(user_id);
         }

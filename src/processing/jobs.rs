@@ -16,7 +16,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbBackend, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveEnum, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
+};
 use uuid::Uuid;
 
 use super::entity::{JobState, job};
@@ -174,17 +177,19 @@ pub async fn of_meeting(scoped: &Scoped, meeting_id: Uuid) -> AppResult<Option<j
 /// Whether a job is runnable at `now`: pending and due, or running with a
 /// lapsed lease (its worker died).
 fn runnable(now: DateTime<Utc>) -> Condition {
-    Condition::any()
-        .add(
-            Condition::all()
-                .add(job::Column::State.eq(JobState::Pending))
-                .add(job::Column::RunAt.lte(now)),
-        )
-        .add(
-            Condition::all()
-                .add(job::Column::State.eq(JobState::Running))
-                .add(job::Column::LeaseUntil.lt(now)),
-        )
+    Condition::any().add(due(now)).add(lapsed(now))
+}
+
+fn due(now: DateTime<Utc>) -> Condition {
+    Condition::all()
+        .add(job::Column::State.eq(JobState::Pending))
+        .add(job::Column::RunAt.lte(now))
+}
+
+fn lapsed(now: DateTime<Utc>) -> Condition {
+    Condition::all()
+        .add(job::Column::State.eq(JobState::Running))
+        .add(job::Column::LeaseUntil.lt(now))
 }
 
 /// Claims up to `max` runnable jobs for `worker`, oldest first, holding
@@ -195,16 +200,24 @@ pub async fn claim(db: &Db, worker: &str, lease: Duration, max: usize) -> AppRes
     let now = Utc::now();
     let scoped = db.as_service().await?;
     let postgres = scoped.txn().get_database_backend() == DbBackend::Postgres;
-    // A few more candidates than wanted, in case some owners are full.
-    let mut query = scoped
+    // A few more candidates than wanted, in case some owners are full. The
+    // due and the lapsed are read apart, each in the order of the
+    // `(state, run_at)` index, so a claim reads about `limit` rows however
+    // long the queue is (one query with both conditions sorted every
+    // runnable job to take the first few).
+    let limit = max.saturating_mul(4).max(16);
+    let mut candidates = due_jobs(&scoped, now, limit).await?;
+    let mut lapsed = scoped
         .find::<job::Entity>()
-        .filter(runnable(now))
+        .filter(lapsed(now))
         .order_by_asc(job::Column::RunAt)
-        .limit(u64::try_from(max.saturating_mul(4).max(16)).unwrap_or(u64::MAX));
+        .limit(u64::try_from(limit).unwrap_or(u64::MAX));
     if postgres {
-        query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        lapsed = lapsed.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }
-    let candidates = query.all(scoped.txn()).await?;
+    candidates.extend(lapsed.all(scoped.txn()).await?);
+    candidates.sort_by_key(|job| (job.run_at, job.id));
+    candidates.truncate(limit);
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
@@ -280,6 +293,30 @@ pub async fn claim(db: &Db, worker: &str, lease: Duration, max: usize) -> AppRes
     scoped.commit().await?;
     taken.sort_by_key(|job| (job.run_at, job.id));
     Ok(taken)
+}
+
+/// Up to `limit` due jobs, oldest first; on Postgres each locked, skipping
+/// those another claim holds. The limit is written into the statement, not
+/// bound: Postgres plans a prepared statement once for all its parameters,
+/// and not knowing the limit, that plan read and sorted every due job to
+/// return the first few (10 ms a claim with 4,000 queued), where this one
+/// reads the `(state, run_at)` index in order and stops.
+async fn due_jobs(scoped: &Scoped, now: DateTime<Utc>, limit: usize) -> AppResult<Vec<job::Model>> {
+    let backend = scoped.txn().get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => format!(
+            "SELECT * FROM processing_jobs WHERE state = $1 AND run_at <= $2 \
+             ORDER BY run_at LIMIT {limit} FOR UPDATE SKIP LOCKED"
+        ),
+        _ => format!(
+            "SELECT * FROM processing_jobs WHERE state = ? AND run_at <= ? ORDER BY run_at LIMIT {limit}"
+        ),
+    };
+    let values = [JobState::Pending.to_value().into(), now.into()];
+    Ok(job::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
+        .all(scoped.txn())
+        .await?)
 }
 
 /// Extends `worker`'s lease on job `id`; false if the worker lost it.

@@ -660,3 +660,59 @@ async fn a_mixed_load_on_sqlite_with_readers_and_a_worker_process_gets_no_lock_e
     );
     assert!(calls > 500, "only {calls} calls in 4 s");
 }
+
+/// On SQLite, transactions that write commit in groups (one disk flush for
+/// many). Each must still be on the disk when its `commit` returns — seen
+/// at once by a connection of its own — and one that rolls back must take
+/// only its own writes with it, however the group formed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_commits_are_visible_when_they_return_and_a_rollback_takes_only_its_own() {
+    use sea_orm::{ConnectOptions, Database};
+
+    let app = spawn_app(Backend::Sqlite).await;
+    let alice = create_user(&app.db, "alice@example.com").await;
+    let url = format!("sqlite://{}?mode=ro", app.data_dir().join("debrief.db").display());
+    let mut options = ConnectOptions::new(url);
+    options.max_connections(1).sqlx_logging(false);
+    let observer = Database::connect(options).await.expect("a connection of its own");
+    let writers = (0..48).map(|i| {
+        let (db, observer) = (app.db.clone(), observer.clone());
+        tokio::spawn(async move {
+            let title = format!("Weekly pipeline review #{i}");
+            let scoped = db.as_user(alice).await.unwrap();
+            scoped.insert(new_meeting(alice, &title)).await.unwrap();
+            if i % 3 == 0 {
+                drop(scoped);
+                return (title, false);
+            }
+            scoped.commit().await.unwrap();
+            let seen = titled(&observer, &title).await;
+            assert_eq!(seen, 1, "{title} is committed when commit returns");
+            (title, true)
+        })
+    });
+    for writer in futures::future::join_all(writers).await {
+        let (title, committed) = writer.unwrap();
+        assert_eq!(titled(&observer, &title).await, i64::from(committed), "{title}");
+    }
+    let all = count(&observer, "SELECT COUNT(*) AS n FROM meetings").await;
+    assert_eq!(
+        all, 32,
+        "the 32 committed meetings and none of the 16 rolled back"
+    );
+}
+
+/// How many meetings are titled `title`.
+async fn titled(conn: &impl ConnectionTrait, title: &str) -> i64 {
+    let statement = Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        "SELECT COUNT(*) AS n FROM meetings WHERE title = ?",
+        [title.into()],
+    );
+    let row = conn
+        .query_one_raw(statement)
+        .await
+        .expect("count")
+        .expect("a row");
+    row.try_get::<i64>("", "n").expect("n")
+}

@@ -1,0 +1,160 @@
+//! Group commit on SQLite: transactions that write take turns on the one
+//! writer connection, each inside a savepoint of a transaction they share,
+//! and that transaction commits once for all of them.
+//!
+//! Every commit on SQLite waits for the disk (`synchronous=FULL`), so one
+//! transaction per commit caps writes at the disk's flushes per second.
+//! Here a transaction's commit releases its savepoint, then waits until the
+//! shared transaction has committed: at once when no other writer waits for
+//! a turn, else after the writers already waiting have had theirs. A
+//! caller's `commit` returns only once its writes are on the disk, and an
+//! error if the shared commit failed, so nothing reported committed is lost;
+//! a rolled-back transaction rolls back to its savepoint and takes nobody
+//! else's writes with it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sea_orm::{
+    DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
+};
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+
+/// Transactions one commit covers at most.
+const MAX_GROUP: usize = 64;
+
+/// The writer connection's turns and the transaction they share.
+#[derive(Debug, Default)]
+pub(crate) struct Writer {
+    group: Arc<Mutex<Group>>,
+    /// Writers waiting for a turn.
+    queued: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    /// The shared transaction, open while a group is.
+    shared: Option<DatabaseTransaction>,
+    /// Transactions done with their turn, waiting for the shared commit.
+    members: Vec<oneshot::Sender<Result<(), String>>>,
+}
+
+/// One transaction's turn on the writer connection: held from its begin to
+/// its commit or rollback.
+#[derive(Debug)]
+pub(crate) struct Turn {
+    writer: Arc<Writer>,
+    group: Option<OwnedMutexGuard<Group>>,
+}
+
+impl Writer {
+    /// Waits for a turn, then opens a savepoint in the shared transaction
+    /// (beginning it with `BEGIN IMMEDIATE` when none is open, which waits
+    /// for another process's writer up to the busy timeout).
+    pub(crate) async fn begin(
+        self: &Arc<Self>,
+        conn: &DatabaseConnection,
+    ) -> Result<(DatabaseTransaction, Turn), DbErr> {
+        let waited = {
+            let _queued = Queued::join(&self.queued);
+            self.group.clone().lock_owned().await
+        };
+        let mut turn = Turn {
+            writer: self.clone(),
+            group: Some(waited),
+        };
+        let group = turn.group.as_mut().expect("held until the turn ends");
+        if group.shared.is_none() {
+            let shared = conn
+                .begin_with_options(TransactionOptions {
+                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                    ..Default::default()
+                })
+                .await?;
+            group.shared = Some(shared);
+        }
+        let txn = group.shared.as_ref().expect("just opened").begin().await?;
+        Ok((txn, turn))
+    }
+}
+
+/// Counts a writer waiting for its turn until it has it (or gave up).
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn join(queued: &'a AtomicUsize) -> Self {
+        queued.fetch_add(1, Ordering::SeqCst);
+        Self(queued)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Turn {
+    /// Ends a turn whose savepoint was released: waits for the shared
+    /// commit and returns its outcome.
+    pub(crate) async fn commit(mut self) -> Result<(), DbErr> {
+        let mut group = self.group.take().expect("a turn ends once");
+        let (done, outcome) = oneshot::channel();
+        group.members.push(done);
+        // Commit now unless others wait to write: then the first of the
+        // group to get a turn again commits for everyone before it.
+        let held = if group.members.len() < MAX_GROUP && self.writer.queued.load(Ordering::SeqCst) > 0 {
+            drop(group);
+            None
+        } else {
+            Some(group)
+        };
+        let turns = self.writer.group.clone();
+        // A task of its own, so a caller that goes away meanwhile neither
+        // cancels a commit half done nor leaves the group uncommitted.
+        tokio::spawn(async move {
+            let mut group = match held {
+                Some(group) => group,
+                None => turns.lock_owned().await,
+            };
+            let outcome = match group.shared.take() {
+                Some(shared) => shared.commit().await.map_err(|e| e.to_string()),
+                None => return,
+            };
+            for member in group.members.drain(..) {
+                let _ = member.send(outcome.clone());
+            }
+        });
+        match outcome.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(DbErr::Custom(format!("the commit failed: {e}"))),
+            Err(_) => Err(DbErr::Custom("the commit was abandoned".into())),
+        }
+    }
+
+    /// Ends a turn whose savepoint could not be released: the shared
+    /// transaction may hold its writes, so it rolls back, failing everyone
+    /// waiting on it.
+    pub(crate) fn abandon(mut self) {
+        if let Some(mut group) = self.group.take() {
+            group.shared = None;
+            for member in group.members.drain(..) {
+                let _ = member.send(Err("another transaction of the group failed to finish".into()));
+            }
+        }
+    }
+}
+
+impl Drop for Turn {
+    /// A turn that ends without `commit` rolled back to its savepoint; if
+    /// nobody waits on the shared transaction, that rolls back too, giving
+    /// the connection back.
+    fn drop(&mut self) {
+        if let Some(mut group) = self.group.take()
+            && group.members.is_empty()
+        {
+            group.shared = None;
+        }
+    }
+}
