@@ -22,6 +22,7 @@ mod m20261201_000011_stream_tickets;
 mod m20261202_000012_practice_versions;
 mod m20261202_000013_account_deletion;
 mod m20261202_000014_analytics_indexes;
+mod m20261203_000015_upload_digest;
 pub mod rls;
 mod util;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000012_practice_versions::Migration),
             Box::new(m20261202_000013_account_deletion::Migration),
             Box::new(m20261202_000014_analytics_indexes::Migration),
+            Box::new(m20261203_000015_upload_digest::Migration),
         ]
     }
 }

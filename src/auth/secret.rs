@@ -6,7 +6,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::error::{AppError, AppResult};
@@ -38,7 +38,7 @@ pub fn hash(secret: &str) -> String {
 /// gets the same key. Neither is stored.
 pub fn derive(key: &[u8; 32], prefix: &str, input: &str) -> AppResult<String> {
     let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|e| AppError::internal(e.to_string()))?;
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).map_err(|e| AppError::internal(e.to_string()))?;
     mac.update(input.as_bytes());
     Ok(format!(
         "{prefix}{}",

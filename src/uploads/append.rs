@@ -3,12 +3,13 @@
 //!
 //! The bytes are written first — on local disk into the upload's one file
 //! at their offset, under that file's lock; on S3 as an object of their own
-//! under a unique key — then
-//! `committed_bytes = committed_bytes + len WHERE committed_bytes = offset`
-//! commits them together with their chunk row. Whatever instance takes the
-//! chunk, and whenever a process dies, committed bytes are never changed:
-//! bytes that were not committed lie past the committed size (overwritten
-//! by the next chunk) or in an orphan object that cleanup deletes.
+//! under a unique key — and fed meanwhile to the upload's running digest;
+//! then `committed_bytes = committed_bytes + len WHERE committed_bytes =
+//! offset` commits them together with their chunk row and the new digest.
+//! Whatever instance takes the chunk, and whenever a process dies,
+//! committed bytes (and the digest of them) are never changed: bytes that
+//! were not committed lie past the committed size (overwritten by the next
+//! chunk) or in an orphan object that cleanup deletes.
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -17,6 +18,7 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, QueryFilter};
 use uuid::Uuid;
 
+use super::digest::Running;
 use super::entity::{State, chunk, upload};
 use super::model::{MIN_CHUNK, max_chunk};
 use super::{lifecycle, store};
@@ -143,6 +145,22 @@ pub async fn append(state: &Shared, user_id: Uuid, id: Uuid, chunk: Chunk) -> Ap
     }
 }
 
+/// The running digest of `upload` (read with the chunk's offset as its
+/// committed size) with the chunk fed to it, in the form kept in its row;
+/// None for an upload begun without one. Hashing runs on a blocking thread,
+/// beside the chunk's write.
+async fn advance(upload: &upload::Model, data: Bytes) -> AppResult<Option<Vec<u8>>> {
+    let Some(mut digest) = Running::resume(upload.digest_state.as_deref(), upload.committed_bytes) else {
+        return Ok(None);
+    };
+    tokio::task::spawn_blocking(move || {
+        digest.update(&data);
+        Some(digest.save())
+    })
+    .await
+    .map_err(AppError::internal)
+}
+
 /// Stores the chunk's bytes and commits them; None if the offset was
 /// committed by another request first (or the upload ended meanwhile).
 ///
@@ -161,13 +179,13 @@ async fn store_and_commit(
     let (id, user_id) = (upload.id, upload.user_id);
     let len = i64::try_from(chunk.data.len()).unwrap_or(i64::MAX);
     let held = state.storage.lock_for_writing(&store::data_key(id)).await?;
-    let key = if let Some(file) = &held {
+    let (key, digest) = if let Some(file) = &held {
         let current = {
             let scoped = state.db.read_as_user(user_id).await?;
             store::get_active(&scoped, id, Utc::now()).await
         };
-        match current {
-            Ok(current) if current.committed_bytes == chunk.offset => {}
+        let current = match current {
+            Ok(current) if current.committed_bytes == chunk.offset => current,
             Ok(_) => return Ok(None),
             Err(error) => {
                 // Ended while this request waited: taking the lock may have
@@ -176,14 +194,22 @@ async fn store_and_commit(
                 lifecycle::delete_objects(state, upload).await;
                 return Err(error);
             }
-        }
-        file.write_at(u64::try_from(chunk.offset).unwrap_or(0), chunk.data)
-            .await?;
-        store::data_key(id)
+        };
+        let at = u64::try_from(chunk.offset).unwrap_or(0);
+        let (digest, written) = tokio::join!(
+            advance(&current, chunk.data.clone()),
+            file.write_at(at, chunk.data)
+        );
+        written?;
+        (store::data_key(id), digest?)
     } else {
         let key = store::chunk_key(id, chunk.offset);
-        state.storage.put(&key, chunk.data).await?;
-        key
+        let (digest, put) = tokio::join!(
+            advance(upload, chunk.data.clone()),
+            state.storage.put(&key, chunk.data)
+        );
+        put?;
+        (key, digest?)
     };
     let scoped = state.db.as_user(user_id).await?;
     let claimed = scoped
@@ -197,6 +223,7 @@ async fn store_and_commit(
             Expr::col(upload::Column::ChunkCount).add(1),
         )
         .col_expr(upload::Column::ExpiresAt, Expr::value(expires_at))
+        .col_expr(upload::Column::DigestState, Expr::value(digest))
         .filter(upload::Column::Id.eq(id))
         .filter(upload::Column::State.eq(State::Active))
         .filter(upload::Column::CommittedBytes.eq(chunk.offset))

@@ -2,10 +2,12 @@
 //! after every check — size, checksum, scanners, type, and a decode — or
 //! the upload is rejected and leaves nothing behind.
 //!
-//! On local disk the chunks were written in place into one file: it is read
-//! once (hashed, scanned, each chunk's checksum checked), probed where it
-//! lies and renamed to the original, so every byte is written once. On S3
-//! the chunk objects are streamed one at a time into a scratch file (memory
+//! On local disk the chunks were written in place into one file, and
+//! hashed and scanned as they arrived ([`super::digest`]): it is probed
+//! where it lies and renamed to the original, so every byte is written once
+//! and none is read back. (An upload begun before the running digest was
+//! kept is read once instead, each chunk's checksum checked.) On S3 the
+//! chunk objects are streamed one at a time into a scratch file (memory
 //! bounded by one chunk), checked there, and streamed to storage as the
 //! original object.
 
@@ -16,13 +18,12 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt as _;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, QueryFilter};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
+use super::digest::Running;
 use super::entity::{State, chunk, upload};
 use super::lifecycle::{self, delete_objects};
-use super::scan::Scanner;
 use super::store;
 use crate::audio::container::{self, Container};
 use crate::audio::probe::{self, AudioFacts};
@@ -182,7 +183,7 @@ async fn store_recording(
         _ => assemble(state, upload, chunks).await?,
     };
 
-    let verdict = check(state, upload, &whole.path, whole.sha256, whole.scanner).await?;
+    let verdict = check(state, upload, &whole.path, whole.digest).await?;
     let verdict = match verdict {
         Ok(facts) => practice_length(state, upload, facts).await?,
         refused => refused,
@@ -206,12 +207,10 @@ async fn store_recording(
     Ok(Ok((facts, original)))
 }
 
-/// The whole file of an upload in one local file, and what reading it
-/// found.
+/// The whole file of an upload in one local file, and its digest.
 struct Whole {
     path: PathBuf,
-    sha256: String,
-    scanner: Scanner,
+    digest: Running,
     becomes_original: Becomes,
 }
 
@@ -225,8 +224,9 @@ enum Becomes {
     Copied(ScratchFile),
 }
 
-/// On local disk: the upload's file, read where it lies — each chunk's
-/// CRC32C checked against its row — without a byte written.
+/// On local disk: the upload's file where it lies, with the digest kept as
+/// its chunks arrived; or, for an upload begun without one, read there —
+/// each chunk's CRC32C checked against its row — without a byte written.
 async fn in_place(
     upload: &upload::Model,
     chunks: &[chunk::Model],
@@ -238,15 +238,21 @@ async fn in_place(
     } else {
         (moved, Becomes::AlreadyIs)
     };
+    if let Some(digest) = Running::resume(upload.digest_state.as_deref(), upload.size_bytes) {
+        return Ok(Whole {
+            path,
+            digest,
+            becomes_original,
+        });
+    }
     let expected: Vec<(i64, i64, i64)> = chunks
         .iter()
         .map(|c| (c.offset, c.size_bytes, c.crc32c))
         .collect();
     let (id, file) = (upload.id, path.clone());
-    let (sha256, scanner) = tokio::task::spawn_blocking(move || {
+    let digest = tokio::task::spawn_blocking(move || {
         let mut file = std::fs::File::open(&file)?;
-        let mut hasher = Sha256::new();
-        let mut scanner = Scanner::default();
+        let mut digest = Running::default();
         let mut buffer = vec![0u8; 1 << 20];
         for (offset, size, crc32c) in expected {
             let mut crc = 0;
@@ -255,23 +261,21 @@ async fn in_place(
                 let piece = &mut buffer[..left.min(1 << 20)];
                 std::io::Read::read_exact(&mut file, piece)?;
                 crc = crc32c::crc32c_append(crc, piece);
-                hasher.update(&*piece);
-                scanner.update(piece);
+                digest.update(piece);
                 left -= piece.len();
             }
             if i64::from(crc) != crc32c {
                 return Err(std::io::Error::other(corrupt(offset, id)));
             }
         }
-        Ok((hex(&hasher.finalize()), scanner))
+        Ok(digest)
     })
     .await
     .map_err(AppError::internal)?
     .map_err(AppError::internal)?;
     Ok(Whole {
         path,
-        sha256,
-        scanner,
+        digest,
         becomes_original,
     })
 }
@@ -291,8 +295,7 @@ async fn assemble(state: &Shared, upload: &upload::Model, chunks: &[chunk::Model
     let mut file = tokio::fs::File::create(temp.path())
         .await
         .map_err(AppError::internal)?;
-    let mut hasher = Sha256::new();
-    let mut scanner = Scanner::default();
+    let mut digest = Running::default();
     let data_key = store::data_key(upload.id);
     for chunk in chunks {
         let bytes = if chunk.object_key == data_key {
@@ -316,15 +319,13 @@ async fn assemble(state: &Shared, upload: &upload::Model, chunks: &[chunk::Model
         if i64::from(crc32c::crc32c(&bytes)) != chunk.crc32c {
             return Err(AppError::internal(corrupt(chunk.offset, upload.id)));
         }
-        hasher.update(&bytes);
-        scanner.update(&bytes);
+        digest.update(&bytes);
         file.write_all(&bytes).await.map_err(AppError::internal)?;
     }
     file.flush().await.map_err(AppError::internal)?;
     Ok(Whole {
         path: temp.path().to_owned(),
-        sha256: hex(&hasher.finalize()),
-        scanner,
+        digest,
         becomes_original: Becomes::Copied(temp),
     })
 }
@@ -335,9 +336,9 @@ async fn check(
     state: &Shared,
     upload: &upload::Model,
     path: &Path,
-    sha256: String,
-    scanner: Scanner,
+    digest: Running,
 ) -> AppResult<Result<AudioFacts, Refusal>> {
+    let (sha256, scanner) = digest.finish();
     if upload.sha256.as_ref().is_some_and(|declared| *declared != sha256) {
         return Ok(Err((
             "CHECKSUM_MISMATCH",
@@ -410,8 +411,4 @@ async fn practice_length(
         )));
     }
     Ok(Ok(facts))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -72,6 +72,10 @@ pub mod upload {
         pub completing_until: Option<DateTimeUtc>,
         /// When its objects were deleted after it ended.
         pub cleaned_at: Option<DateTimeUtc>,
+        /// The SHA-256 and scan of the committed bytes so far
+        /// ([`crate::uploads::digest::Running`]); none for an upload begun
+        /// before they were kept.
+        pub digest_state: Option<Vec<u8>>,
     }
 
     crate::db::entity_tail!(owned by UserId);

@@ -4,6 +4,7 @@
 pub mod append;
 pub mod clamd;
 pub mod complete;
+pub mod digest;
 pub mod entity;
 pub mod lifecycle;
 pub mod model;

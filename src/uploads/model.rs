@@ -93,7 +93,8 @@ impl From<(&upload::Model, ChunkSizes)> for pb::Upload {
             created_at,
             updated_at,
             // The owner is the caller; the rest is bookkeeping of the
-            // chunks, the quota hold, the completion claim and cleanup.
+            // chunks, the quota hold, the completion claim, cleanup and the
+            // running digest.
             user_id: _,
             chunk_count: _,
             request_id: _,
@@ -101,6 +102,7 @@ impl From<(&upload::Model, ChunkSizes)> for pb::Upload {
             completion_token: _,
             completing_until: _,
             cleaned_at: _,
+            digest_state: _,
         } = upload;
         Self {
             name: format!("uploads/{id}"),

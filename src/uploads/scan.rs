@@ -42,10 +42,7 @@ impl Scanner {
         let mut seam = std::mem::take(&mut self.tail);
         seam.extend_from_slice(&bytes[..reach]);
         if memchr::memmem::find(bytes, EICAR).is_some() || memchr::memmem::find(&seam, EICAR).is_some() {
-            self.found = Some(Finding {
-                reason: "MALWARE_DETECTED",
-                what: "the EICAR test signature".into(),
-            });
+            self.found = Some(eicar());
         }
         // The last bytes seen, which a match in the next piece could start in.
         let keep = EICAR.len() - 1;
@@ -56,9 +53,42 @@ impl Scanner {
         };
     }
 
+    /// Its state, appended to `out`, for [`Scanner::restore`].
+    pub fn save(&self, out: &mut Vec<u8>) {
+        out.push(u8::from(self.found.is_some()));
+        out.extend_from_slice(&u16::try_from(self.head.len()).unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(&self.tail);
+    }
+
+    /// A scanner from a state [`Scanner::save`] wrote, or None if `saved`
+    /// is not one.
+    pub fn restore(saved: &[u8]) -> Option<Self> {
+        let (&found, rest) = saved.split_first()?;
+        let (len, rest) = rest.split_first_chunk::<2>()?;
+        let len = usize::from(u16::from_le_bytes(*len));
+        if found > 1 || len > HEAD || rest.len() < len || rest.len() - len >= EICAR.len() {
+            return None;
+        }
+        let (head, tail) = rest.split_at(len);
+        Some(Self {
+            head: head.to_vec(),
+            tail: tail.to_vec(),
+            found: (found == 1).then(eicar),
+        })
+    }
+
     /// The verdict once the whole file was fed.
     pub fn finish(self) -> Option<Finding> {
         self.found.or_else(|| disguise(&self.head))
+    }
+}
+
+/// The finding of the EICAR test string.
+fn eicar() -> Finding {
+    Finding {
+        reason: "MALWARE_DETECTED",
+        what: "the EICAR test signature".into(),
     }
 }
 

@@ -31,6 +31,7 @@ on_both_backends!(
     an_ended_upload_leaves_no_chunk_rows_or_staging_files,
     a_completion_that_died_after_moving_the_file_completes_again,
     an_upload_begun_as_chunk_objects_completes_after_an_upgrade,
+    the_declared_checksum_is_checked_with_or_without_a_running_digest,
 );
 
 pub const MIB: usize = 1 << 20;
@@ -446,10 +447,15 @@ async fn refused(
     let meeting = new_meeting(app, user).await;
     let mut client = UploadServiceClient::new(app.channel.clone());
     let upload = start(&mut client, user, &meeting, file, content_type, name).await;
-    client
-        .append_chunk(user.request(append(&upload.name, 0, file)))
-        .await
-        .unwrap();
+    // In chunks of the smallest size, so that what is refused may lie
+    // across two of them.
+    let piece = 256 << 10;
+    for (i, chunk) in file.chunks(piece).enumerate() {
+        client
+            .append_chunk(user.request(append(&upload.name, i * piece, chunk)))
+            .await
+            .unwrap();
+    }
     let status = client
         .complete_upload(user.request(pb::CompleteUploadRequest {
             name: upload.name.clone(),
@@ -505,6 +511,10 @@ async fn bad_files_are_rejected_and_leave_nothing_behind(backend: Backend) {
     let mut eicar = wav(64 << 10);
     let signature = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
     eicar[1000..1000 + signature.len()].copy_from_slice(signature);
+    // The signature across the seam of two chunks.
+    let mut split_eicar = wav(512 << 10);
+    let seam = (256 << 10) - 30;
+    split_eicar[seam..seam + signature.len()].copy_from_slice(signature);
     let mut elf = b"\x7fELF\x02\x01\x01\x00".to_vec();
     elf.resize(4096, 0);
     let truncated = mp3(40)[..300].to_vec();
@@ -543,6 +553,15 @@ async fn bad_files_are_rejected_and_leave_nothing_behind(backend: Backend) {
     .await;
     refused(&app, &fay, &elf, "audio/mp4", "tool.m4a", "EXECUTABLE").await;
     refused(&app, &fay, &eicar, "audio/wav", "eicar.wav", "MALWARE_DETECTED").await;
+    refused(
+        &app,
+        &fay,
+        &split_eicar,
+        "audio/wav",
+        "split-eicar.wav",
+        "MALWARE_DETECTED",
+    )
+    .await;
     refused(&app, &fay, &truncated, "audio/mpeg", "cut.mp3", "CORRUPT_AUDIO").await;
     assert!(
         app.audit_actions(fay.id)
@@ -1127,4 +1146,83 @@ async fn an_upload_begun_as_chunk_objects_completes_after_an_upgrade(backend: Ba
         0,
         "nothing is left of the upload"
     );
+}
+
+/// Each chunk is hashed as it arrives and the digest kept in the upload's
+/// row, so completing reads nothing back; an upload begun before the digest
+/// was kept is read whole instead. Either way, bytes that differ from the
+/// declared SHA-256 are refused, and the right ones complete.
+async fn the_declared_checksum_is_checked_with_or_without_a_running_digest(backend: Backend) {
+    use debrief::uploads::entity::upload;
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    let app = spawn_app(backend).await;
+    let gus = app.sign_up("gus").await;
+    let file = wav(3 * MIB + 1001);
+    let mut other = file.clone();
+    other[2 * MIB + 5] ^= 1;
+    let mut client = UploadServiceClient::new(app.channel.clone());
+    let mut names = vec![];
+    for kept in [true, false] {
+        for (sent, ok) in [(&other, false), (&file, true)] {
+            let meeting = new_meeting(&app, &gus).await;
+            // Declares the SHA-256 of `file`.
+            let upload = start(&mut client, &gus, &meeting, &file, "audio/wav", "g.wav").await;
+            let id: uuid::Uuid = upload.name.trim_start_matches("uploads/").parse().unwrap();
+            for (i, chunk) in sent.chunks(MIB).enumerate() {
+                client
+                    .append_chunk(gus.request(append(&upload.name, i * MIB, chunk)))
+                    .await
+                    .unwrap();
+                if i == 0 && !kept {
+                    // What an upload begun by the previous version has.
+                    let scoped = app.db.as_service().await.unwrap();
+                    scoped
+                        .update_many::<upload::Entity>()
+                        .col_expr(upload::Column::DigestState, Expr::value(None::<Vec<u8>>))
+                        .filter(upload::Column::Id.eq(id))
+                        .exec()
+                        .await
+                        .unwrap();
+                    scoped.commit().await.unwrap();
+                }
+            }
+            let scoped = app.db.as_service().await.unwrap();
+            let row = upload::Entity::find_by_id(id)
+                .one(scoped.txn())
+                .await
+                .unwrap()
+                .unwrap();
+            drop(scoped);
+            assert_eq!(row.digest_state.is_some(), kept, "kept {kept}");
+            let done = client
+                .complete_upload(gus.request(pb::CompleteUploadRequest {
+                    name: upload.name.clone(),
+                }))
+                .await;
+            names.push(upload.name);
+            if ok {
+                let meeting = done
+                    .expect("the declared bytes complete")
+                    .into_inner()
+                    .meeting
+                    .unwrap();
+                assert!(original(&app, &meeting).await == file, "kept {kept}");
+            } else {
+                let status = done.expect_err("other bytes than declared");
+                assert_eq!(status.code(), Code::InvalidArgument, "kept {kept}");
+                assert_eq!(details(&status).error_info().unwrap().reason, "CHECKSUM_MISMATCH");
+                assert_eq!(upload_objects(&app, names.last().unwrap()), 0, "nothing left");
+            }
+        }
+    }
+    let hal = app.sign_up("hal").await;
+    for name in names {
+        let status = client
+            .get_upload(hal.request(pb::GetUploadRequest { name }))
+            .await
+            .expect_err("another user's upload");
+        assert_eq!(status.code(), Code::NotFound);
+    }
 }

@@ -31,6 +31,9 @@ pub struct UploadResult {
     server_peak_rss_mib: f64,
     /// Peak above idle (goal ≤ 64 MiB).
     server_rss_above_idle_mib: f64,
+    /// Mean seconds an upload spent sending its chunks, and completing.
+    append_seconds: f64,
+    complete_seconds: f64,
     errors: usize,
     first_error: Option<String>,
 }
@@ -102,10 +105,17 @@ pub async fn run(uploads: usize, size: usize) -> anyhow::Result<UploadResult> {
         .collect();
     let mut errors = 0;
     let mut first_error = None;
+    let (mut append_seconds, mut complete_seconds) = (0.0, 0.0);
     for task in tasks {
-        if let Err(error) = task.await.map_err(anyhow::Error::from).and_then(|r| r) {
-            errors += 1;
-            first_error.get_or_insert_with(|| format!("{error:#}"));
+        match task.await.map_err(anyhow::Error::from).and_then(|r| r) {
+            Ok(phases) => {
+                append_seconds += phases.0;
+                complete_seconds += phases.1;
+            }
+            Err(error) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| format!("{error:#}"));
+            }
         }
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -123,6 +133,8 @@ pub async fn run(uploads: usize, size: usize) -> anyhow::Result<UploadResult> {
         server_idle_rss_mib,
         server_peak_rss_mib,
         server_rss_above_idle_mib: server_peak_rss_mib - server_idle_rss_mib,
+        append_seconds: append_seconds / done.max(1) as f64,
+        complete_seconds: complete_seconds / done.max(1) as f64,
         errors,
         first_error,
     })
@@ -149,7 +161,13 @@ async fn dd(n: usize, size: usize) -> anyhow::Result<f64> {
     Ok((n * size) as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn upload_one(channel: Channel, token: &str, file: &bytes::Bytes, sha256: &str) -> anyhow::Result<()> {
+/// One upload; returns the seconds it spent sending chunks and completing.
+async fn upload_one(
+    channel: Channel,
+    token: &str,
+    file: &bytes::Bytes,
+    sha256: &str,
+) -> anyhow::Result<(f64, f64)> {
     let meeting = super::child::new_meeting(channel.clone(), token).await?;
     let mut client = UploadServiceClient::new(channel)
         .max_decoding_message_size(64 << 20)
@@ -174,6 +192,7 @@ async fn upload_one(channel: Channel, token: &str, file: &bytes::Bytes, sha256: 
         .upload
         .context("upload")?;
     let chunk = usize::try_from(upload.max_chunk_bytes)?;
+    let appending = Instant::now();
     for start in (0..file.len()).step_by(chunk) {
         client
             .append_chunk(bearer(
@@ -191,8 +210,10 @@ async fn upload_one(channel: Channel, token: &str, file: &bytes::Bytes, sha256: 
             )?)
             .await?;
     }
+    let appended = appending.elapsed().as_secs_f64();
+    let completing = Instant::now();
     client
         .complete_upload(bearer(token, pb::CompleteUploadRequest { name: upload.name })?)
         .await?;
-    Ok(())
+    Ok((appended, completing.elapsed().as_secs_f64()))
 }
