@@ -486,16 +486,14 @@ impl Scoped {
 
     /// Commits the transaction, then sends the signals it asked for.
     pub async fn commit(self) -> AppResult<()> {
-        match (self.txn.commit().await, self.turn) {
-            (Ok(()), Some(turn)) => turn.commit().await?,
-            (Ok(()), None) => {}
-            (Err(e), turn) => {
-                if let Some(turn) = turn {
-                    turn.abandon();
-                }
-                return Err(e.into());
+        let committed = self.txn.commit().await;
+        if let Some(turn) = self.turn {
+            match committed {
+                Ok(()) => turn.commit().await?,
+                Err(_) => turn.abandon(),
             }
         }
+        committed?;
         for user_id in self.pending.into_inner().unwrap_or_else(|e| e.into_inner()) {
             self.signals.wake(user_id);
         }
