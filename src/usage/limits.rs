@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use sea_orm::sea_query::{Condition, Expr, ExprTrait as _, JoinType};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
@@ -70,50 +71,45 @@ fn effective(overridden: Option<Option<i64>>, plan: Option<i64>) -> Option<i64> 
 }
 
 /// The limit in `category` of each of `users` (None: unlimited), by the same
-/// rule as [`Allowance::limit`], in three queries however many users. A user not found has
-/// no entry.
+/// rule as [`Allowance::limit`], in one query however many users. A user
+/// not found has no entry.
 pub async fn limits_of(
     scoped: &Scoped,
     users: &[Uuid],
     category: Category,
 ) -> AppResult<HashMap<Uuid, Option<i64>>> {
-    let plans: Vec<(Uuid, String)> = scoped
+    let overridden = |column| Expr::col((limit_override::Entity, column));
+    let planned = |column| Expr::col((plan_limit::Entity, column));
+    let mut select = scoped
         .find::<user::Entity>()
         .filter(user::Column::Id.is_in(users.iter().copied()))
         .select_only()
-        .columns([user::Column::Id, user::Column::PlanId])
-        .into_tuple()
-        .all(scoped.txn())
-        .await?;
-    let overrides: HashMap<Uuid, Option<i64>> = scoped
-        .find::<limit_override::Entity>()
-        .filter(limit_override::Column::UserId.is_in(users.iter().copied()))
-        .filter(limit_override::Column::Category.eq(category))
-        .select_only()
-        .columns([limit_override::Column::UserId, limit_override::Column::LimitValue])
-        .into_tuple()
-        .all(scoped.txn())
-        .await?
+        .column(user::Column::Id)
+        .column_as(overridden(limit_override::Column::UserId), "override_of")
+        .column_as(overridden(limit_override::Column::LimitValue), "override_limit")
+        .column_as(planned(plan_limit::Column::LimitValue), "plan_limit");
+    QuerySelect::query(&mut select)
+        .join(
+            JoinType::LeftJoin,
+            limit_override::Entity,
+            Condition::all()
+                .add(overridden(limit_override::Column::UserId).equals((user::Entity, user::Column::Id)))
+                .add(overridden(limit_override::Column::Category).eq(category)),
+        )
+        .join(
+            JoinType::LeftJoin,
+            plan_limit::Entity,
+            Condition::all()
+                .add(planned(plan_limit::Column::PlanId).equals((user::Entity, user::Column::PlanId)))
+                .add(planned(plan_limit::Column::Category).eq(category)),
+        );
+    // The user, the user of their override (none without one), its limit,
+    // and the plan's limit.
+    type Row = (Uuid, Option<Uuid>, Option<i64>, Option<i64>);
+    let rows: Vec<Row> = select.into_tuple().all(scoped.txn()).await?;
+    Ok(rows
         .into_iter()
-        .collect();
-    let plan_limits: HashMap<String, Option<i64>> = plan_limit::Entity::find()
-        .filter(plan_limit::Column::Category.eq(category))
-        .select_only()
-        .columns([plan_limit::Column::PlanId, plan_limit::Column::LimitValue])
-        .into_tuple()
-        .all(scoped.txn())
-        .await?
-        .into_iter()
-        .collect();
-    Ok(plans
-        .into_iter()
-        .map(|(user, plan)| {
-            let limit = effective(
-                overrides.get(&user).copied(),
-                plan_limits.get(&plan).copied().flatten(),
-            );
-            (user, limit)
-        })
+        .map(|(user, override_of, overridden, plan)| (user, effective(override_of.map(|_| overridden), plan)))
         .collect())
 }
 

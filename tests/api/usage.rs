@@ -24,6 +24,7 @@ on_both_backends!(
     set_user_plan_is_for_admins_and_applies_at_once,
     usage_metrics_hold_no_column_for_personal_data,
     update_plan_is_for_admins_and_changes_every_users_limits_at_once,
+    the_limits_of_many_users_follow_the_rule_of_each_ones_allowance,
 );
 
 const UPGRADE_URL: &str = "https://app.debrief.test/upgrade";
@@ -621,4 +622,62 @@ async fn update_plan_is_for_admins_and_changes_every_users_limits_at_once(backen
         .entries;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].target, "plans/free");
+}
+
+/// The queue reads its candidates' owners' limits in one query; they follow
+/// the rule of one user's allowance: the user's override if any (an
+/// unlimited one included), else the plan's limit.
+async fn the_limits_of_many_users_follow_the_rule_of_each_ones_allowance(backend: Backend) {
+    use debrief::usage::limits::{Allowance, limits_of};
+    use sea_orm::Iterable as _;
+
+    let app = spawn_app(backend).await;
+    let boss = admin(&app).await;
+    let (ann, ben, cal) = (
+        app.sign_up("ann").await,
+        app.sign_up("ben").await,
+        app.sign_up("cal").await,
+    );
+    set_plan(
+        &app,
+        &boss,
+        &ben,
+        "team",
+        &[(pb::UsageCategory::ConcurrentJobs, 7)],
+    )
+    .await;
+    app.usage()
+        .set_user_plan(bearer(
+            &boss,
+            pb::SetUserPlanRequest {
+                user: format!("users/{}", cal.id),
+                plan: "plans/free".into(),
+                limit_overrides: vec![pb::PlanLimit {
+                    category: pb::UsageCategory::ConcurrentJobs as i32,
+                    unlimited: true,
+                    ..Default::default()
+                }],
+                reason: "a pilot customer".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let users = [ann.id, ben.id, cal.id, Uuid::now_v7()];
+    let scoped = app.db.as_service().await.unwrap();
+    for category in Category::iter() {
+        let limits = limits_of(&scoped, &users, category).await.unwrap();
+        assert_eq!(limits.len(), 3, "{category:?}: an unknown user has no entry");
+        for user in &users[..3] {
+            let allowance = Allowance::load(&scoped, *user).await.unwrap();
+            assert_eq!(limits[user], allowance.limit(category), "{category:?}");
+        }
+    }
+    let jobs = limits_of(&scoped, &users, Category::ConcurrentJobs)
+        .await
+        .unwrap();
+    assert_eq!(jobs[&ben.id], Some(7), "the override");
+    assert_eq!(jobs[&cal.id], None, "overridden to unlimited");
+    let plan = Allowance::load(&scoped, ann.id).await.unwrap();
+    assert!(plan.overrides.is_empty());
+    assert_eq!(jobs[&ann.id], plan.limit(Category::ConcurrentJobs), "the plan's");
 }
