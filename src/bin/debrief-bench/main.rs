@@ -103,6 +103,10 @@ struct Args {
     /// Jobs a worker claims at once (its free slots).
     #[arg(long, default_value_t = 8)]
     queue_batch: usize,
+    /// Accounts the queued jobs belong to, in turn. Each runs one job at a
+    /// time (the Free plan), so at most this many are in flight.
+    #[arg(long, default_value_t = 16)]
+    queue_owners: usize,
     /// Accounts seeded for the `progress` and `analytics` scenarios.
     #[arg(long, default_value_t = 10_000)]
     seed_users: usize,
@@ -631,13 +635,13 @@ async fn main() -> anyhow::Result<()> {
         None
     };
     let processing = if processing {
-        let result = processing::run(
-            args.mp3.as_deref(),
-            args.queue_jobs,
-            args.queue_claimers,
-            args.queue_batch.max(1),
-        )
-        .await?;
+        let queue = processing::Queue {
+            jobs: args.queue_jobs,
+            claimers: args.queue_claimers.max(1),
+            batch: args.queue_batch.max(1),
+            owners: args.queue_owners.max(1),
+        };
+        let result = processing::run(args.mp3.as_deref(), queue).await?;
         println!("\nprocessing: {result:#?}");
         Some(result)
     } else {

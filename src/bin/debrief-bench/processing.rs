@@ -27,7 +27,18 @@ pub struct ProcessingResult {
     queue_jobs: usize,
     queue_claimers: usize,
     queue_batch: usize,
+    queue_owners: usize,
     queue_jobs_per_second: f64,
+}
+
+/// The shape of the queue part: jobs queued, workers claiming them, the
+/// jobs each claims at once, and the accounts they belong to.
+#[derive(Debug, Clone, Copy)]
+pub struct Queue {
+    pub jobs: usize,
+    pub claimers: usize,
+    pub batch: usize,
+    pub owners: usize,
 }
 
 /// Makes a recording of `minutes` of speech-like noise with pauses, with
@@ -60,12 +71,7 @@ fn recording(given: Option<&Path>, dir: &Path, minutes: u32) -> anyhow::Result<P
 }
 
 /// Runs the scenario.
-pub async fn run(
-    mp3: Option<&Path>,
-    jobs_count: usize,
-    claimers: usize,
-    batch: usize,
-) -> anyhow::Result<ProcessingResult> {
+pub async fn run(mp3: Option<&Path>, shape: Queue) -> anyhow::Result<ProcessingResult> {
     let dir = tempfile::tempdir()?;
     let input = recording(mp3, dir.path(), 30)?;
 
@@ -91,7 +97,7 @@ pub async fn run(
         bail!("ffmpeg could not convert the recording");
     }
 
-    let (backend, jobs_per_second) = queue(dir.path(), jobs_count, claimers, batch).await?;
+    let (backend, jobs_per_second) = queue(dir.path(), shape).await?;
     Ok(ProcessingResult {
         recording_seconds,
         convert_seconds,
@@ -99,18 +105,25 @@ pub async fn run(
         ffmpeg_seconds,
         ffmpeg_times_real_time: recording_seconds / ffmpeg_seconds,
         queue_backend: backend,
-        queue_jobs: jobs_count,
-        queue_claimers: claimers,
-        queue_batch: batch,
+        queue_jobs: shape.jobs,
+        queue_claimers: shape.claimers,
+        queue_batch: shape.batch,
+        queue_owners: shape.owners,
         queue_jobs_per_second: jobs_per_second,
     })
 }
 
-/// Queues `count` jobs over a few users, then times `claimers` workers
-/// claiming up to `batch` at a time and finishing them (no work in
-/// between). Uses `DATABASE_URL`
-/// when set, else a SQLite file in `dir`.
-async fn queue(dir: &Path, count: usize, claimers: usize, batch: usize) -> anyhow::Result<(String, f64)> {
+/// Queues `shape.jobs` jobs over `shape.owners` accounts on the Free plan
+/// (one job at a time each), then times `shape.claimers` workers claiming
+/// up to `shape.batch` at a time and finishing them (no work in between).
+/// Uses `DATABASE_URL` when set, else a SQLite file in `dir`.
+async fn queue(dir: &Path, shape: Queue) -> anyhow::Result<(String, f64)> {
+    let Queue {
+        jobs: count,
+        claimers,
+        batch,
+        owners: users,
+    } = shape;
     let mut vars = vec![("DEBRIEF_DATA_DIR".to_owned(), dir.display().to_string())];
     for name in ["DATABASE_URL", "DATABASE_MIGRATION_URL"] {
         if let Ok(url) = std::env::var(name) {
@@ -119,9 +132,8 @@ async fn queue(dir: &Path, count: usize, claimers: usize, batch: usize) -> anyho
     }
     let config = Config::from_vars(vars)?;
     let db = Db::open(&config).await?;
-    const USERS: usize = 16;
     let mut owners = Vec::new();
-    for i in 0..USERS {
+    for i in 0..users {
         let email = format!("queue-{i}-{}@example.com", uuid::Uuid::now_v7());
         let user =
             debrief::admin::users::create_user(&db, &email, "granite-Meadow-lantern-58", Role::User, "")
@@ -130,7 +142,7 @@ async fn queue(dir: &Path, count: usize, claimers: usize, batch: usize) -> anyho
         owners.push(user.id);
     }
     for i in 0..count {
-        let user_id = owners[i % USERS];
+        let user_id = owners[i % users];
         let scoped = db.as_user(user_id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let meeting = debrief::meetings::store::create(
             &scoped,
@@ -148,7 +160,7 @@ async fn queue(dir: &Path, count: usize, claimers: usize, batch: usize) -> anyho
     }
     let started = Instant::now();
     let finished = Arc::new(AtomicUsize::new(0));
-    let workers: Vec<_> = (0..claimers.max(1))
+    let workers: Vec<_> = (0..claimers)
         .map(|i| {
             let (db, finished) = (db.clone(), finished.clone());
             tokio::spawn(async move {
