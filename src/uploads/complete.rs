@@ -175,12 +175,15 @@ async fn store_recording(
     // Chunks stored as objects of their own (on S3, or by an earlier
     // version on local disk) are assembled.
     let written_in_place = chunks.iter().all(|c| c.object_key == data_key);
+    // The digest kept as the chunks arrived, unless the upload began
+    // without one.
+    let kept = Running::resume(upload.digest_state.as_deref(), upload.size_bytes);
     let whole = match (
         state.storage.local_path(&data_key),
         state.storage.local_path(&original),
     ) {
-        (Some(data), Some(moved)) if written_in_place => in_place(upload, chunks, data, moved).await?,
-        _ => assemble(state, upload, chunks).await?,
+        (Some(data), Some(moved)) if written_in_place => in_place(upload, chunks, data, moved, kept).await?,
+        _ => assemble(state, upload, chunks, kept).await?,
     };
 
     let verdict = check(state, upload, &whole.path, whole.digest).await?;
@@ -232,13 +235,14 @@ async fn in_place(
     chunks: &[chunk::Model],
     data: PathBuf,
     moved: PathBuf,
+    kept: Option<Running>,
 ) -> AppResult<Whole> {
     let (path, becomes_original) = if tokio::fs::try_exists(&data).await.map_err(AppError::internal)? {
         (data, Becomes::Renamed)
     } else {
         (moved, Becomes::AlreadyIs)
     };
-    if let Some(digest) = Running::resume(upload.digest_state.as_deref(), upload.size_bytes) {
+    if let Some(digest) = kept {
         return Ok(Whole {
             path,
             digest,
@@ -286,8 +290,14 @@ fn corrupt(offset: i64, upload: Uuid) -> String {
 }
 
 /// The chunks stored as objects (on S3), one at a time, into a scratch file (memory
-/// bounded by one chunk), each checked against its row's CRC32C.
-async fn assemble(state: &Shared, upload: &upload::Model, chunks: &[chunk::Model]) -> AppResult<Whole> {
+/// bounded by one chunk), each checked against its row's CRC32C, and hashed
+/// and scanned unless the digest was `kept` as they arrived.
+async fn assemble(
+    state: &Shared,
+    upload: &upload::Model,
+    chunks: &[chunk::Model],
+    kept: Option<Running>,
+) -> AppResult<Whole> {
     let dir = crate::scratch::dir(&state.config.data_dir)
         .await
         .map_err(AppError::internal)?;
@@ -295,7 +305,10 @@ async fn assemble(state: &Shared, upload: &upload::Model, chunks: &[chunk::Model
     let mut file = tokio::fs::File::create(temp.path())
         .await
         .map_err(AppError::internal)?;
-    let mut digest = Running::default();
+    let (mut digest, hashing) = match kept {
+        Some(kept) => (kept, false),
+        None => (Running::default(), true),
+    };
     let data_key = store::data_key(upload.id);
     for chunk in chunks {
         let bytes = if chunk.object_key == data_key {
@@ -319,7 +332,9 @@ async fn assemble(state: &Shared, upload: &upload::Model, chunks: &[chunk::Model
         if i64::from(crc32c::crc32c(&bytes)) != chunk.crc32c {
             return Err(AppError::internal(corrupt(chunk.offset, upload.id)));
         }
-        digest.update(&bytes);
+        if hashing {
+            digest.update(&bytes);
+        }
         file.write_all(&bytes).await.map_err(AppError::internal)?;
     }
     file.flush().await.map_err(AppError::internal)?;
