@@ -109,7 +109,9 @@ pub async fn limits_of(
     let rows: Vec<Row> = select.into_tuple().all(scoped.txn()).await?;
     Ok(rows
         .into_iter()
-        .map(|(user, override_of, overridden, plan)| (user, effective(override_of.map(|_| overridden), plan)))
+        .map(|(user, override_of, override_limit, plan)| {
+            (user, effective(override_of.map(|_| override_limit), plan))
+        })
         .collect())
 }
 
