@@ -28,6 +28,17 @@ impl MeetingFields {
     /// Validates the writable fields of `meeting`, reporting every bad one
     /// as `meeting.<field>`.
     pub fn parse(meeting: &pb::Meeting) -> AppResult<Self> {
+        let (fields, violations) = Self::check(meeting);
+        if violations.is_empty() {
+            Ok(fields)
+        } else {
+            Err(AppError::InvalidArgument(violations))
+        }
+    }
+
+    /// The writable fields of `meeting` (a bad one as its default), and
+    /// what is wrong with each bad one.
+    fn check(meeting: &pb::Meeting) -> (Self, Vec<FieldViolation>) {
         let mut violations = Vec::new();
         let mut bad = |field: &str, description: &str| {
             violations.push(FieldViolation {
@@ -88,17 +99,69 @@ impl MeetingFields {
                 tags.push(tag);
             }
         }
-        if violations.is_empty() {
-            Ok(Self {
-                title,
-                description,
-                occurred_at,
-                participant_count,
-                tags,
-            })
-        } else {
-            Err(AppError::InvalidArgument(violations))
+        let fields = Self {
+            title,
+            description,
+            occurred_at,
+            participant_count,
+            tags,
+        };
+        (fields, violations)
+    }
+}
+
+/// What an `UpdateMeeting` changes: the new value of each field it
+/// changes, validated; None for a field it leaves alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MeetingChanges {
+    /// The new title.
+    pub title: Option<String>,
+    /// The new description.
+    pub description: Option<String>,
+    /// When it took place, now (None: unknown).
+    pub occurred_at: Option<Option<DateTime<Utc>>>,
+    /// How many took part, now (None: unknown).
+    pub participant_count: Option<Option<i32>>,
+    /// The new tags.
+    pub tags: Option<Vec<String>>,
+}
+
+impl MeetingChanges {
+    /// The fields of `update` named by `paths` (checked with
+    /// [`check_mask`]), every one for `*`, and without paths those set to a
+    /// non-default value; reporting every bad one among them as
+    /// `meeting.<field>`. The fields left alone are neither read nor
+    /// checked.
+    pub fn parse(update: &pb::Meeting, paths: &[String]) -> AppResult<Self> {
+        let set = [
+            !update.title.is_empty(),
+            !update.description.is_empty(),
+            update.occurred_time.is_some(),
+            update.participant_count != 0,
+            !update.tags.is_empty(),
+        ];
+        let chosen = crate::update_mask::chosen(paths, &UPDATABLE, &set);
+        let (mut fields, mut violations) = MeetingFields::check(update);
+        // `meeting.tags[3]` is a problem of `tags`.
+        violations.retain(|v| {
+            let field = v.field.trim_start_matches("meeting.");
+            chosen.contains(&field.split('[').next().unwrap_or(field))
+        });
+        if !violations.is_empty() {
+            return Err(AppError::InvalidArgument(violations));
         }
+        let mut changes = Self::default();
+        for path in chosen {
+            match path {
+                "title" => changes.title = Some(std::mem::take(&mut fields.title)),
+                "description" => changes.description = Some(std::mem::take(&mut fields.description)),
+                "occurred_time" => changes.occurred_at = Some(fields.occurred_at),
+                "participant_count" => changes.participant_count = Some(fields.participant_count),
+                "tags" => changes.tags = Some(std::mem::take(&mut fields.tags)),
+                _ => {}
+            }
+        }
+        Ok(changes)
     }
 }
 
@@ -115,29 +178,6 @@ pub const UPDATABLE: [&str; 5] = [
 /// may change, reporting each one that does not.
 pub fn check_mask(paths: &[String]) -> AppResult<()> {
     crate::update_mask::check(paths, &UPDATABLE)
-}
-
-/// Copies the fields of `update` named by `paths` (checked with
-/// [`check_mask`]) into `current`; without paths, those set to a
-/// non-default value.
-pub fn merge(current: &mut pb::Meeting, update: pb::Meeting, paths: &[String]) {
-    let set = [
-        !update.title.is_empty(),
-        !update.description.is_empty(),
-        update.occurred_time.is_some(),
-        update.participant_count != 0,
-        !update.tags.is_empty(),
-    ];
-    for path in crate::update_mask::chosen(paths, &UPDATABLE, &set) {
-        match path {
-            "title" => current.title.clone_from(&update.title),
-            "description" => current.description.clone_from(&update.description),
-            "occurred_time" => current.occurred_time = update.occurred_time,
-            "participant_count" => current.participant_count = update.participant_count,
-            "tags" => current.tags.clone_from(&update.tags),
-            _ => {}
-        }
-    }
 }
 
 #[cfg(test)]
@@ -172,6 +212,50 @@ mod tests {
             (ok.title.as_str(), ok.tags.as_slice()),
             ("Weekly sync", &["team".to_owned()][..])
         );
+    }
+
+    #[test]
+    fn an_update_checks_and_changes_only_the_fields_it_names() {
+        let update = pb::Meeting {
+            title: String::new(),
+            participant_count: -2,
+            tags: vec!["Design".into(), "".into()],
+            ..Default::default()
+        };
+        let fields_of = |paths: &[&str]| {
+            let paths: Vec<String> = paths.iter().map(|p| (*p).to_owned()).collect();
+            match MeetingChanges::parse(&update, &paths) {
+                Err(AppError::InvalidArgument(v)) => Err(v.into_iter().map(|v| v.field).collect::<Vec<_>>()),
+                other => Ok(other.unwrap()),
+            }
+        };
+        // Without paths only what is set counts: the bad count and tag.
+        assert_eq!(
+            fields_of(&[]).unwrap_err(),
+            ["meeting.participant_count", "meeting.tags[1]"]
+        );
+        // Naming the title makes the empty one a problem.
+        assert_eq!(fields_of(&["title"]).unwrap_err(), ["meeting.title"]);
+        assert_eq!(fields_of(&["*"]).unwrap_err().len(), 3);
+        // A field that is named and valid is changed, to its default too.
+        assert_eq!(
+            fields_of(&["description", "occurred_time"]).unwrap(),
+            MeetingChanges {
+                description: Some(String::new()),
+                occurred_at: Some(None),
+                ..Default::default()
+            }
+        );
+        let tags = MeetingChanges::parse(
+            &pb::Meeting {
+                tags: vec!["Design".into(), "design".into()],
+                ..Default::default()
+            },
+            &[],
+        )
+        .unwrap();
+        assert_eq!(tags.tags, Some(vec!["design".to_owned()]));
+        assert_eq!(tags.title, None);
     }
 
     #[test]

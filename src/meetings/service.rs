@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::entity::Status as MeetingStatus;
-use super::model::{self, MeetingFields};
+use super::model::{self, MeetingChanges, MeetingFields};
 use super::{OnDelete, store};
 use crate::audit::{self, Entry};
 use crate::caller::Caller;
@@ -148,10 +148,9 @@ impl MeetingService for MeetingApi {
         let id = parse_name("meeting.name", &update.name, "meetings")?;
         let paths = update_mask.map(|m| m.paths).unwrap_or_default();
         model::check_mask(&paths)?;
+        let changes = MeetingChanges::parse(&update, &paths)?;
         let scoped = self.state.db.as_user(user_id).await?;
-        let mut merged = pb::Meeting::from(&store::get(&scoped, id).await?);
-        model::merge(&mut merged, update, &paths);
-        let updated = store::update(&scoped, id, MeetingFields::parse(&merged)?).await?;
+        let updated = store::update(&scoped, id, changes).await?;
         scoped.commit().await?;
         Ok(Response::new(pb::UpdateMeetingResponse {
             meeting: Some(pb::Meeting::from(&updated)),

@@ -7,7 +7,7 @@ use sea_orm::{ColumnTrait, Condition, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
 use super::entity::{self, Kind, Status};
-use super::model::MeetingFields;
+use super::model::{MeetingChanges, MeetingFields};
 use crate::db::{Db, Scoped};
 use crate::error::{AppError, AppResult};
 use crate::lifecycle::Stage;
@@ -137,22 +137,33 @@ pub async fn list(
     Ok(page.page(rows, |last| BeforeId { before: last.id }))
 }
 
-/// Stores new writable fields.
-pub async fn update(scoped: &Scoped, id: Uuid, fields: MeetingFields) -> AppResult<entity::Model> {
-    let MeetingFields {
+/// Sets the fields `changes` names, in one statement that returns the
+/// meeting as it now is (NOT_FOUND when there is none).
+pub async fn update(scoped: &Scoped, id: Uuid, changes: MeetingChanges) -> AppResult<entity::Model> {
+    let MeetingChanges {
         title,
         description,
         occurred_at,
         participant_count,
         tags,
-    } = fields;
-    scoped
-        .update_many::<entity::Entity>()
-        .col_expr(entity::Column::Title, Expr::value(title))
-        .col_expr(entity::Column::Description, Expr::value(description))
-        .col_expr(entity::Column::OccurredAt, Expr::value(occurred_at))
-        .col_expr(entity::Column::ParticipantCount, Expr::value(participant_count))
-        .col_expr(entity::Column::Tags, Expr::value(serde_json::json!(tags)))
+    } = changes;
+    let mut update = scoped.update_many::<entity::Entity>();
+    if let Some(title) = title {
+        update = update.col_expr(entity::Column::Title, Expr::value(title));
+    }
+    if let Some(description) = description {
+        update = update.col_expr(entity::Column::Description, Expr::value(description));
+    }
+    if let Some(occurred_at) = occurred_at {
+        update = update.col_expr(entity::Column::OccurredAt, Expr::value(occurred_at));
+    }
+    if let Some(participant_count) = participant_count {
+        update = update.col_expr(entity::Column::ParticipantCount, Expr::value(participant_count));
+    }
+    if let Some(tags) = tags {
+        update = update.col_expr(entity::Column::Tags, Expr::value(serde_json::json!(tags)));
+    }
+    update
         .filter(entity::Column::Id.eq(id))
         .filter(entity::Column::DeletedAt.is_null())
         .exec_with_returning()

@@ -47,8 +47,6 @@ impl Vars {
             "role" => ("user".into(), "user".into()),
             "limit" => ("1".into(), Value::BigUnsigned(Some(1))),
             "title" => (UPDATED_TITLE.into(), UPDATED_TITLE.into()),
-            "description" => (String::new(), String::new().into()),
-            "tags" => ("[]".into(), serde_json::json!([]).into()),
             "now" => (now.to_rfc3339(), now.into()),
             other => bail!("the script names an unknown variable :{other}"),
         })
