@@ -95,11 +95,16 @@ pub async fn run(uploads: usize, size: usize) -> anyhow::Result<UploadResult> {
     // Shared, so each chunk sent is a slice of it rather than a copy.
     let file = bytes::Bytes::from(wav(size));
     let sha256: String = Sha256::digest(&file).iter().map(|b| format!("{b:02x}")).collect();
+    // Each upload on a connection of its own, as separate clients would.
+    let mut channels = Vec::with_capacity(uploads);
+    for _ in 0..uploads {
+        channels.push(server.connect().await?);
+    }
     let started = Instant::now();
-    let tasks: Vec<_> = (0..uploads)
-        .map(|_| {
-            let (channel, token, file, sha256) =
-                (channel.clone(), token.clone(), file.clone(), sha256.clone());
+    let tasks: Vec<_> = channels
+        .into_iter()
+        .map(|channel| {
+            let (token, file, sha256) = (token.clone(), file.clone(), sha256.clone());
             tokio::spawn(async move { upload_one(channel, &token, &file, &sha256).await })
         })
         .collect();
