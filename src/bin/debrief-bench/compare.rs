@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use debrief::db::{Db, Scope};
-use sea_orm::{ConnectionTrait, DbBackend, Value};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Value};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -91,6 +91,27 @@ pub struct Comparison {
     pub without: Side,
     /// debrief ÷ baseline, in calls a second.
     pub ratio: f64,
+}
+
+/// The database of the server at `--addr`, for the baselines: the one
+/// `DATABASE_URL` names, checked to hold `account` (which that server has
+/// just signed up), so that both sides read the same rows.
+pub async fn server_database(account: Uuid) -> anyhow::Result<Db> {
+    let url = std::env::var("DATABASE_URL")
+        .context("--compare with --addr needs DATABASE_URL: the database of the server at --addr")?;
+    let db = Db::connect(&debrief::Config::from_vars([("DATABASE_URL".to_owned(), url)])?).await?;
+    let scoped = db.read_as_service().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let not_there = || {
+        format!(
+            "DATABASE_URL must be the database of the server at --addr, which has the benchmark account {account}"
+        )
+    };
+    let found = debrief::auth::entity::user::Entity::find_by_id(account)
+        .one(scoped.txn())
+        .await
+        .with_context(not_there)?;
+    anyhow::ensure!(found.is_some(), not_there());
+    Ok(db)
 }
 
 /// Runs `script` without debrief for `warmup` + `duration` with one client

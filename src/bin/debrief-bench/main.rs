@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Without `--addr` it starts a server in this process on a temporary SQLite
-//! data directory (client and server then share the machine's cores). The
+//! data directory (client and server then share the machine's cores);
+//! with `--addr`, `--compare` runs its baselines on `DATABASE_URL`, which
+//! must be that server's database. The
 //! `upload` scenario, run only when named, starts the `debrief` binary built
 //! beside it instead, so the server's peak memory can be measured alone.
 
@@ -454,7 +456,7 @@ async fn main() -> anyhow::Result<()> {
     })
     .collect();
     let _data_dir;
-    let (addr, shutdown, db) = match &args.addr {
+    let (addr, shutdown, mut db) = match &args.addr {
         Some(addr) => (addr.clone(), None, None),
         None => {
             let dir = tempfile::tempdir()?;
@@ -574,9 +576,11 @@ async fn main() -> anyhow::Result<()> {
             rows.push(run(scenario, &channels, &fixtures, &http, &args).await);
             continue;
         };
-        let db = db
-            .as_ref()
-            .context("--compare needs the in-process server (no --addr)")?;
+        // With --addr, the baseline runs on that server's database.
+        let db = match &mut db {
+            Some(db) => &*db,
+            none => none.insert(compare::server_database(account).await?),
+        };
         let clients = fixtures
             .iter()
             .map(|f| compare::Vars {
