@@ -155,6 +155,14 @@ impl<E: Owned> ScopedWrite<'_, UpdateMany<E>> {
         }
     }
 
+    /// Sets `column` to `value` if there is one, else leaves it as it is.
+    pub fn col_expr_if_some<T: IntoIden>(self, column: T, value: Option<impl Into<sea_orm::Value>>) -> Self {
+        match value {
+            Some(value) => self.col_expr(column, Expr::value(value)),
+            None => self,
+        }
+    }
+
     /// Sets the columns `model` has set.
     pub fn set<A: ActiveModelTrait<Entity = E>>(self, model: A) -> Self {
         Self {

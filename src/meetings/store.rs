@@ -147,23 +147,13 @@ pub async fn update(scoped: &Scoped, id: Uuid, changes: MeetingChanges) -> AppRe
         participant_count,
         tags,
     } = changes;
-    let mut update = scoped.update_many::<entity::Entity>();
-    if let Some(title) = title {
-        update = update.col_expr(entity::Column::Title, Expr::value(title));
-    }
-    if let Some(description) = description {
-        update = update.col_expr(entity::Column::Description, Expr::value(description));
-    }
-    if let Some(occurred_at) = occurred_at {
-        update = update.col_expr(entity::Column::OccurredAt, Expr::value(occurred_at));
-    }
-    if let Some(participant_count) = participant_count {
-        update = update.col_expr(entity::Column::ParticipantCount, Expr::value(participant_count));
-    }
-    if let Some(tags) = tags {
-        update = update.col_expr(entity::Column::Tags, Expr::value(serde_json::json!(tags)));
-    }
-    update
+    scoped
+        .update_many::<entity::Entity>()
+        .col_expr_if_some(entity::Column::Title, title)
+        .col_expr_if_some(entity::Column::Description, description)
+        .col_expr_if_some(entity::Column::OccurredAt, occurred_at)
+        .col_expr_if_some(entity::Column::ParticipantCount, participant_count)
+        .col_expr_if_some(entity::Column::Tags, tags.map(|tags| serde_json::json!(tags)))
         .filter(entity::Column::Id.eq(id))
         .filter(entity::Column::DeletedAt.is_null())
         .exec_with_returning()

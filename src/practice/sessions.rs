@@ -340,31 +340,18 @@ pub async fn update_attempt(scoped: &Scoped, id: Uuid, update: AttemptUpdate) ->
         duration_ms,
         failure_reason,
     } = update;
-    let mut query = scoped
+    scoped
         .update_many::<attempt::Entity>()
-        .filter(attempt::Column::Id.eq(id));
-    if let Some(state) = state {
-        query = query.col_expr(attempt::Column::State, Expr::value(state));
-    }
-    if let Some(score) = score {
-        query = query.col_expr(attempt::Column::Score, Expr::value(score));
-    }
-    if let Some(feedback) = feedback {
-        query = query.col_expr(attempt::Column::Feedback, Expr::value(feedback));
-    }
-    if let Some(metrics) = metrics {
-        query = query.col_expr(attempt::Column::Metrics, Expr::value(metrics));
-    }
-    if let Some(text) = response_text {
-        query = query.col_expr(attempt::Column::ResponseText, Expr::value(text));
-    }
-    if let Some(ms) = duration_ms {
-        query = query.col_expr(attempt::Column::DurationMs, Expr::value(ms));
-    }
-    if let Some(reason) = failure_reason {
-        query = query.col_expr(attempt::Column::FailureReason, Expr::value(reason));
-    }
-    query.exec().await?;
+        .filter(attempt::Column::Id.eq(id))
+        .col_expr_if_some(attempt::Column::State, state)
+        .col_expr_if_some(attempt::Column::Score, score)
+        .col_expr_if_some(attempt::Column::Feedback, feedback)
+        .col_expr_if_some(attempt::Column::Metrics, metrics)
+        .col_expr_if_some(attempt::Column::ResponseText, response_text)
+        .col_expr_if_some(attempt::Column::DurationMs, duration_ms)
+        .col_expr_if_some(attempt::Column::FailureReason, failure_reason)
+        .exec()
+        .await?;
     Ok(())
 }
 

@@ -401,17 +401,13 @@ async fn settle(
     run_at: DateTime<Utc>,
     attempts: Option<i32>,
 ) -> AppResult<()> {
-    let mut update = held(scoped, id, worker)
+    let update = held(scoped, id, worker)
         .col_expr(job::Column::State, Expr::value(state))
         .col_expr(job::Column::RunAt, Expr::value(run_at))
         .col_expr(job::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
-        .col_expr(job::Column::Worker, Expr::value(None::<String>));
-    if let Some(error) = error {
-        update = update.col_expr(job::Column::LastError, Expr::value(error));
-    }
-    if let Some(attempts) = attempts {
-        update = update.col_expr(job::Column::Attempts, Expr::value(attempts.max(0)));
-    }
+        .col_expr(job::Column::Worker, Expr::value(None::<String>))
+        .col_expr_if_some(job::Column::LastError, error)
+        .col_expr_if_some(job::Column::Attempts, attempts.map(|a| a.max(0)));
     if update.exec().await?.rows_affected == 1 {
         // A slot of the owner's is free: claimers of this process that
         // found nothing runnable look again.
