@@ -330,7 +330,9 @@ async fn a_stream_cut_at_shutdown_names_its_upload_and_a_new_stream_resumes_or_r
     let mut events = upload_progress(&app, &pat).await;
     let first = new_meeting(&app, &pat).await;
     let feed = Feed::open(&app, &pat, metadata_for(&first, &file), 0);
-    feed.send(&file[..9 * MIB]).await;
+    // One whole chunk and part of the next: the first chunk's commit is
+    // then the last before the shutdown, whenever the shutdown comes.
+    feed.send(&file[..5 * MIB]).await;
     let committed = first_progress(&mut events).await;
 
     // Shutdown cuts the stream: its status says what to resume.
