@@ -305,10 +305,8 @@ async fn assemble(
     let mut file = tokio::fs::File::create(temp.path())
         .await
         .map_err(AppError::internal)?;
-    let (mut digest, hashing) = match kept {
-        Some(kept) => (kept, false),
-        None => (Running::default(), true),
-    };
+    let hashing = kept.is_none();
+    let mut digest = kept.unwrap_or_default();
     let data_key = store::data_key(upload.id);
     for chunk in chunks {
         let bytes = if chunk.object_key == data_key {
