@@ -29,6 +29,12 @@ pub struct ProcessingResult {
     queue_batch: usize,
     queue_owners: usize,
     queue_jobs_per_second: f64,
+    /// Claims made, and how many of them found nothing to take.
+    queue_claims: usize,
+    queue_empty_claims: usize,
+    /// Mean time of a claim and of one job's finish, in milliseconds.
+    queue_claim_ms: f64,
+    queue_finish_ms: f64,
 }
 
 /// The shape of the queue part: jobs queued, workers claiming them, the
@@ -97,27 +103,41 @@ pub async fn run(mp3: Option<&Path>, shape: Queue) -> anyhow::Result<ProcessingR
         bail!("ffmpeg could not convert the recording");
     }
 
-    let (backend, jobs_per_second) = queue(dir.path(), shape).await?;
+    let run = queue(dir.path(), shape).await?;
     Ok(ProcessingResult {
         recording_seconds,
         convert_seconds,
         convert_times_real_time: recording_seconds / convert_seconds,
         ffmpeg_seconds,
         ffmpeg_times_real_time: recording_seconds / ffmpeg_seconds,
-        queue_backend: backend,
+        queue_backend: run.backend,
         queue_jobs: shape.jobs,
         queue_claimers: shape.claimers,
         queue_batch: shape.batch,
         queue_owners: shape.owners,
-        queue_jobs_per_second: jobs_per_second,
+        queue_jobs_per_second: run.jobs_per_second,
+        queue_claims: run.claims,
+        queue_empty_claims: run.empty_claims,
+        queue_claim_ms: run.claim_ms,
+        queue_finish_ms: run.finish_ms,
     })
+}
+
+/// How the queue part went.
+struct QueueRun {
+    backend: String,
+    jobs_per_second: f64,
+    claims: usize,
+    empty_claims: usize,
+    claim_ms: f64,
+    finish_ms: f64,
 }
 
 /// Queues `shape.jobs` jobs over `shape.owners` accounts on the Free plan
 /// (one job at a time each), then times `shape.claimers` workers claiming
 /// up to `shape.batch` at a time and finishing them (no work in between).
 /// Uses `DATABASE_URL` when set, else a SQLite file in `dir`.
-async fn queue(dir: &Path, shape: Queue) -> anyhow::Result<(String, f64)> {
+async fn queue(dir: &Path, shape: Queue) -> anyhow::Result<QueueRun> {
     let Queue {
         jobs: count,
         claimers,
@@ -160,9 +180,12 @@ async fn queue(dir: &Path, shape: Queue) -> anyhow::Result<(String, f64)> {
     }
     let started = Instant::now();
     let finished = Arc::new(AtomicUsize::new(0));
+    let claims = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    // Microseconds spent claiming, and finishing jobs.
+    let spent = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
     let workers: Vec<_> = (0..claimers)
         .map(|i| {
-            let (db, finished) = (db.clone(), finished.clone());
+            let (db, finished, claims, spent) = (db.clone(), finished.clone(), claims.clone(), spent.clone());
             tokio::spawn(async move {
                 let worker = format!("bench-{i}");
                 let deadline = Instant::now() + Duration::from_secs(120);
@@ -173,9 +196,12 @@ async fn queue(dir: &Path, shape: Queue) -> anyhow::Result<(String, f64)> {
                     let freed = db.signals().work().notified();
                     tokio::pin!(freed);
                     freed.as_mut().enable();
+                    let claiming = Instant::now();
                     let claimed = jobs::claim(&db, &worker, Duration::from_secs(60), batch)
                         .await
                         .map_err(|e| anyhow::anyhow!("claiming jobs: {e}"))?;
+                    claims[usize::from(claimed.is_empty())].fetch_add(1, Ordering::Relaxed);
+                    spent[0].fetch_add(claiming.elapsed().as_micros() as usize, Ordering::Relaxed);
                     if claimed.is_empty() {
                         // Another claimer holds the rest, or none are left.
                         tokio::select! {
@@ -186,9 +212,12 @@ async fn queue(dir: &Path, shape: Queue) -> anyhow::Result<(String, f64)> {
                     }
                     // Finished side by side, as a worker's slots do.
                     let settled = claimed.iter().map(|job| async {
+                        let finishing = Instant::now();
                         let scoped = db.as_service().await?;
                         jobs::succeed(&scoped, job.id, &worker).await?;
-                        scoped.commit().await
+                        scoped.commit().await?;
+                        spent[1].fetch_add(finishing.elapsed().as_micros() as usize, Ordering::Relaxed);
+                        Ok::<_, debrief::error::AppError>(())
                     });
                     for result in futures::future::join_all(settled).await {
                         result.map_err(|e| anyhow::anyhow!("finishing a job: {e}"))?;
@@ -204,5 +233,16 @@ async fn queue(dir: &Path, shape: Queue) -> anyhow::Result<(String, f64)> {
     }
     let seconds = started.elapsed().as_secs_f64();
     let done = finished.load(Ordering::Relaxed);
-    Ok((format!("{:?}", db.backend()), done as f64 / seconds))
+    let [taking, empty] = claims.as_ref();
+    let empty_claims = empty.load(Ordering::Relaxed);
+    Ok(QueueRun {
+        backend: format!("{:?}", db.backend()),
+        jobs_per_second: done as f64 / seconds,
+        claims: taking.load(Ordering::Relaxed) + empty_claims,
+        empty_claims,
+        claim_ms: spent[0].load(Ordering::Relaxed) as f64
+            / 1000.0
+            / (taking.load(Ordering::Relaxed) + empty_claims).max(1) as f64,
+        finish_ms: spent[1].load(Ordering::Relaxed) as f64 / 1000.0 / done.max(1) as f64,
+    })
 }
