@@ -25,8 +25,9 @@ pub use signals::Signals;
 use crate::config::{Config, ConfigError};
 
 /// Read connections on SQLite unless `DEBRIEF_DB_MAX_CONNECTIONS` says
-/// otherwise: the raw read loop of `debrief-bench --compare` still gained
-/// from one to four on two cores (9.9k to 13.0k reads/s; README).
+/// otherwise. On two cores the raw read loop of `debrief-bench --compare`
+/// reads as fast with one as with four (README); four keep a long read (an
+/// export page, analytics) from holding up the others.
 const SQLITE_READERS: u32 = 4;
 
 /// Makes a SQLite connection plan each statement once, whatever values are
