@@ -213,24 +213,33 @@ pub async fn claim(db: &Db, worker: &str, lease: Duration, max: usize) -> AppRes
             .execute_unprepared("SELECT set_config('enable_sort', 'off', true)")
             .await?;
     }
-    let mut candidates = Vec::new();
+    // Only what choosing needs: most candidates are not taken, and the
+    // taken come back whole from the UPDATE.
+    let mut candidates: Vec<(DateTime<Utc>, Uuid, Uuid)> = Vec::new();
     for runnable in [due(now), lapsed(now)] {
         let mut query = scoped
             .find::<job::Entity>()
+            .select_only()
+            .columns([job::Column::RunAt, job::Column::Id, job::Column::UserId])
             .filter(runnable)
             .order_by_asc(job::Column::RunAt)
             .limit(u64::try_from(limit).unwrap_or(u64::MAX));
         if postgres {
             query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
         }
-        candidates.extend(query.all(scoped.txn()).await?);
+        candidates.extend(
+            query
+                .into_tuple::<(DateTime<Utc>, Uuid, Uuid)>()
+                .all(scoped.txn())
+                .await?,
+        );
     }
-    candidates.sort_by_key(|job| (job.run_at, job.id));
+    candidates.sort_unstable();
     candidates.truncate(limit);
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
-    let mut owners: Vec<Uuid> = candidates.iter().map(|c| c.user_id).collect();
+    let mut owners: Vec<Uuid> = candidates.iter().map(|&(_, _, owner)| owner).collect();
     owners.sort_unstable();
     owners.dedup();
     // Read before the owners' turns, to keep them short: a limit changed
@@ -275,15 +284,15 @@ pub async fn claim(db: &Db, worker: &str, lease: Duration, max: usize) -> AppRes
         })
         .collect();
     let mut picked = Vec::new();
-    for candidate in &candidates {
+    for &(_, id, owner) in &candidates {
         if picked.len() == max {
             break;
         }
-        match free.get_mut(&candidate.user_id) {
-            Some(None) => picked.push(candidate.id),
+        match free.get_mut(&owner) {
+            Some(None) => picked.push(id),
             Some(Some(slots)) if *slots > 0 => {
                 *slots -= 1;
-                picked.push(candidate.id);
+                picked.push(id);
             }
             _ => {}
         }
