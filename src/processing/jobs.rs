@@ -215,7 +215,7 @@ pub async fn claim(db: &Db, worker: &str, lease: Duration, max: usize) -> AppRes
     }
     // Only what choosing needs: most candidates are not taken, and the
     // taken come back whole from the UPDATE.
-    let mut candidates: Vec<(DateTime<Utc>, Uuid, Uuid)> = Vec::new();
+    let mut candidates = Vec::new();
     for runnable in [due(now), lapsed(now)] {
         let mut query = scoped
             .find::<job::Entity>()

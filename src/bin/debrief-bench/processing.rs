@@ -123,6 +123,15 @@ pub async fn run(mp3: Option<&Path>, shape: Queue) -> anyhow::Result<ProcessingR
     })
 }
 
+/// What the claimers count as they go, shared between them.
+#[derive(Default)]
+struct Tally {
+    claims: AtomicUsize,
+    empty_claims: AtomicUsize,
+    claim_micros: AtomicUsize,
+    finish_micros: AtomicUsize,
+}
+
 /// How the queue part went.
 struct QueueRun {
     backend: String,
@@ -180,12 +189,10 @@ async fn queue(dir: &Path, shape: Queue) -> anyhow::Result<QueueRun> {
     }
     let started = Instant::now();
     let finished = Arc::new(AtomicUsize::new(0));
-    let claims = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
-    // Microseconds spent claiming, and finishing jobs.
-    let spent = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let tally = Arc::new(Tally::default());
     let workers: Vec<_> = (0..claimers)
         .map(|i| {
-            let (db, finished, claims, spent) = (db.clone(), finished.clone(), claims.clone(), spent.clone());
+            let (db, finished, tally) = (db.clone(), finished.clone(), tally.clone());
             tokio::spawn(async move {
                 let worker = format!("bench-{i}");
                 let deadline = Instant::now() + Duration::from_secs(120);
@@ -200,9 +207,12 @@ async fn queue(dir: &Path, shape: Queue) -> anyhow::Result<QueueRun> {
                     let claimed = jobs::claim(&db, &worker, Duration::from_secs(60), batch)
                         .await
                         .map_err(|e| anyhow::anyhow!("claiming jobs: {e}"))?;
-                    claims[usize::from(claimed.is_empty())].fetch_add(1, Ordering::Relaxed);
-                    spent[0].fetch_add(claiming.elapsed().as_micros() as usize, Ordering::Relaxed);
+                    tally.claims.fetch_add(1, Ordering::Relaxed);
+                    tally
+                        .claim_micros
+                        .fetch_add(claiming.elapsed().as_micros() as usize, Ordering::Relaxed);
                     if claimed.is_empty() {
+                        tally.empty_claims.fetch_add(1, Ordering::Relaxed);
                         // Another claimer holds the rest, or none are left.
                         tokio::select! {
                             () = tokio::time::sleep(Duration::from_millis(5)) => {}
@@ -216,7 +226,9 @@ async fn queue(dir: &Path, shape: Queue) -> anyhow::Result<QueueRun> {
                         let scoped = db.as_service().await?;
                         jobs::succeed(&scoped, job.id, &worker).await?;
                         scoped.commit().await?;
-                        spent[1].fetch_add(finishing.elapsed().as_micros() as usize, Ordering::Relaxed);
+                        tally
+                            .finish_micros
+                            .fetch_add(finishing.elapsed().as_micros() as usize, Ordering::Relaxed);
                         Ok::<_, debrief::error::AppError>(())
                     });
                     for result in futures::future::join_all(settled).await {
@@ -233,16 +245,16 @@ async fn queue(dir: &Path, shape: Queue) -> anyhow::Result<QueueRun> {
     }
     let seconds = started.elapsed().as_secs_f64();
     let done = finished.load(Ordering::Relaxed);
-    let [taking, empty] = claims.as_ref();
-    let empty_claims = empty.load(Ordering::Relaxed);
+    let claims = tally.claims.load(Ordering::Relaxed);
+    let mean_ms = |micros: &AtomicUsize, count: usize| {
+        micros.load(Ordering::Relaxed) as f64 / 1000.0 / count.max(1) as f64
+    };
     Ok(QueueRun {
         backend: format!("{:?}", db.backend()),
         jobs_per_second: done as f64 / seconds,
-        claims: taking.load(Ordering::Relaxed) + empty_claims,
-        empty_claims,
-        claim_ms: spent[0].load(Ordering::Relaxed) as f64
-            / 1000.0
-            / (taking.load(Ordering::Relaxed) + empty_claims).max(1) as f64,
-        finish_ms: spent[1].load(Ordering::Relaxed) as f64 / 1000.0 / done.max(1) as f64,
+        claims,
+        empty_claims: tally.empty_claims.load(Ordering::Relaxed),
+        claim_ms: mean_ms(&tally.claim_micros, claims),
+        finish_ms: mean_ms(&tally.finish_micros, done),
     })
 }
