@@ -1,6 +1,8 @@
 //! Group commit on SQLite: transactions that write take turns on the one
-//! writer connection, each inside a savepoint of a transaction they share,
-//! and that transaction commits once for all of them.
+//! writer connection, in a transaction they share, and that transaction
+//! commits once for all of them. The turn that opens the shared transaction
+//! writes in it directly (nothing else is in it yet); each later turn
+//! writes inside a savepoint of its own.
 //!
 //! Every commit on SQLite waits for the disk (`synchronous=FULL`), so one
 //! transaction per commit caps writes at the disk's flushes per second.
@@ -9,8 +11,8 @@
 //! a turn, else after the writers already waiting have had theirs. A
 //! caller's `commit` returns only once its writes are on the disk, and an
 //! error if the shared commit failed, so nothing reported committed is lost;
-//! a rolled-back transaction rolls back to its savepoint and takes nobody
-//! else's writes with it.
+//! a rolled-back transaction rolls back to its savepoint (the first, the
+//! shared transaction) and takes nobody else's writes with it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,16 +48,17 @@ struct Group {
 pub(crate) struct Turn {
     writer: Arc<Writer>,
     group: Option<OwnedMutexGuard<Group>>,
+    /// The turn's savepoint in the shared transaction; None for the turn
+    /// that opened it, which writes in it directly: a lone write then costs
+    /// `BEGIN`, the statement and `COMMIT`, without a savepoint's two more.
+    savepoint: Option<DatabaseTransaction>,
 }
 
 impl Writer {
-    /// Waits for a turn, then opens a savepoint in the shared transaction
-    /// (beginning it with `BEGIN IMMEDIATE` when none is open, which waits
-    /// for another process's writer up to the busy timeout).
-    pub(crate) async fn begin(
-        self: &Arc<Self>,
-        conn: &DatabaseConnection,
-    ) -> Result<(DatabaseTransaction, Turn), DbErr> {
+    /// Waits for a turn, then opens the shared transaction with
+    /// `BEGIN IMMEDIATE` (which waits for another process's writer up to the
+    /// busy timeout) when none is open, else a savepoint in it.
+    pub(crate) async fn begin(self: &Arc<Self>, conn: &DatabaseConnection) -> Result<Turn, DbErr> {
         let waited = {
             let _queued = Queued::join(&self.queued);
             self.group.clone().lock_owned().await
@@ -63,19 +66,22 @@ impl Writer {
         let mut turn = Turn {
             writer: self.clone(),
             group: Some(waited),
+            savepoint: None,
         };
         let group = turn.group.as_mut().expect("held until the turn ends");
-        if group.shared.is_none() {
-            let shared = conn
-                .begin_with_options(TransactionOptions {
-                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                    ..Default::default()
-                })
-                .await?;
-            group.shared = Some(shared);
+        match &group.shared {
+            Some(shared) => turn.savepoint = Some(shared.begin().await?),
+            None => {
+                let shared = conn
+                    .begin_with_options(TransactionOptions {
+                        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                        ..Default::default()
+                    })
+                    .await?;
+                group.shared = Some(shared);
+            }
         }
-        let txn = group.shared.as_ref().expect("just opened").begin().await?;
-        Ok((txn, turn))
+        Ok(turn)
     }
 }
 
@@ -96,9 +102,28 @@ impl Drop for Queued<'_> {
 }
 
 impl Turn {
-    /// Ends a turn whose savepoint was released: waits for the shared
+    /// The transaction the turn's statements run in: its savepoint, or the
+    /// shared transaction it opened.
+    pub(crate) fn txn(&self) -> &DatabaseTransaction {
+        match &self.savepoint {
+            Some(savepoint) => savepoint,
+            None => self
+                .group
+                .as_ref()
+                .and_then(|group| group.shared.as_ref())
+                .expect("a turn without a savepoint opened the shared transaction"),
+        }
+    }
+
+    /// Ends the turn: releases its savepoint, then waits for the shared
     /// commit and returns its outcome.
     pub(crate) async fn commit(mut self) -> Result<(), DbErr> {
+        if let Some(savepoint) = self.savepoint.take()
+            && let Err(error) = savepoint.commit().await
+        {
+            self.abandon();
+            return Err(error);
+        }
         let mut group = self.group.take().expect("a turn ends once");
         let (done, outcome) = oneshot::channel();
         group.members.push(done);
@@ -136,7 +161,7 @@ impl Turn {
     /// Ends a turn whose savepoint could not be released: the shared
     /// transaction may hold its writes, so it rolls back, failing everyone
     /// waiting on it.
-    pub(crate) fn abandon(mut self) {
+    fn abandon(mut self) {
         if let Some(mut group) = self.group.take() {
             group.shared = None;
             for member in group.members.drain(..) {
@@ -147,10 +172,11 @@ impl Turn {
 }
 
 impl Drop for Turn {
-    /// A turn that ends without `commit` rolled back to its savepoint; if
-    /// nobody waits on the shared transaction, that rolls back too, giving
-    /// the connection back.
+    /// A turn that ends without `commit` rolls back to its savepoint; if
+    /// nobody waits on the shared transaction (always so for the turn that
+    /// opened it), that rolls back too, giving the connection back.
     fn drop(&mut self) {
+        drop(self.savepoint.take());
         if let Some(mut group) = self.group.take()
             && group.members.is_empty()
         {

@@ -173,13 +173,13 @@ impl<E: Owned> ScopedWrite<'_, UpdateMany<E>> {
 
     /// Runs the update.
     pub async fn exec(self) -> Result<UpdateResult, DbErr> {
-        let txn = &self.scoped.txn;
+        let txn = self.scoped.txn();
         self.stamped().exec(txn).await
     }
 
     /// Runs the update and returns the rows as they now are.
     pub async fn exec_with_returning(self) -> Result<Vec<E::Model>, DbErr> {
-        let txn = &self.scoped.txn;
+        let txn = self.scoped.txn();
         self.stamped().exec_with_returning(txn).await
     }
 
@@ -205,17 +205,14 @@ impl<E: Owned> ScopedWrite<'_, UpdateMany<E>> {
 impl<E: EntityTrait> ScopedWrite<'_, DeleteMany<E>> {
     /// Runs the delete.
     pub async fn exec(self) -> Result<DeleteResult, DbErr> {
-        self.query.exec(&self.scoped.txn).await
+        self.query.exec(self.scoped.txn()).await
     }
 }
 
 /// An open transaction bound to a [`Scope`]. Dropping it rolls back.
 #[derive(Debug)]
 pub struct Scoped {
-    txn: DatabaseTransaction,
-    /// SQLite, writing: the turn on the writer connection, ended after
-    /// `txn` (declared first, so a rollback to its savepoint comes first).
-    turn: Option<Turn>,
+    txn: Txn,
     scope: Scope,
     signals: Arc<Signals>,
     /// Users to signal once the transaction commits.
@@ -224,6 +221,16 @@ pub struct Scoped {
     work_queued: std::sync::atomic::AtomicBool,
     /// Whether to wake every user's waiters once it commits.
     everyone: std::sync::atomic::AtomicBool,
+}
+
+/// Where a scoped transaction's statements run.
+#[derive(Debug)]
+enum Txn {
+    /// A transaction of its own: Postgres, or a read on SQLite.
+    Own(DatabaseTransaction),
+    /// SQLite, writing: a turn on the writer connection, committed with
+    /// its group.
+    Turn(Turn),
 }
 
 impl Db {
@@ -246,11 +253,8 @@ impl Db {
     /// A transaction bound to `scope`.
     pub async fn scoped(&self, scope: Scope) -> AppResult<Scoped> {
         match &self.writer {
-            Some(writer) => {
-                let (txn, turn) = writer.begin(&self.conn).await?;
-                self.bind(txn, Some(turn), scope).await
-            }
-            None => self.bind(self.begin().await?, None, scope).await,
+            Some(writer) => self.bind(Txn::Turn(writer.begin(&self.conn).await?), scope).await,
+            None => self.bind(Txn::Own(self.begin().await?), scope).await,
         }
     }
 
@@ -274,11 +278,13 @@ impl Db {
     /// the reader pool, beside the writer rather than queued behind it; a
     /// write through it fails ("attempt to write a readonly database").
     pub async fn reading(&self, scope: Scope) -> AppResult<Scoped> {
-        self.bind(self.begin_read().await?, None, scope).await
+        self.bind(Txn::Own(self.begin_read().await?), scope).await
     }
 
-    async fn bind(&self, txn: DatabaseTransaction, turn: Option<Turn>, scope: Scope) -> AppResult<Scoped> {
-        if txn.get_database_backend() == DbBackend::Postgres {
+    async fn bind(&self, txn: Txn, scope: Scope) -> AppResult<Scoped> {
+        if let Txn::Own(txn) = &txn
+            && txn.get_database_backend() == DbBackend::Postgres
+        {
             let (user_id, role) = scope.settings();
             txn.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
@@ -289,7 +295,6 @@ impl Db {
         }
         Ok(Scoped {
             txn,
-            turn,
             scope,
             signals: self.signals().clone(),
             pending: Mutex::default(),
@@ -310,7 +315,10 @@ impl Scoped {
     /// through `insert`, `upsert`, `update_many` and the rest, which check
     /// the owner.
     pub fn txn(&self) -> &DatabaseTransaction {
-        &self.txn
+        match &self.txn {
+            Txn::Own(txn) => txn,
+            Txn::Turn(turn) => turn.txn(),
+        }
     }
 
     /// `SELECT` over `E`, limited to the scope's rows.
@@ -348,7 +356,7 @@ impl Scoped {
     {
         self.check_owner(&row)?;
         row.stamp(true);
-        Ok(row.insert(&self.txn).await?)
+        Ok(row.insert(self.txn()).await?)
     }
 
     /// Inserts rows, in statements of at most [`INSERT_BATCH`] rows, after
@@ -410,7 +418,7 @@ impl Scoped {
             if let Some(on_conflict) = &on_conflict {
                 insert = insert.on_conflict(on_conflict.clone());
             }
-            inserted += insert.exec_without_returning(&self.txn).await?;
+            inserted += insert.exec_without_returning(self.txn()).await?;
         }
         Ok(inserted)
     }
@@ -434,7 +442,7 @@ impl Scoped {
         }
         A::Entity::insert(row)
             .on_conflict(on_conflict)
-            .exec_without_returning(&self.txn)
+            .exec_without_returning(self.txn())
             .await?;
         Ok(())
     }
@@ -446,7 +454,7 @@ impl Scoped {
         if self.scope != Scope::Service {
             return Err(AppError::internal("writes across users need the service scope"));
         }
-        Ok(self.txn.execute(statement).await?.rows_affected())
+        Ok(self.txn().execute(statement).await?.rows_affected())
     }
 
     /// Refuses a row the scope may not own.
@@ -494,14 +502,10 @@ impl Scoped {
 
     /// Commits the transaction, then sends the signals it asked for.
     pub async fn commit(self) -> AppResult<()> {
-        let committed = self.txn.commit().await;
-        if let Some(turn) = self.turn {
-            match committed {
-                Ok(()) => turn.commit().await?,
-                Err(_) => turn.abandon(),
-            }
+        match self.txn {
+            Txn::Own(txn) => txn.commit().await?,
+            Txn::Turn(turn) => turn.commit().await?,
         }
-        committed?;
         for user_id in self.pending.into_inner().unwrap_or_else(|e| e.into_inner()) {
             self.signals.wake(user_id);
         }

@@ -702,6 +702,75 @@ async fn grouped_commits_are_visible_when_they_return_and_a_rollback_takes_only_
     );
 }
 
+/// The transaction that opens a group on SQLite writes in the shared
+/// transaction itself, without a savepoint: rolling it back must still take
+/// only its own writes, leave the writer usable, and a later turn's
+/// rollback must not take the opener's committed writes with it. (A
+/// current-thread runtime, so a transaction spawned and yielded to is
+/// queued for its turn before the one holding it ends.)
+#[tokio::test(flavor = "current_thread")]
+async fn the_transaction_that_opens_a_group_rolls_back_alone_and_keeps_its_commit() {
+    use sea_orm::{ConnectOptions, Database};
+
+    let app = spawn_app(Backend::Sqlite).await;
+    let alice = create_user(&app.db, "alice@example.com").await;
+    let url = format!("sqlite://{}?mode=ro", app.data_dir().join("debrief.db").display());
+    let mut options = ConnectOptions::new(url);
+    options.max_connections(1).sqlx_logging(false);
+    let observer = Database::connect(options).await.expect("a connection of its own");
+    let queued_behind = |title: &'static str, commit: bool| {
+        let db = app.db.clone();
+        tokio::spawn(async move {
+            let scoped = db.as_user(alice).await.unwrap();
+            scoped.insert(new_meeting(alice, title)).await.unwrap();
+            if commit {
+                scoped.commit().await.unwrap();
+            }
+        })
+    };
+
+    // Alone: opened the group, rolled back, and the writer goes on.
+    let alone = app.db.as_user(alice).await.unwrap();
+    alone.insert(new_meeting(alice, "Q3 budget draft")).await.unwrap();
+    drop(alone);
+    let next = app.db.as_user(alice).await.unwrap();
+    next.insert(new_meeting(alice, "Q3 budget final")).await.unwrap();
+    next.commit().await.unwrap();
+
+    // The opener rolls back while another waits for its turn.
+    let opener = app.db.as_user(alice).await.unwrap();
+    opener
+        .insert(new_meeting(alice, "Hiring sync (cancelled)"))
+        .await
+        .unwrap();
+    let waiting = queued_behind("Hiring sync (moved)", true);
+    tokio::task::yield_now().await;
+    drop(opener);
+    waiting.await.unwrap();
+
+    // The opener commits while another waits, which then rolls back.
+    let opener = app.db.as_user(alice).await.unwrap();
+    opener
+        .insert(new_meeting(alice, "Vendor review notes"))
+        .await
+        .unwrap();
+    let waiting = queued_behind("Vendor review (abandoned)", false);
+    tokio::task::yield_now().await;
+    opener.commit().await.unwrap();
+    waiting.await.unwrap();
+
+    for (title, committed) in [
+        ("Q3 budget draft", 0),
+        ("Q3 budget final", 1),
+        ("Hiring sync (cancelled)", 0),
+        ("Hiring sync (moved)", 1),
+        ("Vendor review notes", 1),
+        ("Vendor review (abandoned)", 0),
+    ] {
+        assert_eq!(titled(&observer, title).await, committed, "{title}");
+    }
+}
+
 /// How many meetings are titled `title`.
 async fn titled(conn: &impl ConnectionTrait, title: &str) -> i64 {
     let statement = Statement::from_sql_and_values(
