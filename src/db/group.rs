@@ -8,11 +8,13 @@
 //! transaction per commit caps writes at the disk's flushes per second.
 //! Here a transaction's commit releases its savepoint, then waits until the
 //! shared transaction has committed: at once when no other writer waits for
-//! a turn, else after the writers already waiting have had theirs. A
+//! a turn, else after the writers already waiting have had theirs, by one
+//! task queued behind them that commits for the whole group. A
 //! caller's `commit` returns only once its writes are on the disk, and an
 //! error if the shared commit failed, so nothing reported committed is lost;
-//! a rolled-back transaction rolls back to its savepoint (the first, the
-//! shared transaction) and takes nobody else's writes with it.
+//! a rolled-back transaction takes nobody else's writes with it (a later
+//! turn rolls back to its savepoint; the opener, alone in the shared
+//! transaction so far, rolls that back).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,6 +42,9 @@ struct Group {
     shared: Option<DatabaseTransaction>,
     /// Transactions done with their turn, waiting for the shared commit.
     members: Vec<oneshot::Sender<Result<(), String>>>,
+    /// Whether a task waits for a turn to commit the open group: members
+    /// that leave the commit to it spawn no other.
+    committer: bool,
 }
 
 /// One transaction's turn on the writer connection: held from its begin to
@@ -127,30 +132,19 @@ impl Turn {
         let mut group = self.group.take().expect("a turn ends once");
         let (done, outcome) = oneshot::channel();
         group.members.push(done);
-        // Commit now unless others wait to write: then the first of the
-        // group to get a turn again commits for everyone before it.
-        let held = if group.members.len() < MAX_GROUP && self.writer.queued.load(Ordering::SeqCst) > 0 {
+        // Commit now unless others wait to write: then a task queued behind
+        // them commits for everyone before it (one per group: it commits
+        // whatever members there are when its turn comes).
+        let defer = group.members.len() < MAX_GROUP && self.writer.queued.load(Ordering::SeqCst) > 0;
+        if defer {
+            let first = !std::mem::replace(&mut group.committer, true);
             drop(group);
-            None
-        } else {
-            Some(group)
-        };
-        let turns = self.writer.group.clone();
-        // A task of its own, so a caller that goes away meanwhile neither
-        // cancels a commit half done nor leaves the group uncommitted.
-        tokio::spawn(async move {
-            let mut group = match held {
-                Some(group) => group,
-                None => turns.lock_owned().await,
-            };
-            let outcome = match group.shared.take() {
-                Some(shared) => shared.commit().await.map_err(|e| e.to_string()),
-                None => return,
-            };
-            for member in group.members.drain(..) {
-                let _ = member.send(outcome.clone());
+            if first {
+                spawn_commit(&self.writer.group, None);
             }
-        });
+        } else {
+            spawn_commit(&self.writer.group, Some(group));
+        }
         match outcome.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(DbErr::Custom(format!("the commit failed: {e}"))),
@@ -183,4 +177,29 @@ impl Drop for Turn {
             group.shared = None;
         }
     }
+}
+
+/// Commits the open group and tells its members how it went: at once with
+/// the turn `held`, else in the next turn free (a committer's). A task of
+/// its own, so a caller that goes away meanwhile neither cancels a commit
+/// half done nor leaves the group uncommitted.
+fn spawn_commit(turns: &Arc<Mutex<Group>>, held: Option<OwnedMutexGuard<Group>>) {
+    let turns = turns.clone();
+    tokio::spawn(async move {
+        let mut group = match held {
+            Some(group) => group,
+            None => {
+                let mut group = turns.lock_owned().await;
+                group.committer = false;
+                group
+            }
+        };
+        let outcome = match group.shared.take() {
+            Some(shared) => shared.commit().await.map_err(|e| e.to_string()),
+            None => return,
+        };
+        for member in group.members.drain(..) {
+            let _ = member.send(outcome.clone());
+        }
+    });
 }
