@@ -667,14 +667,9 @@ async fn a_mixed_load_on_sqlite_with_readers_and_a_worker_process_gets_no_lock_e
 /// only its own writes with it, however the group formed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grouped_commits_are_visible_when_they_return_and_a_rollback_takes_only_its_own() {
-    use sea_orm::{ConnectOptions, Database};
-
     let app = spawn_app(Backend::Sqlite).await;
     let alice = create_user(&app.db, "alice@example.com").await;
-    let url = format!("sqlite://{}?mode=ro", app.data_dir().join("debrief.db").display());
-    let mut options = ConnectOptions::new(url);
-    options.max_connections(1).sqlx_logging(false);
-    let observer = Database::connect(options).await.expect("a connection of its own");
+    let observer = observer_of(&app).await;
     let writers = (0..48).map(|i| {
         let (db, observer) = (app.db.clone(), observer.clone());
         tokio::spawn(async move {
@@ -710,14 +705,9 @@ async fn grouped_commits_are_visible_when_they_return_and_a_rollback_takes_only_
 /// queued for its turn before the one holding it ends.)
 #[tokio::test(flavor = "current_thread")]
 async fn the_transaction_that_opens_a_group_rolls_back_alone_and_keeps_its_commit() {
-    use sea_orm::{ConnectOptions, Database};
-
     let app = spawn_app(Backend::Sqlite).await;
     let alice = create_user(&app.db, "alice@example.com").await;
-    let url = format!("sqlite://{}?mode=ro", app.data_dir().join("debrief.db").display());
-    let mut options = ConnectOptions::new(url);
-    options.max_connections(1).sqlx_logging(false);
-    let observer = Database::connect(options).await.expect("a connection of its own");
+    let observer = observer_of(&app).await;
     let queued_behind = |title: &'static str, commit: bool| {
         let db = app.db.clone();
         tokio::spawn(async move {
@@ -769,6 +759,17 @@ async fn the_transaction_that_opens_a_group_rolls_back_alone_and_keeps_its_commi
     ] {
         assert_eq!(titled(&observer, title).await, committed, "{title}");
     }
+}
+
+/// A read-only connection of its own to `app`'s SQLite file, to see what
+/// is on the disk.
+async fn observer_of(app: &crate::helpers::TestApp) -> sea_orm::DatabaseConnection {
+    let url = format!("sqlite://{}?mode=ro", app.data_dir().join("debrief.db").display());
+    let mut options = sea_orm::ConnectOptions::new(url);
+    options.max_connections(1).sqlx_logging(false);
+    sea_orm::Database::connect(options)
+        .await
+        .expect("a connection of its own")
 }
 
 /// How many meetings are titled `title`.
