@@ -282,25 +282,26 @@ impl Db {
     }
 
     async fn bind(&self, txn: Txn, scope: Scope) -> AppResult<Scoped> {
-        if let Txn::Own(txn) = &txn
-            && txn.get_database_backend() == DbBackend::Postgres
-        {
-            let (user_id, role) = scope.settings();
-            txn.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT set_config('app.user_id', $1, true), set_config('app.role', $2, true)",
-                [user_id.into(), role.into()],
-            ))
-            .await?;
-        }
-        Ok(Scoped {
+        let scoped = Scoped {
             txn,
             scope,
             signals: self.signals().clone(),
             pending: Mutex::default(),
             work_queued: Default::default(),
             everyone: Default::default(),
-        })
+        };
+        if self.backend() == DbBackend::Postgres {
+            let (user_id, role) = scope.settings();
+            scoped
+                .txn()
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT set_config('app.user_id', $1, true), set_config('app.role', $2, true)",
+                    [user_id.into(), role.into()],
+                ))
+                .await?;
+        }
+        Ok(scoped)
     }
 }
 
