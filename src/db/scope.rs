@@ -6,22 +6,24 @@
 //! it ([`Scoped::insert`], [`Scoped::insert_many`], [`Scoped::upsert`]) are
 //! checked to belong to the scope first. On
 //! Postgres the transaction also sets `app.user_id` and `app.role` (local to
-//! the transaction), and the forced Row Level Security policies of the
-//! migrations enforce the same rule in the database, so a query that forgot
-//! its filter still sees nothing of anyone else's.
+//! the transaction, in the same message as its `BEGIN`), and the forced Row
+//! Level Security policies of the migrations enforce the same rule in the
+//! database, so a query that forgot its filter still sees nothing of anyone
+//! else's.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, InsertStatement, IntoIden, OnConflict, SimpleExpr, ValueType};
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseTransaction,
-    DbBackend, DbErr, DeleteMany, DeleteResult, EntityName, EntityTrait, IdenStatic, IntoActiveModel,
-    QueryFilter, QueryTrait, Select, Statement, UpdateMany, UpdateResult,
+    DbBackend, DbErr, DeleteMany, DeleteResult, EntityName, EntityTrait, ExecResult, IdenStatic,
+    IntoActiveModel, QueryFilter, QueryResult, QueryTrait, Select, Statement, UpdateMany, UpdateResult,
 };
 use uuid::Uuid;
 
 use std::sync::{Arc, Mutex};
 
 use super::group::Turn;
+use super::pg::PgTxn;
 use super::{Db, Signals};
 use crate::error::{AppError, AppResult};
 
@@ -37,12 +39,20 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn settings(self) -> (String, &'static str) {
-        match self {
+    /// The Postgres `BEGIN` of a transaction in this scope: with the
+    /// settings the Row Level Security policies read, in one message. A
+    /// message of several statements takes no parameters, so the values
+    /// are literals: a UUID's digits and hyphens and a fixed role name,
+    /// which need no escaping.
+    fn postgres_begin(self) -> String {
+        let (user_id, role) = match self {
             Self::User(id) => (id.to_string(), "user"),
             Self::Admin(id) => (id.to_string(), "admin"),
             Self::Service => (String::new(), "service"),
-        }
+        };
+        format!(
+            "BEGIN; SELECT set_config('app.user_id', '{user_id}', true), set_config('app.role', '{role}', true)"
+        )
     }
 }
 
@@ -223,14 +233,74 @@ pub struct Scoped {
     everyone: std::sync::atomic::AtomicBool,
 }
 
-/// Where a scoped transaction's statements run.
+/// Where a scoped transaction's statements run: what [`Scoped::txn`]
+/// gives to run sea-orm's queries on.
 #[derive(Debug)]
-enum Txn {
-    /// A transaction of its own: Postgres, or a read on SQLite.
-    Own(DatabaseTransaction),
+pub struct Txn(Inner);
+
+#[derive(Debug)]
+enum Inner {
+    /// Postgres: a transaction whose `BEGIN` set the scope.
+    Postgres(PgTxn),
+    /// SQLite, reading: a deferred transaction on the reader pool.
+    Read(DatabaseTransaction),
     /// SQLite, writing: a turn on the writer connection, committed with
     /// its group.
     Turn(Turn),
+}
+
+/// The connection a statement of a [`Txn`] runs on.
+enum On<'a> {
+    Postgres(&'a PgTxn),
+    SeaOrm(&'a DatabaseTransaction),
+}
+
+impl Txn {
+    fn on(&self) -> On<'_> {
+        match &self.0 {
+            Inner::Postgres(txn) => On::Postgres(txn),
+            Inner::Read(txn) => On::SeaOrm(txn),
+            Inner::Turn(turn) => On::SeaOrm(turn.txn()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Txn {
+    fn get_database_backend(&self) -> DbBackend {
+        match self.on() {
+            On::Postgres(_) => DbBackend::Postgres,
+            On::SeaOrm(txn) => txn.get_database_backend(),
+        }
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        match self.on() {
+            On::Postgres(txn) => txn.execute(stmt).await,
+            On::SeaOrm(txn) => txn.execute_raw(stmt).await,
+        }
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        match self.on() {
+            On::Postgres(txn) => txn.execute_unprepared(sql).await,
+            On::SeaOrm(txn) => txn.execute_unprepared(sql).await,
+        }
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        match self.on() {
+            On::Postgres(txn) => txn.query_one(stmt).await,
+            On::SeaOrm(txn) => txn.query_one_raw(stmt).await,
+        }
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        match self.on() {
+            On::Postgres(txn) => txn.query_all(stmt).await,
+            On::SeaOrm(txn) => txn.query_all_raw(stmt).await,
+        }
+    }
 }
 
 impl Db {
@@ -252,10 +322,11 @@ impl Db {
 
     /// A transaction bound to `scope`.
     pub async fn scoped(&self, scope: Scope) -> AppResult<Scoped> {
-        match &self.writer {
-            Some(writer) => self.bind(Txn::Turn(writer.begin(&self.conn).await?), scope).await,
-            None => self.bind(Txn::Own(self.begin().await?), scope).await,
-        }
+        let txn = match &self.writer {
+            Some(writer) => Inner::Turn(writer.begin(&self.conn).await?),
+            None => self.begin_postgres(scope).await?,
+        };
+        Ok(self.bind(txn, scope))
     }
 
     /// A transaction over one user's data that only reads: see
@@ -278,30 +349,27 @@ impl Db {
     /// the reader pool, beside the writer rather than queued behind it; a
     /// write through it fails ("attempt to write a readonly database").
     pub async fn reading(&self, scope: Scope) -> AppResult<Scoped> {
-        self.bind(Txn::Own(self.begin_read().await?), scope).await
+        let txn = match self.backend() {
+            DbBackend::Postgres => self.begin_postgres(scope).await?,
+            _ => Inner::Read(self.begin_read().await?),
+        };
+        Ok(self.bind(txn, scope))
     }
 
-    async fn bind(&self, txn: Txn, scope: Scope) -> AppResult<Scoped> {
-        let scoped = Scoped {
-            txn,
+    async fn begin_postgres(&self, scope: Scope) -> Result<Inner, DbErr> {
+        let pool = self.conn.get_postgres_connection_pool();
+        Ok(Inner::Postgres(PgTxn::begin(pool, scope.postgres_begin()).await?))
+    }
+
+    fn bind(&self, txn: Inner, scope: Scope) -> Scoped {
+        Scoped {
+            txn: Txn(txn),
             scope,
             signals: self.signals().clone(),
             pending: Mutex::default(),
             work_queued: Default::default(),
             everyone: Default::default(),
-        };
-        if self.backend() == DbBackend::Postgres {
-            let (user_id, role) = scope.settings();
-            scoped
-                .txn()
-                .execute_raw(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "SELECT set_config('app.user_id', $1, true), set_config('app.role', $2, true)",
-                    [user_id.into(), role.into()],
-                ))
-                .await?;
         }
-        Ok(scoped)
     }
 }
 
@@ -315,11 +383,8 @@ impl Scoped {
     /// statements on tables that hold no user data. Writes of user data go
     /// through `insert`, `upsert`, `update_many` and the rest, which check
     /// the owner.
-    pub fn txn(&self) -> &DatabaseTransaction {
-        match &self.txn {
-            Txn::Own(txn) => txn,
-            Txn::Turn(turn) => turn.txn(),
-        }
+    pub fn txn(&self) -> &Txn {
+        &self.txn
     }
 
     /// `SELECT` over `E`, limited to the scope's rows.
@@ -503,9 +568,10 @@ impl Scoped {
 
     /// Commits the transaction, then sends the signals it asked for.
     pub async fn commit(self) -> AppResult<()> {
-        match self.txn {
-            Txn::Own(txn) => txn.commit().await?,
-            Txn::Turn(turn) => turn.commit().await?,
+        match self.txn.0 {
+            Inner::Postgres(txn) => txn.commit().await?,
+            Inner::Read(txn) => txn.commit().await?,
+            Inner::Turn(turn) => turn.commit().await?,
         }
         for user_id in self.pending.into_inner().unwrap_or_else(|e| e.into_inner()) {
             self.signals.wake(user_id);

@@ -12,15 +12,13 @@
 use chrono::Utc;
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, OnConflict, Query};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use super::entity::{ModuleState, exercise, module, module_skill, version};
 use super::model::{ExerciseFields, ModuleFields};
 use super::rubric::Rubric;
+use crate::db::Txn;
 use crate::error::{AppError, AppResult};
 use crate::pagination::PageRequest;
 use crate::skills::Skill;
@@ -95,7 +93,7 @@ fn not_found() -> AppError {
 
 /// The head of module `id`; locked for the rest of the transaction on
 /// Postgres (SQLite transactions hold the write lock from their start).
-async fn head_for_update(txn: &DatabaseTransaction, id: &str) -> AppResult<module::Model> {
+async fn head_for_update(txn: &Txn, id: &str) -> AppResult<module::Model> {
     let mut query = module::Entity::find_by_id(id);
     if txn.get_database_backend() == DbBackend::Postgres {
         query = query.lock_exclusive();
@@ -104,7 +102,7 @@ async fn head_for_update(txn: &DatabaseTransaction, id: &str) -> AppResult<modul
 }
 
 /// Reads a version of module `id`.
-pub async fn get(txn: &DatabaseTransaction, id: &str, which: Which) -> AppResult<Loaded> {
+pub async fn get(txn: &Txn, id: &str, which: Which) -> AppResult<Loaded> {
     let head = module::Entity::find_by_id(id)
         .one(txn)
         .await?
@@ -133,12 +131,7 @@ pub async fn get(txn: &DatabaseTransaction, id: &str, which: Which) -> AppResult
 }
 
 /// Creates module `id` as a draft (version 1); false if the id is taken.
-pub async fn create(
-    txn: &DatabaseTransaction,
-    id: &str,
-    fields: &ModuleFields,
-    admin: Option<Uuid>,
-) -> AppResult<bool> {
+pub async fn create(txn: &Txn, id: &str, fields: &ModuleFields, admin: Option<Uuid>) -> AppResult<bool> {
     let now = Utc::now();
     let inserted = module::Entity::insert(module::ActiveModel {
         id: Set(id.to_owned()),
@@ -168,12 +161,7 @@ pub async fn create(
 
 /// Saves `fields` as module `id`'s draft, starting one after the published
 /// version if there is none.
-pub async fn update(
-    txn: &DatabaseTransaction,
-    id: &str,
-    fields: &ModuleFields,
-    admin: Uuid,
-) -> AppResult<()> {
+pub async fn update(txn: &Txn, id: &str, fields: &ModuleFields, admin: Uuid) -> AppResult<()> {
     let head = head_for_update(txn, id).await?;
     let number = match head.draft_version {
         Some(number) => {
@@ -206,11 +194,7 @@ pub async fn update(
 /// Publishes module `id`'s draft as its new version, or offers an
 /// archived module without a draft again. `check` vets the draft first
 /// (its templates may have been written before a rule changed).
-pub async fn publish(
-    txn: &DatabaseTransaction,
-    id: &str,
-    check: impl FnOnce(&Loaded) -> AppResult<()>,
-) -> AppResult<()> {
+pub async fn publish(txn: &Txn, id: &str, check: impl FnOnce(&Loaded) -> AppResult<()>) -> AppResult<()> {
     let head = head_for_update(txn, id).await?;
     let now = Utc::now();
     let Some(number) = head.draft_version else {
@@ -249,12 +233,12 @@ pub async fn publish(
 }
 
 /// Stops offering module `id`; its versions stay readable.
-pub async fn archive(txn: &DatabaseTransaction, id: &str) -> AppResult<()> {
+pub async fn archive(txn: &Txn, id: &str) -> AppResult<()> {
     head_for_update(txn, id).await?;
     set_state(txn, id, ModuleState::Archived).await
 }
 
-async fn set_state(txn: &DatabaseTransaction, id: &str, state: ModuleState) -> AppResult<()> {
+async fn set_state(txn: &Txn, id: &str, state: ModuleState) -> AppResult<()> {
     module::Entity::update_many()
         .col_expr(module::Column::State, Expr::value(state))
         .col_expr(module::Column::UpdatedAt, Expr::value(Utc::now()))
@@ -285,7 +269,7 @@ fn set_listed(
         )
 }
 
-async fn set_listed_skills(txn: &DatabaseTransaction, id: &str, skills: &[Skill]) -> AppResult<()> {
+async fn set_listed_skills(txn: &Txn, id: &str, skills: &[Skill]) -> AppResult<()> {
     module_skill::Entity::delete_many()
         .filter(module_skill::Column::ModuleId.eq(id))
         .exec(txn)
@@ -303,7 +287,7 @@ async fn set_listed_skills(txn: &DatabaseTransaction, id: &str, skills: &[Skill]
 }
 
 async fn write_version(
-    txn: &DatabaseTransaction,
+    txn: &Txn,
     id: &str,
     number: i32,
     fields: &ModuleFields,
@@ -372,7 +356,7 @@ pub struct ListFilter {
 
 /// One page of modules by id, in one query.
 pub async fn list(
-    txn: &DatabaseTransaction,
+    txn: &Txn,
     filter: ListFilter,
     page: &PageRequest<AfterId>,
 ) -> AppResult<(Vec<module::Model>, Option<AfterId>)> {
@@ -403,7 +387,7 @@ pub async fn list(
 }
 
 /// Every published module (for recommendations), in one query.
-pub async fn published(txn: &DatabaseTransaction) -> AppResult<Vec<module::Model>> {
+pub async fn published(txn: &Txn) -> AppResult<Vec<module::Model>> {
     Ok(module::Entity::find()
         .filter(module::Column::State.eq(ModuleState::Published))
         .order_by_asc(module::Column::Id)

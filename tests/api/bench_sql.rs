@@ -30,10 +30,16 @@ fn logged(cluster: &Cluster, from: usize) -> Vec<(String, Sent)> {
         let Some((pid, rest)) = line.split_once(' ') else {
             continue;
         };
-        if let Some(sql) = rest.strip_prefix("LOG:  statement: ").or_else(|| {
-            rest.strip_prefix("LOG:  execute ")
-                .and_then(|r| r.split_once(": ").map(|(_, s)| s))
-        }) {
+        if let Some(message) = rest.strip_prefix("LOG:  statement: ") {
+            sent.extend(
+                message
+                    .split("; ")
+                    .map(|sql| (pid.to_owned(), with_parameters(sql))),
+            );
+        } else if let Some(sql) = rest
+            .strip_prefix("LOG:  execute ")
+            .and_then(|r| r.split_once(": ").map(|(_, s)| s))
+        {
             sent.push((
                 pid.to_owned(),
                 Sent {
@@ -51,6 +57,25 @@ fn logged(cluster: &Cluster, from: usize) -> Vec<(String, Sent)> {
         }
     }
     sent
+}
+
+/// One statement of a simple query (several in one message, no
+/// parameters) in the form of a prepared one: every value written as a
+/// literal becomes a parameter, all but the name a `set_config` sets.
+fn with_parameters(sql: &str) -> Sent {
+    let (mut out, mut parameters) = (String::new(), Vec::new());
+    let mut parts = sql.split('\'');
+    out.push_str(parts.next().unwrap_or_default());
+    while let (Some(literal), Some(after)) = (parts.next(), parts.next()) {
+        if out.ends_with("set_config(") {
+            out.push_str(&format!("'{literal}'"));
+        } else {
+            parameters.push(format!("'{literal}'"));
+            out.push_str(&format!("${}", parameters.len()));
+        }
+        out.push_str(after);
+    }
+    Sent { sql: out, parameters }
 }
 
 /// The one transaction of a call: the statements from the `BEGIN` of the
