@@ -30,6 +30,7 @@ on_both_backends!(
     originals_are_deleted_after_their_retention,
     a_queued_meeting_wakes_an_idle_worker_at_once,
     watching_a_meeting_shows_each_new_state_until_it_is_deleted,
+    claimers_at_once_never_run_more_of_an_owners_jobs_than_the_plan_allows,
 );
 
 pub(crate) const RATE: u32 = 16_000;
@@ -1151,4 +1152,65 @@ async fn watching_a_meeting_shows_each_new_state_until_it_is_deleted(backend: Ba
         }
     };
     assert_eq!(ended.unwrap_err().code(), tonic::Code::NotFound);
+}
+
+/// Eight claimers claim side by side, round after round, from four owners
+/// on the Free plan (one job at a time each): no owner ever has two jobs
+/// running, no job is taken twice, and every job is run in the end.
+async fn claimers_at_once_never_run_more_of_an_owners_jobs_than_the_plan_allows(backend: Backend) {
+    use debrief::meetings::{entity::Kind, model::MeetingFields, store};
+    use debrief::processing::jobs;
+
+    let app = crate::helpers::spawn_app(backend).await;
+    let db = &app.db;
+    let mut owners = Vec::new();
+    for name in ["ada", "ben", "cy", "dee"] {
+        owners.push(app.sign_up(name).await.id);
+    }
+    let mut queued = 0;
+    for _ in 0..5 {
+        for &owner in &owners {
+            let scoped = db.as_user(owner).await.unwrap();
+            let meeting = store::create(&scoped, owner, Kind::Meeting, MeetingFields::default(), None)
+                .await
+                .unwrap();
+            jobs::enqueue(&scoped, owner, meeting.id, None, 5).await.unwrap();
+            scoped.commit().await.unwrap();
+            queued += 1;
+        }
+    }
+
+    let mut taken = std::collections::HashSet::new();
+    for round in 0.. {
+        assert!(round < 200, "{} of {queued} jobs ran", taken.len());
+        let claims = (0..8).map(|i| async move {
+            jobs::claim(db, &format!("claimer-{i}"), Duration::from_secs(60), 3)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(move |job| (job, format!("claimer-{i}")))
+        });
+        let claimed: Vec<_> = futures::future::join_all(claims)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut running = std::collections::HashMap::new();
+        for (job, _) in &claimed {
+            assert!(taken.insert(job.id), "job {} was taken twice", job.id);
+            *running.entry(job.user_id).or_insert(0) += 1;
+        }
+        assert!(
+            running.values().all(|&n| n <= 1),
+            "round {round}: an owner got two jobs at once: {running:?}"
+        );
+        for (job, worker) in claimed {
+            let scoped = db.as_service().await.unwrap();
+            jobs::succeed(&scoped, job.id, &worker).await.unwrap();
+            scoped.commit().await.unwrap();
+        }
+        if taken.len() == queued {
+            break;
+        }
+    }
 }
