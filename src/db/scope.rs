@@ -322,11 +322,7 @@ impl Db {
 
     /// A transaction bound to `scope`.
     pub async fn scoped(&self, scope: Scope) -> AppResult<Scoped> {
-        let txn = match &self.writer {
-            Some(writer) => Inner::Turn(writer.begin(&self.conn).await?),
-            None => self.begin_postgres(scope).await?,
-        };
-        Ok(self.bind(txn, scope))
+        self.open_scoped(scope, true).await
     }
 
     /// A transaction over one user's data that only reads: see
@@ -349,27 +345,29 @@ impl Db {
     /// the reader pool, beside the writer rather than queued behind it; a
     /// write through it fails ("attempt to write a readonly database").
     pub async fn reading(&self, scope: Scope) -> AppResult<Scoped> {
-        let txn = match self.backend() {
-            DbBackend::Postgres => self.begin_postgres(scope).await?,
-            _ => Inner::Read(self.begin_read().await?),
+        self.open_scoped(scope, false).await
+    }
+
+    /// On Postgres a transaction whose `BEGIN` sets the scope; on SQLite
+    /// (the one backend with a writer connection) a turn on the writer to
+    /// write, or a read on the reader pool.
+    async fn open_scoped(&self, scope: Scope, writes: bool) -> AppResult<Scoped> {
+        let txn = match (&self.writer, writes) {
+            (Some(writer), true) => Inner::Turn(writer.begin(&self.conn).await?),
+            (Some(_), false) => Inner::Read(self.begin_read().await?),
+            (None, _) => {
+                let pool = self.conn.get_postgres_connection_pool();
+                Inner::Postgres(PgTxn::begin(pool, scope.postgres_begin()).await?)
+            }
         };
-        Ok(self.bind(txn, scope))
-    }
-
-    async fn begin_postgres(&self, scope: Scope) -> Result<Inner, DbErr> {
-        let pool = self.conn.get_postgres_connection_pool();
-        Ok(Inner::Postgres(PgTxn::begin(pool, scope.postgres_begin()).await?))
-    }
-
-    fn bind(&self, txn: Inner, scope: Scope) -> Scoped {
-        Scoped {
+        Ok(Scoped {
             txn: Txn(txn),
             scope,
             signals: self.signals().clone(),
             pending: Mutex::default(),
             work_queued: Default::default(),
             everyone: Default::default(),
-        }
+        })
     }
 }
 
