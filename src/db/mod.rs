@@ -31,6 +31,10 @@ use crate::config::{Config, ConfigError};
 /// export page, analytics) from holding up the others.
 const SQLITE_READERS: u32 = 4;
 
+/// Postgres connections beside those of scoped transactions, for the rest:
+/// plans, sign-in throttling, event delivery (one listens), migrations.
+const UNSCOPED_POSTGRES_CONNECTIONS: u32 = 4;
+
 /// Makes a SQLite connection plan each statement once, whatever values are
 /// bound to it (`SQLITE_DBCONFIG_ENABLE_QPSG`).
 ///
@@ -88,10 +92,8 @@ pub struct Db {
     /// one writer connection `conn` (None on Postgres, whose one pool does
     /// both, and for an in-memory database).
     reader: Option<DatabaseConnection>,
-    /// SQLite: the turns of transactions that write on `conn`, which commit
-    /// in groups (None on Postgres, whose transactions each have a
-    /// connection and commit on their own).
-    writer: Option<std::sync::Arc<group::Writer>>,
+    /// Where scoped transactions run.
+    scoped: ScopedOn,
     signals: std::sync::Arc<Signals>,
 }
 
@@ -140,6 +142,18 @@ pub enum ConnectError {
          DATABASE_MIGRATION_URL, the owner of the schema"
     )]
     Migrate(DbErr),
+}
+
+/// Where a [`Db`]'s scoped transactions run.
+#[derive(Debug, Clone)]
+enum ScopedOn {
+    /// SQLite: turns on the writer connection `conn`, which commit in
+    /// groups (reads go to the reader pool).
+    Writer(std::sync::Arc<group::Writer>),
+    /// Postgres: connections of their own, each transaction committing on
+    /// its own; `conn` keeps a few for the rest (plans, sign-in
+    /// throttling, event delivery, migrations).
+    Postgres(std::sync::Arc<pg::PgConnections>),
 }
 
 impl Db {
@@ -256,15 +270,19 @@ impl Db {
                 .max_connections(max_connections);
             options
         };
-        let (conn, reader) = match backend {
+        let (conn, reader, scoped) = match backend {
             DbBackend::Postgres => {
-                let mut options = options(config.db_max_connections.unwrap_or(10));
+                let max = config.db_max_connections.unwrap_or(10);
+                let mut options = options(max.min(UNSCOPED_POSTGRES_CONNECTIONS));
                 // A liveness round trip on every checkout was one of five
                 // per read; a connection in use is known to be alive. One
                 // idle for a while is still checked, and one that broke
                 // (Postgres restarted) fails its call and is dropped.
                 options.test_before_acquire_if_idle_for(Duration::from_secs(1));
-                (Database::connect(options).await?, None)
+                let conn = Database::connect(options).await?;
+                let connect = conn.get_postgres_connection_pool().connect_options();
+                let scoped = pg::PgConnections::new((*connect).clone(), max, config.db_acquire_timeout);
+                (conn, None, ScopedOn::Postgres(scoped))
             }
             _ => {
                 // Writes queue for one connection: SQLite allows one writer
@@ -297,14 +315,13 @@ impl Db {
                     sqlite(&mut reader, true);
                     Some(Database::connect(reader).await?)
                 };
-                (conn, reader)
+                (conn, reader, ScopedOn::Writer(Default::default()))
             }
         };
-        let writer = (backend == DbBackend::Sqlite).then(Default::default);
         Ok(Self {
             conn,
             reader,
-            writer,
+            scoped,
             signals: Default::default(),
         })
     }
@@ -433,6 +450,9 @@ impl Db {
     pub async fn close(self) -> Result<(), DbErr> {
         if let Some(reader) = self.reader {
             reader.close().await?;
+        }
+        if let ScopedOn::Postgres(scoped) = self.scoped {
+            scoped.close().await;
         }
         self.conn.close().await
     }

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use super::group::Turn;
 use super::pg::PgTxn;
-use super::{Db, Signals};
+use super::{Db, ScopedOn, Signals};
 use crate::error::{AppError, AppResult};
 
 /// Whose data a transaction may touch.
@@ -352,12 +352,11 @@ impl Db {
     /// (the one backend with a writer connection) a turn on the writer to
     /// write, or a read on the reader pool.
     async fn open_scoped(&self, scope: Scope, writes: bool) -> AppResult<Scoped> {
-        let txn = match (&self.writer, writes) {
-            (Some(writer), true) => Inner::Turn(writer.begin(&self.conn).await?),
-            (Some(_), false) => Inner::Read(self.begin_read().await?),
-            (None, _) => {
-                let pool = self.conn.get_postgres_connection_pool();
-                Inner::Postgres(PgTxn::begin(pool, scope.postgres_begin()).await?)
+        let txn = match (&self.scoped, writes) {
+            (ScopedOn::Writer(writer), true) => Inner::Turn(writer.begin(&self.conn).await?),
+            (ScopedOn::Writer(_), false) => Inner::Read(self.begin_read().await?),
+            (ScopedOn::Postgres(pool), _) => {
+                Inner::Postgres(PgTxn::begin(pool, &scope.postgres_begin()).await?)
             }
         };
         Ok(Scoped {

@@ -80,8 +80,8 @@ fn with_parameters(sql: &str) -> Sent {
 
 /// The one transaction of a call: the statements from the `BEGIN` of the
 /// backend that ran `marker` to its `COMMIT` or `ROLLBACK`, waiting for the
-/// end (the driver sends a read's `ROLLBACK` as it releases the
-/// connection).
+/// end (a read's `ROLLBACK` goes with its connection's next transaction, or
+/// from the pool within a fraction of a second).
 async fn transaction_of(cluster: &Cluster, from: usize, marker: &str) -> (Vec<Sent>, bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

@@ -11,6 +11,7 @@ use debrief::meetings::entity::{self as meeting, Status};
 use migration::rls::OWNED_TABLES;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, PaginatorTrait, QueryFilter, Statement,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -449,6 +450,80 @@ async fn row_level_security_binds_the_apps_own_connection_on_postgres() {
         count(app.db.unscoped(), "SELECT COUNT(*) AS n FROM meetings").await,
         0
     );
+}
+
+/// A scoped transaction that ends without a commit hands its connection
+/// back at once and is rolled back by the connection's next message; with
+/// no next transaction coming, the pool rolls it back within a fraction of
+/// a second, so it does not hold up schema changes (or `VACUUM`) with its
+/// locks and snapshot, and what it wrote is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_ended_without_a_commit_soon_releases_its_locks_on_postgres() {
+    let app = spawn_app(Backend::Postgres).await;
+    let (alice, _) = alice_and_bob(&app.db).await;
+    let owner = app.owner_db().await;
+
+    let read = app.db.read_as_user(alice).await.unwrap();
+    assert_eq!(count(read.txn(), "SELECT COUNT(*) AS n FROM meetings").await, 2);
+    let write = app.db.as_user(alice).await.unwrap();
+    let updated = write
+        .txn()
+        .execute_unprepared("UPDATE meetings SET title = 'never committed'")
+        .await
+        .unwrap();
+    assert_eq!(updated.rows_affected(), 2);
+    drop(write);
+    drop(read);
+
+    // The schema's owner takes the strongest lock on the table both used.
+    let started = std::time::Instant::now();
+    let change = owner.unscoped().begin().await.unwrap();
+    change
+        .execute_unprepared("SET LOCAL lock_timeout = '2s'")
+        .await
+        .unwrap();
+    change
+        .execute_unprepared("LOCK TABLE meetings IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("the transactions left open were rolled back");
+    change.rollback().await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(1),
+        "the lock took {waited:?}"
+    );
+
+    let read = app.db.read_as_user(alice).await.unwrap();
+    let kept = "SELECT COUNT(*) AS n FROM meetings WHERE title <> 'never committed'";
+    assert_eq!(count(read.txn(), kept).await, 2, "the write was rolled back");
+}
+
+/// A statement cut off mid-way (its call dropped, as when a client goes
+/// away) leaves its connection in an unknown state: the connection is
+/// closed rather than handed to the next transaction, which would wait for
+/// the cut-off statement's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_cut_off_leaves_no_connection_behind_on_postgres() {
+    let app = spawn_app(Backend::Postgres).await;
+    let (alice, _) = alice_and_bob(&app.db).await;
+
+    let slow = app.db.read_as_user(alice).await.unwrap();
+    let cut = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        slow.txn().execute_unprepared("SELECT pg_sleep(5)"),
+    )
+    .await;
+    assert!(cut.is_err(), "the statement was cut off");
+    drop(slow);
+
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let read = app.db.read_as_user(alice).await.unwrap();
+        assert_eq!(count(read.txn(), "SELECT COUNT(*) AS n FROM meetings").await, 2);
+        drop(read);
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(2), "a read took {took:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
