@@ -28,6 +28,11 @@ mod postgres {
     async fn a_database_outage_is_unavailable_with_a_retry_hint_and_the_server_recovers() {
         super::a_database_outage_is_unavailable_with_a_retry_hint_and_the_server_recovers().await
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_finding_every_connection_busy_is_unavailable_after_the_acquire_timeout() {
+        super::a_call_finding_every_connection_busy_is_unavailable_after_the_acquire_timeout().await
+    }
 }
 
 mod sqlite {
@@ -239,6 +244,42 @@ async fn a_database_outage_is_unavailable_with_a_retry_hint_and_the_server_recov
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(ready().await.0, 200);
+}
+
+/// With every connection of user transactions busy, a call waits for one
+/// no longer than `DEBRIEF_DB_ACQUIRE_TIMEOUT`, then fails with
+/// UNAVAILABLE and a retry hint; once a connection is free again the same
+/// call is served.
+async fn a_call_finding_every_connection_busy_is_unavailable_after_the_acquire_timeout() {
+    let app = crate::helpers::spawn_app_with(Backend::Postgres, |vars| {
+        vars.insert("DEBRIEF_DB_MAX_CONNECTIONS".into(), "1".into());
+        vars.insert("DEBRIEF_DB_ACQUIRE_TIMEOUT".into(), "500ms".into());
+    })
+    .await;
+    let dee = app.sign_up("dee").await;
+    let profile = || async {
+        app.profiles()
+            .get_profile(dee.request(pb::GetProfileRequest::default()))
+            .await
+    };
+    profile().await.expect("served");
+
+    // The server's one connection, held by a transaction of its own.
+    let held = app.db.as_service().await.expect("the one connection");
+    let started = std::time::Instant::now();
+    let status = profile().await.expect_err("no connection free");
+    let waited = started.elapsed();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    let details = details(&status);
+    assert!(details.retry_info().is_some(), "{status:?}");
+    assert_eq!(details.error_info().unwrap().reason, "DATABASE_UNAVAILABLE");
+    assert!(
+        (Duration::from_millis(450)..Duration::from_secs(3)).contains(&waited),
+        "the refusal took {waited:?}"
+    );
+
+    drop(held);
+    profile().await.expect("served once the connection is free");
 }
 
 /// A client stream of `Upload` messages the test feeds by hand.
