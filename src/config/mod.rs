@@ -42,8 +42,9 @@ pub struct Config {
     /// `DATABASE_URL` as a role that owns nothing, so no statement it runs
     /// can turn Row Level Security off.
     pub database_migration_url: Option<Secret>,
-    /// `DEBRIEF_DB_MAX_CONNECTIONS`: pool size on Postgres; on SQLite the
-    /// size of the pool reads run on, beside its one writer connection.
+    /// `DEBRIEF_DB_MAX_CONNECTIONS`: on Postgres the connections of scoped
+    /// transactions (beside at most 4 for the rest); on SQLite the size of
+    /// the pool reads run on, beside its one writer connection.
     pub db_max_connections: Option<u32>,
     /// `DEBRIEF_DB_ACQUIRE_TIMEOUT`: how long a call waits for a database
     /// connection (the database down, or every connection busy) before it
