@@ -89,8 +89,9 @@ async fn stable_plans(
 pub struct Db {
     conn: DatabaseConnection,
     /// SQLite: the pool of query-only connections reads run on, beside the
-    /// one writer connection `conn` (None on Postgres, whose one pool does
-    /// both, and for an in-memory database).
+    /// one writer connection `conn` (None on Postgres, whose scoped
+    /// transactions have connections of their own, and for an in-memory
+    /// database).
     reader: Option<DatabaseConnection>,
     /// Where scoped transactions run.
     scoped: ScopedOn,
@@ -274,10 +275,11 @@ impl Db {
             DbBackend::Postgres => {
                 let max = config.db_max_connections.unwrap_or(10);
                 let mut options = options(max.min(UNSCOPED_POSTGRES_CONNECTIONS));
-                // A liveness round trip on every checkout was one of five
-                // per read; a connection in use is known to be alive. One
-                // idle for a while is still checked, and one that broke
-                // (Postgres restarted) fails its call and is dropped.
+                // No liveness round trip on every checkout: a connection in
+                // use is known to be alive. One idle for a while is still
+                // checked, and one that broke (Postgres restarted) fails its
+                // call and is dropped. Scoped transactions, the hot path,
+                // run on `PgConnections`, which does the same.
                 options.test_before_acquire_if_idle_for(Duration::from_secs(1));
                 let conn = Database::connect(options).await?;
                 let connect = conn.get_postgres_connection_pool().connect_options();

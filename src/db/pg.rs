@@ -28,7 +28,7 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 /// connections: the longest an unfinished transaction holds its snapshot
 /// and locks (which would hold up `VACUUM` and schema changes) once no
 /// transaction takes its connection, up to twice this.
-pub(crate) const REAP_EVERY: Duration = Duration::from_millis(100);
+const REAP_EVERY: Duration = Duration::from_millis(100);
 /// A connection idle this long is checked before use (Postgres may have
 /// restarted meanwhile); one in steady use is known to be alive.
 const CHECK_AFTER: Duration = Duration::from_secs(1);
@@ -260,14 +260,13 @@ impl PgTxn {
         } else {
             begin.to_owned()
         };
-        let begun = sqlx::raw_sql(sqlx::AssertSqlSafe(begin))
+        // On failure the lease stays unusable (`call`): the connection is
+        // closed, whatever state the message left it in.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(begin))
             .execute(lease.call())
-            .await;
-        lease.done(&begun);
-        if let Err(e) = begun {
-            lease.unusable = true;
-            return Err(DbErr::Conn(runtime(e)));
-        }
+            .await
+            .map_err(|e| DbErr::Conn(runtime(e)))?;
+        lease.unusable = false;
         Ok(Self {
             lease: Mutex::new(lease),
         })
