@@ -20,7 +20,7 @@ use sea_orm::{
 };
 
 pub(crate) use scope::entity_tail;
-pub use scope::{INSERT_BATCH, Owned, Scope, Scoped, ScopedWrite, Stamped, Txn, stamp};
+pub use scope::{INSERT_BATCH, Owned, Scope, Scoped, ScopedWrite, Setting, Stamped, Txn, stamp};
 pub use signals::Signals;
 
 use crate::config::{Config, ConfigError};

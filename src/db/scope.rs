@@ -38,21 +38,28 @@ pub enum Scope {
     Service,
 }
 
+/// A setting of Postgres's for one transaction: its name and value.
+pub type Setting = (&'static str, &'static str);
+
 impl Scope {
     /// The Postgres `BEGIN` of a transaction in this scope: with the
-    /// settings the Row Level Security policies read, in one message. A
-    /// message of several statements takes no parameters, so the values
-    /// are literals: a UUID's digits and hyphens and a fixed role name,
-    /// which need no escaping.
-    fn postgres_begin(self) -> String {
+    /// settings the Row Level Security policies read, and `settings`, in
+    /// one message. A message of several statements takes no parameters,
+    /// so the values are literals: a UUID's digits and hyphens, a fixed
+    /// role name and the constants of `settings`, which need no escaping.
+    fn postgres_begin(self, settings: &[Setting]) -> String {
         let (user_id, role) = match self {
             Self::User(id) => (id.to_string(), "user"),
             Self::Admin(id) => (id.to_string(), "admin"),
             Self::Service => (String::new(), "service"),
         };
-        format!(
+        let mut begin = format!(
             "BEGIN; SELECT set_config('app.user_id', '{user_id}', true), set_config('app.role', '{role}', true)"
-        )
+        );
+        for (name, value) in settings {
+            begin.push_str(&format!(", set_config('{name}', '{value}', true)"));
+        }
+        begin
     }
 }
 
@@ -320,9 +327,16 @@ impl Db {
         self.scoped(Scope::Service).await
     }
 
+    /// A transaction for the platform itself with Postgres `settings` (of
+    /// the planner, say) for its length, set with its `BEGIN`; SQLite has
+    /// no such settings.
+    pub async fn as_service_with(&self, settings: &[Setting]) -> AppResult<Scoped> {
+        self.open_scoped(Scope::Service, true, settings).await
+    }
+
     /// A transaction bound to `scope`.
     pub async fn scoped(&self, scope: Scope) -> AppResult<Scoped> {
-        self.open_scoped(scope, true).await
+        self.open_scoped(scope, true, &[]).await
     }
 
     /// A transaction over one user's data that only reads: see
@@ -345,18 +359,18 @@ impl Db {
     /// the reader pool, beside the writer rather than queued behind it; a
     /// write through it fails ("attempt to write a readonly database").
     pub async fn reading(&self, scope: Scope) -> AppResult<Scoped> {
-        self.open_scoped(scope, false).await
+        self.open_scoped(scope, false, &[]).await
     }
 
     /// On Postgres a transaction whose `BEGIN` sets the scope; on SQLite
     /// (the one backend with a writer connection) a turn on the writer to
     /// write, or a read on the reader pool.
-    async fn open_scoped(&self, scope: Scope, writes: bool) -> AppResult<Scoped> {
+    async fn open_scoped(&self, scope: Scope, writes: bool, settings: &[Setting]) -> AppResult<Scoped> {
         let txn = match (&self.scoped, writes) {
             (ScopedOn::Writer(writer), true) => Inner::Turn(writer.begin(&self.conn).await?),
             (ScopedOn::Writer(_), false) => Inner::Read(self.begin_read().await?),
             (ScopedOn::Postgres(pool), _) => {
-                Inner::Postgres(PgTxn::begin(pool, &scope.postgres_begin()).await?)
+                Inner::Postgres(PgTxn::begin(pool, &scope.postgres_begin(settings)).await?)
             }
         };
         Ok(Scoped {

@@ -498,6 +498,39 @@ async fn a_transaction_ended_without_a_commit_soon_releases_its_locks_on_postgre
     assert_eq!(count(read.txn(), kept).await, 2, "the write was rolled back");
 }
 
+/// Settings given to a transaction (the queue's claim turns off sorting)
+/// last for that transaction only: the next transaction on the same
+/// connection, after a commit or after one dropped without it, plans with
+/// the defaults again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_given_to_a_transaction_end_with_it_on_postgres() {
+    let app = spawn_app(Backend::Postgres).await;
+    let claim = app.db.as_service_with(&[("enable_sort", "off")]).await.unwrap();
+    let (sort, pid) = sort_and_backend(claim.txn()).await;
+    assert_eq!(sort, "off");
+    claim.commit().await.unwrap();
+    let next = app.db.as_service().await.unwrap();
+    assert_eq!(sort_and_backend(next.txn()).await, ("on".to_owned(), pid));
+    next.commit().await.unwrap();
+
+    let dropped = app.db.as_service_with(&[("enable_sort", "off")]).await.unwrap();
+    assert_eq!(sort_and_backend(dropped.txn()).await, ("off".to_owned(), pid));
+    drop(dropped);
+    let next = app.db.read_as_service().await.unwrap();
+    assert_eq!(sort_and_backend(next.txn()).await, ("on".to_owned(), pid));
+}
+
+/// `enable_sort` as `conn` sees it, and the Postgres process serving it.
+async fn sort_and_backend(conn: &impl ConnectionTrait) -> (String, i32) {
+    let sql = "SELECT current_setting('enable_sort') AS sort, pg_backend_pid() AS pid";
+    let row = conn
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .expect(sql)
+        .expect("a row");
+    (row.try_get("", "sort").unwrap(), row.try_get("", "pid").unwrap())
+}
+
 /// A statement cut off mid-way (its call dropped, as when a client goes
 /// away) leaves its connection in an unknown state: the connection is
 /// closed rather than handed to the next transaction, which would wait for
