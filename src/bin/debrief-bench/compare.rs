@@ -62,6 +62,10 @@ pub struct Side {
     pub p50_us: u64,
     /// 99th percentile latency.
     pub p99_us: u64,
+    /// The whole machine's processor time per call (server, database and
+    /// clients together), and the share of it the hypervisor gave to
+    /// others; None where /proc/stat is not there to read.
+    pub machine: Option<Machine>,
 }
 
 impl From<&Row> for Side {
@@ -70,6 +74,134 @@ impl From<&Row> for Side {
             per_second: row.calls_per_second,
             p50_us: row.p50_us,
             p99_us: row.p99_us,
+            machine: None,
+        }
+    }
+}
+
+/// What the machine's processors did while one side was measured.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Machine {
+    /// Processor time used (user, system and interrupts) per call.
+    pub cpu_us_per_call: f64,
+    /// Of it, the clients' (see [`Clients`]), when told apart.
+    pub client_us_per_call: Option<f64>,
+    /// Of the processors' time, the share taken by the hypervisor for
+    /// other guests ("steal"): the machine was that much smaller.
+    pub steal_percent: f64,
+}
+
+/// The counters of /proc/stat's first line, in clock ticks: busy and
+/// stolen time and the total, with the number of processors.
+struct Ticks {
+    busy: u64,
+    steal: u64,
+    total: u64,
+    processors: usize,
+}
+
+fn ticks() -> Option<Ticks> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut lines = stat.lines();
+    let all: Vec<u64> = lines
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let [user, nice, system, idle, iowait, irq, softirq, steal, ..] = all[..] else {
+        return None;
+    };
+    let processors = lines
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    let busy = user + nice + system + irq + softirq;
+    Some(Ticks {
+        busy,
+        steal,
+        total: busy + idle + iowait + steal,
+        processors,
+    })
+}
+
+/// Whose processor time counts as the clients'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clients {
+    /// Not told apart: the server runs in this process too.
+    Mixed,
+    /// This process: the benchmark's gRPC clients, or the SQLite loop.
+    ThisProcess,
+    /// This process and those it runs: pgbench.
+    WithChildren,
+}
+
+/// Processor ticks of `clients`.
+fn client_ticks(clients: Clients) -> Option<u64> {
+    let of = |pid: &str| -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields from the third (after the command in parentheses): user
+        // and system time are the 14th and 15th.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    };
+    let mut ticks = of("self")?;
+    if clients == Clients::WithChildren {
+        for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+            let pids = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            ticks += pids.split_whitespace().filter_map(of).sum::<u64>();
+        }
+    }
+    Some(ticks)
+}
+
+/// Samples the machine over the window that opens `warmup` from now and
+/// lasts `duration` (a side's measured window), telling `clients` apart;
+/// the caller divides by the calls made in it with [`Sampled::per_call`].
+pub fn sample_machine(warmup: Duration, duration: Duration, clients: Clients) -> Sampled {
+    Sampled(tokio::spawn(async move {
+        tokio::time::sleep(warmup).await;
+        let client_ticks = || {
+            (clients != Clients::Mixed)
+                .then(|| client_ticks(clients))
+                .flatten()
+        };
+        let (before, client_before, from) = (ticks()?, client_ticks(), Instant::now());
+        tokio::time::sleep(duration).await;
+        let (after, client_after) = (ticks()?, client_ticks());
+        let seconds = from.elapsed().as_secs_f64();
+        // Ticks of all processors: a share of them is that share of each
+        // processor's time over the window.
+        let total = after.total.saturating_sub(before.total).max(1) as f64;
+        let seconds_of =
+            |a: u64, b: u64| b.saturating_sub(a) as f64 / total * after.processors as f64 * seconds;
+        Some(Usage {
+            busy_seconds: seconds_of(before.busy, after.busy),
+            client_seconds: client_before.zip(client_after).map(|(a, b)| seconds_of(a, b)),
+            steal_percent: 100.0 * after.steal.saturating_sub(before.steal) as f64 / total,
+        })
+    }))
+}
+
+/// Processor time over a window.
+struct Usage {
+    busy_seconds: f64,
+    client_seconds: Option<f64>,
+    steal_percent: f64,
+}
+
+/// A machine sample under way.
+pub struct Sampled(tokio::task::JoinHandle<Option<Usage>>);
+
+impl Sampled {
+    /// The sample, per call of `side` measured over `duration`.
+    pub async fn per_call(self, side: &mut Side, duration: Duration) {
+        let calls = side.per_second * duration.as_secs_f64();
+        if let Ok(Some(usage)) = self.0.await {
+            side.machine = (calls > 0.0).then(|| Machine {
+                cpu_us_per_call: usage.busy_seconds * 1e6 / calls,
+                client_us_per_call: usage.client_seconds.map(|s| s * 1e6 / calls),
+                steal_percent: usage.steal_percent,
+            });
         }
     }
 }
@@ -336,6 +468,7 @@ fn side(mut latencies: Vec<u64>, duration: Duration) -> Side {
         per_second: latencies.len() as f64 / duration.as_secs_f64(),
         p50_us: percentile(0.50),
         p99_us: percentile(0.99),
+        machine: None,
     }
 }
 
@@ -343,22 +476,51 @@ fn side(mut latencies: Vec<u64>, duration: Duration) -> Side {
 pub fn print(comparisons: &[Comparison]) {
     println!("\ncomparison: debrief ÷ the same statements without it");
     println!(
-        "{:<52} {:>5} {:>12} {:>11} {:>12} {:>11} {:>7}",
-        "rpc (baseline)", "round", "debrief/s", "p99 ms", "without/s", "p99 ms", "ratio"
+        "{:<58} {:>5} {:>10} {:>7} {:>11} {:>10} {:>7} {:>11} {:>6} {:>7}",
+        "rpc (baseline)",
+        "round",
+        "debrief/s",
+        "p99 ms",
+        "cpu µs",
+        "without/s",
+        "p99 ms",
+        "cpu µs",
+        "steal",
+        "ratio"
     );
     let ms = |us: u64| format!("{:.2}", us as f64 / 1000.0);
+    let cpu = |side: &Side| {
+        side.machine.map_or("-".into(), |m| {
+            let clients = m
+                .client_us_per_call
+                .map_or(String::new(), |c| format!(" ({c:.0})"));
+            format!("{:.0}{clients}", m.cpu_us_per_call)
+        })
+    };
     for c in comparisons {
+        let steal = [c.debrief.machine, c.without.machine]
+            .iter()
+            .flatten()
+            .map(|m| m.steal_percent)
+            .fold(None, |worst: Option<f64>, s| Some(worst.map_or(s, |w| w.max(s))));
         println!(
-            "{:<52} {:>5} {:>12.0} {:>11} {:>12.0} {:>11} {:>6.2}×",
+            "{:<58} {:>5} {:>10.0} {:>7} {:>11} {:>10.0} {:>7} {:>11} {:>6} {:>6.2}×",
             format!("{} ({})", c.scenario.rpc(), c.baseline),
             c.round,
             c.debrief.per_second,
             ms(c.debrief.p99_us),
+            cpu(&c.debrief),
             c.without.per_second,
             ms(c.without.p99_us),
+            cpu(&c.without),
+            steal.map_or("-".into(), |s| format!("{s:.0}%")),
             c.ratio
         );
     }
+    println!(
+        "(cpu µs: the whole machine's processor time per call — server, database and clients — \
+         with the clients' in brackets when the server runs apart (--addr); steal: the larger share the hypervisor took on either side)"
+    );
     let mut scenarios: Vec<Scenario> = comparisons.iter().map(|c| c.scenario).collect();
     scenarios.dedup();
     for scenario in scenarios {
@@ -379,5 +541,46 @@ pub fn print(comparisons: &[Comparison]) {
             line.push_str(&format!(" (goal ≥ {goal}×: {met})"));
         }
         println!("{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// A thread of this process kept busy through the window shows in the
+    /// clients' time, and that time within the machine's.
+    #[tokio::test]
+    async fn a_busy_thread_of_this_process_counts_as_the_clients_time() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinning = stop.clone();
+        let spinner = std::thread::spawn(move || {
+            while !spinning.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        });
+        let window = Duration::from_millis(400);
+        let mut side = Side {
+            per_second: 10.0,
+            p50_us: 0,
+            p99_us: 0,
+            machine: None,
+        };
+        sample_machine(Duration::ZERO, window, Clients::ThisProcess)
+            .per_call(&mut side, window)
+            .await;
+        stop.store(true, Ordering::Relaxed);
+        spinner.join().unwrap();
+
+        let machine = side.machine.expect("a machine sample from /proc/stat");
+        // Four calls in the window: the spinning thread's 0.4 s is about
+        // 100,000 µs a call; the bound leaves room for a loaded machine.
+        let clients = machine.client_us_per_call.expect("the clients' time");
+        assert!(clients > 25_000.0, "{machine:?}");
+        assert!(machine.cpu_us_per_call > clients * 0.8, "{machine:?}");
+        assert!((0.0..=100.0).contains(&machine.steal_percent), "{machine:?}");
     }
 }

@@ -593,15 +593,27 @@ async fn main() -> anyhow::Result<()> {
             })
             .collect::<Vec<_>>();
         for round in 1..=args.rounds.max(1) {
+            // Served in this process unless --addr: then clients and
+            // server are not told apart.
+            let apart = if args.addr.is_some() {
+                compare::Clients::ThisProcess
+            } else {
+                compare::Clients::Mixed
+            };
+            let machine = compare::sample_machine(args.warmup, args.duration, apart);
             let row = run(scenario, &channels, &fixtures, &http, &args).await;
-            let (baseline, without) =
+            let mut debrief = compare::Side::from(&row);
+            machine.per_call(&mut debrief, args.duration).await;
+            let machine = compare::sample_machine(args.warmup, args.duration, compare::Clients::WithChildren);
+            let (baseline, mut without) =
                 compare::baseline(db, script, &clients, args.warmup, args.duration).await?;
+            machine.per_call(&mut without, args.duration).await;
             comparisons.push(compare::Comparison {
                 scenario,
                 baseline,
                 round,
                 concurrency: args.concurrency,
-                debrief: compare::Side::from(&row),
+                debrief,
                 without,
                 ratio: row.calls_per_second / without.per_second.max(f64::MIN_POSITIVE),
             });
