@@ -135,8 +135,11 @@ pub enum Clients {
     WithChildren,
 }
 
-/// Processor ticks of `clients`.
+/// Processor ticks of `clients`; None when not told apart.
 fn client_ticks(clients: Clients) -> Option<u64> {
+    if clients == Clients::Mixed {
+        return None;
+    }
     let of = |pid: &str| -> Option<u64> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // Fields from the third (after the command in parentheses): user
@@ -160,14 +163,9 @@ fn client_ticks(clients: Clients) -> Option<u64> {
 pub fn sample_machine(warmup: Duration, duration: Duration, clients: Clients) -> Sampled {
     Sampled(tokio::spawn(async move {
         tokio::time::sleep(warmup).await;
-        let client_ticks = || {
-            (clients != Clients::Mixed)
-                .then(|| client_ticks(clients))
-                .flatten()
-        };
-        let (before, client_before, from) = (ticks()?, client_ticks(), Instant::now());
+        let (before, client_before, from) = (ticks()?, client_ticks(clients), Instant::now());
         tokio::time::sleep(duration).await;
-        let (after, client_after) = (ticks()?, client_ticks());
+        let (after, client_after) = (ticks()?, client_ticks(clients));
         let seconds = from.elapsed().as_secs_f64();
         // Ticks of all processors: a share of them is that share of each
         // processor's time over the window.
